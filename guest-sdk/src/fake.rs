@@ -1,0 +1,226 @@
+//! An in-memory [`Host`] for unit-testing module logic with plain `cargo test`.
+//!
+//! ```
+//! use switchyard_sdk::fake::FakeHost;
+//! use switchyard_sdk::Host;
+//!
+//! let host = FakeHost::new()
+//!     .with_table("routes", &[("44", &["uk-vendor"]), ("4420", &["london-vendor"])])
+//!     .with_now_ms(1_700_000_000_000);
+//! let rows = host.table_longest_prefix("routes", "442071234567").unwrap();
+//! assert_eq!(rows[0].fields, vec!["london-vendor".to_string()]);
+//! ```
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::{Error, Gateway, Host, Level, LocalTime, Rate, Row};
+
+/// A host whose data you set up in the test. Interior mutability lets hooks that
+/// take `&dyn Host` change state and counters as the real host would.
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    gateways: Vec<Gateway>,
+    vendor_costs: HashMap<String, Vec<Rate>>,
+    customer_rates: HashMap<String, Vec<Rate>>,
+    tables: HashMap<String, Vec<Row>>,
+    zones: HashMap<String, i32>,
+    now_ms: RefCell<u64>,
+    state: RefCell<BTreeMap<String, String>>,
+    counters: RefCell<HashMap<String, Vec<u64>>>,
+    logs: RefCell<Vec<(Level, String)>>,
+}
+
+impl FakeHost {
+    /// An empty host: no gateways, no tables, clock at the Unix epoch, zone "UTC" known.
+    pub fn new() -> Self {
+        let mut host = FakeHost::default();
+        host.zones.insert("UTC".into(), 0);
+        host
+    }
+
+    /// Add a routing gateway (`up`, with the given capacity and no calls).
+    pub fn with_gateway(mut self, id: &str, up: bool, capacity: u32) -> Self {
+        self.gateways.push(Gateway {
+            id: id.into(),
+            groups: Vec::new(),
+            up,
+            capacity,
+            current_calls: 0,
+            asr: 0.0,
+            acd_secs: 0.0,
+            window_secs: 300,
+            priority: 0,
+        });
+        self
+    }
+
+    /// Add a fully specified routing gateway.
+    pub fn with_gateway_record(mut self, gateway: Gateway) -> Self {
+        self.gateways.push(gateway);
+        self
+    }
+
+    /// Load a data table from `(key, fields)` pairs, in order.
+    pub fn with_table(mut self, name: &str, rows: &[(&str, &[&str])]) -> Self {
+        let rows = rows
+            .iter()
+            .map(|(key, fields)| Row {
+                key: key.to_string(),
+                fields: fields.iter().map(|f| f.to_string()).collect(),
+            })
+            .collect();
+        self.tables.insert(name.into(), rows);
+        self
+    }
+
+    /// Set a vendor cost prefix for `gateway`.
+    pub fn with_vendor_cost(mut self, gateway: &str, rate: Rate) -> Self {
+        self.vendor_costs
+            .entry(gateway.into())
+            .or_default()
+            .push(rate);
+        self
+    }
+
+    /// Set a customer rate prefix for `account`.
+    pub fn with_customer_rate(mut self, account: &str, rate: Rate) -> Self {
+        self.customer_rates
+            .entry(account.into())
+            .or_default()
+            .push(rate);
+        self
+    }
+
+    /// Know time zone `name` as a fixed offset from UTC (no DST in the fake).
+    pub fn with_zone(mut self, name: &str, utc_offset_secs: i32) -> Self {
+        self.zones.insert(name.into(), utc_offset_secs);
+        self
+    }
+
+    /// Set the clock.
+    pub fn with_now_ms(self, now_ms: u64) -> Self {
+        self.set_now_ms(now_ms);
+        self
+    }
+
+    /// Move the clock (counters' windows follow it).
+    pub fn set_now_ms(&self, now_ms: u64) {
+        *self.now_ms.borrow_mut() = now_ms;
+    }
+
+    /// Every line logged so far.
+    pub fn logs(&self) -> Vec<(Level, String)> {
+        self.logs.borrow().clone()
+    }
+}
+
+fn longest_rate(rates: Option<&Vec<Rate>>, number: &str) -> Option<Rate> {
+    rates?
+        .iter()
+        .filter(|r| number.starts_with(&r.prefix))
+        .max_by_key(|r| r.prefix.len())
+        .cloned()
+}
+
+impl Host for FakeHost {
+    fn gateways(&self) -> Vec<Gateway> {
+        self.gateways.clone()
+    }
+    fn gateway(&self, id: &str) -> Result<Gateway, Error> {
+        self.gateways
+            .iter()
+            .find(|g| g.id == id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("gateway {id}")))
+    }
+    fn vendor_cost(&self, gateway: &str, number: &str) -> Result<Option<Rate>, Error> {
+        Ok(longest_rate(self.vendor_costs.get(gateway), number))
+    }
+    fn customer_rate(&self, account: &str, number: &str) -> Result<Option<Rate>, Error> {
+        Ok(longest_rate(self.customer_rates.get(account), number))
+    }
+    fn now_ms(&self) -> u64 {
+        *self.now_ms.borrow()
+    }
+    fn local_time(&self, zone: &str, at_ms: u64) -> Result<LocalTime, Error> {
+        let offset = *self
+            .zones
+            .get(zone)
+            .ok_or_else(|| Error::NotFound(format!("time zone {zone}")))?;
+        Ok(crate::time::civil_from_unix((at_ms / 1000) as i64, offset))
+    }
+    fn table_exact(&self, table: &str, key: &str) -> Result<Vec<Row>, Error> {
+        Ok(self
+            .rows(table)?
+            .iter()
+            .filter(|r| r.key == key)
+            .cloned()
+            .collect())
+    }
+    fn table_longest_prefix(&self, table: &str, number: &str) -> Result<Vec<Row>, Error> {
+        let rows = self.rows(table)?;
+        let best = rows
+            .iter()
+            .filter(|r| number.starts_with(&r.key))
+            .map(|r| r.key.len())
+            .max();
+        Ok(match best {
+            Some(len) => rows
+                .iter()
+                .filter(|r| r.key.len() == len && number.starts_with(&r.key))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        })
+    }
+    fn table_prefixes(&self, table: &str, number: &str, max_rows: u32) -> Result<Vec<Row>, Error> {
+        let mut matching: Vec<Row> = self
+            .rows(table)?
+            .iter()
+            .filter(|r| number.starts_with(&r.key))
+            .cloned()
+            .collect();
+        // Stable sort keeps load order within one key.
+        matching.sort_by_key(|r| std::cmp::Reverse(r.key.len()));
+        matching.truncate(max_rows as usize);
+        Ok(matching)
+    }
+    fn state_get(&self, key: &str) -> Option<String> {
+        self.state.borrow().get(key).cloned()
+    }
+    fn state_set(&self, key: &str, value: &str) -> Result<(), Error> {
+        self.state.borrow_mut().insert(key.into(), value.into());
+        Ok(())
+    }
+    fn state_delete(&self, key: &str) {
+        self.state.borrow_mut().remove(key);
+    }
+    fn incr(&self, key: &str, window_secs: u32) -> Result<u64, Error> {
+        let now = self.now_ms();
+        self.counters
+            .borrow_mut()
+            .entry(key.into())
+            .or_default()
+            .push(now);
+        self.count(key, window_secs)
+    }
+    fn count(&self, key: &str, window_secs: u32) -> Result<u64, Error> {
+        let now = self.now_ms();
+        let since = now.saturating_sub(u64::from(window_secs) * 1000);
+        Ok(self.counters.borrow().get(key).map_or(0, |hits| {
+            hits.iter().filter(|&&t| t > since && t <= now).count() as u64
+        }))
+    }
+    fn log(&self, level: Level, message: &str) {
+        self.logs.borrow_mut().push((level, message.into()));
+    }
+}
+
+impl FakeHost {
+    fn rows(&self, table: &str) -> Result<&Vec<Row>, Error> {
+        self.tables
+            .get(table)
+            .ok_or_else(|| Error::NotFound(format!("table {table}")))
+    }
+}

@@ -1,0 +1,91 @@
+//! The host services a module may call, as one trait so module logic can be tested
+//! natively against [`crate::fake::FakeHost`].
+
+use crate::wit::switchyard::callctl as imports;
+use crate::{Error, Gateway, Level, LocalTime, Rate, Row};
+
+/// Services the switch offers a module. See the WIT files for the full contract.
+pub trait Host {
+    /// Every routing gateway of the tenant, with live state.
+    fn gateways(&self) -> Vec<Gateway>;
+    /// One routing gateway by id.
+    fn gateway(&self, id: &str) -> Result<Gateway, Error>;
+    /// Vendor cost of `number` through `gateway`.
+    fn vendor_cost(&self, gateway: &str, number: &str) -> Result<Option<Rate>, Error>;
+    /// Customer rate of `number` for `account`.
+    fn customer_rate(&self, account: &str, number: &str) -> Result<Option<Rate>, Error>;
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// Civil time at `at_ms` in IANA zone `zone`.
+    fn local_time(&self, zone: &str, at_ms: u64) -> Result<LocalTime, Error>;
+    /// Rows of `table` whose key equals `key`.
+    fn table_exact(&self, table: &str, key: &str) -> Result<Vec<Row>, Error>;
+    /// Rows of the longest key of `table` that prefixes `number`.
+    fn table_longest_prefix(&self, table: &str, number: &str) -> Result<Vec<Row>, Error>;
+    /// Rows of every key of `table` that prefixes `number`, longest first.
+    fn table_prefixes(&self, table: &str, number: &str, max_rows: u32) -> Result<Vec<Row>, Error>;
+    /// Persisted module state: the value under `key`.
+    fn state_get(&self, key: &str) -> Option<String>;
+    /// Persisted module state: store `value` under `key`.
+    fn state_set(&self, key: &str, value: &str) -> Result<(), Error>;
+    /// Persisted module state: remove `key`.
+    fn state_delete(&self, key: &str);
+    /// Count an event under `key`; returns the count within the last `window_secs`.
+    fn incr(&self, key: &str, window_secs: u32) -> Result<u64, Error>;
+    /// The count under `key` within the last `window_secs`, without counting.
+    fn count(&self, key: &str, window_secs: u32) -> Result<u64, Error>;
+    /// Log a line (tagged with the call id by the host).
+    fn log(&self, level: Level, message: &str);
+}
+
+/// The real host: each method is a WIT import. Only usable inside the switch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WasmHost;
+
+impl Host for WasmHost {
+    fn gateways(&self) -> Vec<Gateway> {
+        imports::gateways::snapshot()
+    }
+    fn gateway(&self, id: &str) -> Result<Gateway, Error> {
+        imports::gateways::get(id)
+    }
+    fn vendor_cost(&self, gateway: &str, number: &str) -> Result<Option<Rate>, Error> {
+        imports::rates::vendor_cost(gateway, number)
+    }
+    fn customer_rate(&self, account: &str, number: &str) -> Result<Option<Rate>, Error> {
+        imports::rates::customer_rate(account, number)
+    }
+    fn now_ms(&self) -> u64 {
+        imports::clock::now_ms()
+    }
+    fn local_time(&self, zone: &str, at_ms: u64) -> Result<LocalTime, Error> {
+        imports::clock::to_local(zone, at_ms)
+    }
+    fn table_exact(&self, table: &str, key: &str) -> Result<Vec<Row>, Error> {
+        imports::tables::exact(table, key)
+    }
+    fn table_longest_prefix(&self, table: &str, number: &str) -> Result<Vec<Row>, Error> {
+        imports::tables::longest_prefix(table, number)
+    }
+    fn table_prefixes(&self, table: &str, number: &str, max_rows: u32) -> Result<Vec<Row>, Error> {
+        imports::tables::prefixes(table, number, max_rows)
+    }
+    fn state_get(&self, key: &str) -> Option<String> {
+        imports::state::get(key)
+    }
+    fn state_set(&self, key: &str, value: &str) -> Result<(), Error> {
+        imports::state::set(key, value)
+    }
+    fn state_delete(&self, key: &str) {
+        imports::state::delete(key)
+    }
+    fn incr(&self, key: &str, window_secs: u32) -> Result<u64, Error> {
+        imports::state::incr(key, window_secs)
+    }
+    fn count(&self, key: &str, window_secs: u32) -> Result<u64, Error> {
+        imports::state::count(key, window_secs)
+    }
+    fn log(&self, level: Level, message: &str) {
+        imports::log::log(level, message)
+    }
+}

@@ -1,0 +1,80 @@
+//! The REST API, versioned under `/api/v1`. [`router`] builds the whole API; each
+//! file keeps its routes next to their handlers. Every accepted change is flushed to
+//! disk before the answer goes out.
+
+mod auth;
+mod bindings;
+mod carrier;
+mod error;
+mod modules;
+mod tables;
+mod tokens;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use rand::RngCore;
+
+pub use auth::Caller;
+pub use error::{ApiError, ApiJson, ApiResult};
+
+use crate::config::Config;
+use crate::policy::PolicyEngine;
+use crate::store::Store;
+
+/// The OpenAPI document served at `/api/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    store: Store,
+    policy: Arc<PolicyEngine>,
+    config: Arc<Config>,
+}
+
+impl AppState {
+    /// State over a store and a running engine.
+    pub fn new(store: Store, policy: Arc<PolicyEngine>, config: Config) -> AppState {
+        AppState {
+            store,
+            policy,
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/health",
+            get(|| async { ApiJson(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    OPENAPI,
+                )
+            }),
+        )
+        .merge(modules::routes())
+        .merge(bindings::routes())
+        .merge(tables::routes())
+        .merge(carrier::routes())
+        .merge(tokens::routes())
+        .fallback(|| async {
+            ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
+        })
+        .with_state(state)
+}
+
+/// A fresh random secret (256 bits, hex).
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}

@@ -1,0 +1,74 @@
+//! API tokens (admin only). The secret is returned once, at creation; only its hash is kept.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{new_secret, ApiError, ApiJson, ApiResult, AppState, Caller};
+use crate::store::{Role, TokenInfo};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tokens", get(list).post(create))
+        .route("/api/v1/tokens/{name}", delete(remove))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: Role,
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<NewToken>,
+) -> ApiResult<(StatusCode, ApiJson<Value>)> {
+    caller.require_admin()?;
+    crate::names::check("token name", &req.name).map_err(ApiError::BadRequest)?;
+    let tenant = req.tenant.unwrap_or_else(|| "default".into());
+    crate::names::check("tenant", &tenant).map_err(ApiError::BadRequest)?;
+    if state.store.tokens()?.iter().any(|t| t.name == req.name) {
+        return Err(ApiError::Conflict(format!(
+            "a token named {:?} exists",
+            req.name
+        )));
+    }
+    let info = TokenInfo {
+        name: req.name,
+        role: req.role,
+        tenant,
+        created_at_ms: crate::now_ms(),
+    };
+    let secret = new_secret();
+    state.store.put_token(&secret, &info)?;
+    state.store.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(json!({ "token": secret, "info": info })),
+    ))
+}
+
+async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJson<Vec<TokenInfo>>> {
+    caller.require_admin()?;
+    Ok(ApiJson(state.store.tokens()?))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<ApiJson<Value>> {
+    caller.require_admin()?;
+    if !state.store.delete_token(&name)? {
+        return Err(ApiError::NotFound(format!("token {name:?}")));
+    }
+    state.store.commit().await?;
+    Ok(ApiJson(json!({ "deleted": name })))
+}

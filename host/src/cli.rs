@@ -1,0 +1,311 @@
+//! The `switchyard` command line: `serve`, and client commands that talk to a running
+//! server's REST API (`module push|list|bind|rollback|simulate`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::config::{Config, DEFAULT_API_LISTEN, DEFAULT_DATA_DIR};
+
+/// Switchyard: a programmable carrier softswitch.
+#[derive(Parser)]
+#[command(name = "switchyard", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the softswitch on its embedded defaults (or the given flags).
+    Serve(ServeArgs),
+    /// Manage call-policy modules on a running server.
+    #[command(subcommand)]
+    Module(ModuleCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Data directory.
+    #[arg(long, env = "SWITCHYARD_DATA", default_value = DEFAULT_DATA_DIR)]
+    data: PathBuf,
+    /// REST API listen address.
+    #[arg(long, env = "SWITCHYARD_API_LISTEN", default_value = DEFAULT_API_LISTEN)]
+    api_listen: SocketAddr,
+    /// Largest module upload, bytes.
+    #[arg(long, env = "SWITCHYARD_MAX_MODULE_BYTES", default_value_t = crate::policy::limits::DEFAULT_MAX_MODULE_BYTES)]
+    max_module_bytes: usize,
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// Server URL.
+    #[arg(long, env = "SWITCHYARD_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API token.
+    #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Act for this tenant (admin tokens only).
+    #[arg(long)]
+    tenant: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ModuleCommand {
+    /// Upload a component (.wasm); prints its version id.
+    Push {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The .wasm file.
+        file: PathBuf,
+        /// Module name.
+        #[arg(long)]
+        name: String,
+        /// Description of this version.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List modules and versions.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Bind a module version to a scope (global, account:<id>, gateway:<id>).
+    Bind {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Scope.
+        scope: String,
+        /// Module name.
+        #[arg(long)]
+        module: String,
+        /// Version id.
+        #[arg(long)]
+        version: String,
+        /// Canary version id.
+        #[arg(long)]
+        canary: Option<String>,
+        /// Canary share of calls, percent.
+        #[arg(long, default_value_t = 10.0)]
+        percent: f64,
+        /// CPU deadline per decision, ms.
+        #[arg(long)]
+        deadline_ms: Option<u32>,
+        /// Memory cap, MiB.
+        #[arg(long)]
+        memory_mib: Option<u32>,
+        /// Fallback: reject with this SIP code when the module fails.
+        #[arg(long, conflicts_with = "fallback_routes")]
+        fallback_reject: Option<u16>,
+        /// Fallback: these routing gateways (comma-separated) when the module fails.
+        #[arg(long, value_delimiter = ',')]
+        fallback_routes: Option<Vec<String>>,
+    },
+    /// Restore the binding a scope had before its last change.
+    Rollback {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Scope.
+        scope: String,
+    },
+    /// Run a call record (JSON file) through a module version.
+    Simulate {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Module name.
+        #[arg(long)]
+        module: String,
+        /// Version id.
+        #[arg(long)]
+        version: String,
+        /// Hook: screen, route or on_attempt_failed.
+        #[arg(long, default_value = "route")]
+        hook: String,
+        /// JSON file with the call (fields not given take defaults).
+        call: PathBuf,
+    },
+}
+
+impl Cli {
+    /// Run the parsed command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(a) => serve(a).await,
+            Command::Module(m) => module(m).await,
+        }
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let config = Config {
+        data_dir: a.data,
+        api_listen: a.api_listen,
+        admin_token: std::env::var("SWITCHYARD_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        max_module_bytes: a.max_module_bytes,
+    };
+    let server = crate::server::start(config).await?;
+    if let Some(token) = &server.generated_admin_token {
+        println!("admin token (shown once; keep it): {token}");
+    }
+    println!("switchyard REST API on http://{}/api/v1", server.api_addr);
+    server.run_until_signal().await
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    tenant: Option<String>,
+}
+
+impl Client {
+    fn new(a: ClientArgs) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: a.url.trim_end_matches('/').into(),
+            token: a.token,
+            tenant: a.tenant,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(t) = &self.tenant {
+            req = req.query(&[("tenant", t)]);
+        }
+        req = match body {
+            Some(Body::Json(v)) => req.json(&v),
+            Some(Body::Wasm(bytes)) => req.header("content-type", "application/wasm").body(bytes),
+            None => req,
+        };
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("connecting to {}", self.base))?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!(
+                "{status}: {}",
+                value["error"]["message"].as_str().unwrap_or("no details")
+            );
+        }
+        Ok(value)
+    }
+}
+
+enum Body {
+    Json(Value),
+    Wasm(Vec<u8>),
+}
+
+async fn module(cmd: ModuleCommand) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let out = match cmd {
+        ModuleCommand::Push {
+            client,
+            file,
+            name,
+            description,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let path = format!("/modules/{name}?description={}", urlencode(&description));
+            Client::new(client)
+                .send(Method::POST, &path, Some(Body::Wasm(bytes)))
+                .await?
+        }
+        ModuleCommand::List { client } => {
+            Client::new(client)
+                .send(Method::GET, "/modules", None)
+                .await?
+        }
+        ModuleCommand::Bind {
+            client,
+            scope,
+            module,
+            version,
+            canary,
+            percent,
+            deadline_ms,
+            memory_mib,
+            fallback_reject,
+            fallback_routes,
+        } => {
+            let mut body = json!({ "module": module, "version": version });
+            if let Some(c) = canary {
+                body["canary"] = json!({ "version": c, "percent": percent });
+            }
+            if let Some(d) = deadline_ms {
+                body["deadline_ms"] = json!(d);
+            }
+            if let Some(m) = memory_mib {
+                body["memory_mib"] = json!(m);
+            }
+            if let Some(code) = fallback_reject {
+                body["fallback"] = json!({ "kind": "reject", "code": code, "reason": "Routing policy unavailable" });
+            }
+            if let Some(gateways) = fallback_routes {
+                body["fallback"] = json!({ "kind": "routes", "gateways": gateways });
+            }
+            Client::new(client)
+                .send(
+                    Method::PUT,
+                    &format!("/bindings/{scope}"),
+                    Some(Body::Json(body)),
+                )
+                .await?
+        }
+        ModuleCommand::Rollback { client, scope } => {
+            Client::new(client)
+                .send(Method::POST, &format!("/bindings/{scope}/rollback"), None)
+                .await?
+        }
+        ModuleCommand::Simulate {
+            client,
+            module,
+            version,
+            hook,
+            call,
+        } => {
+            let text = std::fs::read_to_string(&call)
+                .with_context(|| format!("reading {}", call.display()))?;
+            let call: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", call.display()))?;
+            let path = format!("/modules/{module}/versions/{version}/simulate");
+            Client::new(client)
+                .send(
+                    Method::POST,
+                    &path,
+                    Some(Body::Json(json!({ "hook": hook, "call": call }))),
+                )
+                .await?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

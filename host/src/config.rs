@@ -1,0 +1,40 @@
+//! Configuration of `switchyard serve`. Embedded defaults make a first run safe:
+//! data in `./data`, REST on 127.0.0.1:8080.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::limits::DEFAULT_MAX_MODULE_BYTES;
+
+/// Default REST listen address.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Where sled keeps its files.
+    pub data_dir: PathBuf,
+    /// REST API address (port 0 picks a free port).
+    pub api_listen: SocketAddr,
+    /// Admin token to install at start (from `SWITCHYARD_ADMIN_TOKEN`); when none and
+    /// no admin token exists yet, one is generated and printed once.
+    #[serde(skip_serializing)]
+    pub admin_token: Option<String>,
+    /// Largest module upload, bytes.
+    pub max_module_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: DEFAULT_DATA_DIR.into(),
+            api_listen: DEFAULT_API_LISTEN.parse().expect("valid default address"),
+            admin_token: None,
+            max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
+        }
+    }
+}

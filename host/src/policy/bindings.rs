@@ -1,0 +1,20 @@
+//! The one `bindgen!` of the host, over the workspace's `wit/` folder. The generated
+//! code stays private; the rest of the host uses the re-exports.
+
+mod generated {
+    wasmtime::component::bindgen!({
+        world: "call-policy",
+        path: "../wit",
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+    });
+}
+
+pub(crate) use generated::switchyard::callctl::{
+    clock, gateways, log, rates, state, tables, types,
+};
+pub(crate) use generated::{CallPolicy, CallPolicyPre};
+
+/// The exported interface a module must implement, as wasmtime names it.
+pub const POLICY_INTERFACE: &str = "switchyard:callctl/policy@0.1.0";
+/// The world, for messages and module metadata.
+pub const WORLD: &str = "switchyard:callctl/call-policy@0.1.0";

@@ -1,0 +1,83 @@
+//! The wasmtime engine: component model, epoch interruption for CPU deadlines, and
+//! the pooling allocator so a fresh instance per decision is cheap. One epoch ticker
+//! thread per engine drives every deadline.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::limits::{EPOCH_TICK_MS, MAX_MEMORY_MIB};
+
+/// Most instances alive at once across all calls; beyond it instantiation fails
+/// and the call gets its binding's fallback.
+pub const POOL_INSTANCES: u32 = 1_000;
+
+/// Build the engine. Falls back to on-demand allocation (with a warning) when the
+/// machine refuses the pool's virtual memory reservation.
+pub(crate) fn build() -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 4)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 4)
+        .max_memory_size((MAX_MEMORY_MIB as usize) << 20);
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    match Engine::new(&config) {
+        Ok(engine) => Ok(engine),
+        Err(e) => {
+            tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand instances");
+            Engine::new(&base_config())
+        }
+    }
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    // Memories never need more than the largest cap a binding may ask for.
+    config.memory_reservation((MAX_MEMORY_MIB as u64) << 20);
+    config
+}
+
+/// A printable digest of what makes compiled artifacts reusable by this engine.
+pub(crate) fn compatibility_hash(engine: &Engine) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Increments the engine's epoch every [`EPOCH_TICK_MS`] until dropped.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: &Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, flag) = (engine.weak(), stop.clone());
+        std::thread::Builder::new()
+            .name("policy-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(EPOCH_TICK_MS));
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

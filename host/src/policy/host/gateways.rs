@@ -1,0 +1,56 @@
+use super::super::bindings::gateways::{Gateway, Host};
+use super::super::bindings::types::Error;
+use super::super::services::GATEWAY_STATS_WINDOW_SECS;
+use super::{internal, PolicyState};
+use crate::store::RoutingGateway;
+
+impl PolicyState {
+    fn gateway_view(&self, id: String, config: RoutingGateway) -> Gateway {
+        let live = self.ctx.services.gateway_live(&id);
+        Gateway {
+            id,
+            groups: config.groups,
+            up: config.enabled && !live.down,
+            capacity: config.capacity,
+            current_calls: live.current_calls,
+            asr: live.asr,
+            acd_secs: live.acd_secs,
+            window_secs: GATEWAY_STATS_WINDOW_SECS,
+            priority: config.priority,
+        }
+    }
+}
+
+impl Host for PolicyState {
+    fn snapshot(&mut self) -> Vec<Gateway> {
+        let tenant = self.ctx.tenant.clone();
+        match self
+            .ctx
+            .services
+            .store
+            .carrier_list::<RoutingGateway>(Some(&tenant))
+        {
+            Ok(list) => list
+                .into_iter()
+                .map(|(id, g)| self.gateway_view(id, g))
+                .collect(),
+            Err(e) => {
+                tracing::error!(call_id = %self.ctx.call_id, error = %e, "gateway snapshot failed");
+                Vec::new()
+            }
+        }
+    }
+
+    fn get(&mut self, id: String) -> Result<Gateway, Error> {
+        match self
+            .ctx
+            .services
+            .store
+            .carrier_get::<RoutingGateway>(&id)
+            .map_err(internal)?
+        {
+            Some(g) if g.tenant == self.ctx.tenant => Ok(self.gateway_view(id, g)),
+            _ => Err(Error::NotFound(format!("routing gateway {id:?}"))),
+        }
+    }
+}

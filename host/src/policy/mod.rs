@@ -1,0 +1,674 @@
+//! The policy engine: every per-call decision (screen, route, failover) is made by a
+//! sandboxed WebAssembly component implementing `switchyard:callctl/call-policy`.
+//!
+//! - [`engine`] configures wasmtime (component model, epochs, pooling allocator);
+//! - [`invoke`] runs one hook on a fresh instance within a deadline and memory cap;
+//! - [`host`] implements the WIT imports, [`services`] holds what they read;
+//! - [`validate`] checks a module's answer before anyone uses it;
+//! - [`health`] counts invocations and failures per version;
+//! - this file ties them to the store: uploads, bindings (with canary and
+//!   rollback) and the [`BoundPolicy`] a call holds for its whole life.
+//!
+//! A failing module never fails a call: the binding's fallback answers instead, the
+//! failure is counted against the module version and logged with the call id.
+
+mod bindings;
+pub mod engine;
+mod error;
+pub mod health;
+mod host;
+pub mod invoke;
+pub mod limits;
+pub mod services;
+mod state;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::Engine;
+
+pub use bindings::types::{
+    Attempt, Call, Caller, CallerHeader, Decision, Header, Limits, NextStep, Outcome, Reject,
+    Verdict,
+};
+pub use bindings::{POLICY_INTERFACE, WORLD};
+pub use error::{BindError, UploadError};
+pub use health::{FailureKind, HealthReport};
+pub use invoke::{Failure, HookAnswer, HookCall, Invocation, LoadedModule, RunLimits};
+pub use services::{GatewayLive, Services};
+pub use state::LogLine;
+
+use crate::store::{Binding, Fallback, ModuleKey, ModuleVersion, Scope, Store};
+use health::HealthBoard;
+use limits::*;
+use state::PolicyState;
+
+/// The engine and its registry of loaded modules and active bindings.
+pub struct PolicyEngine {
+    engine: Engine,
+    engine_hash: String,
+    linker: Linker<PolicyState>,
+    services: Arc<Services>,
+    health: HealthBoard,
+    loaded: RwLock<HashMap<ModuleKey, Arc<LoadedModule>>>,
+    bindings: RwLock<HashMap<Scope, Arc<Binding>>>,
+    /// Serialises binding changes (API, rollback, auto-rollback) against each other.
+    binding_changes: Mutex<()>,
+    _ticker: engine::EpochTicker,
+}
+
+impl PolicyEngine {
+    /// Start the engine over `store`: load the bindings and compile (or load the cached
+    /// artifacts of) every bound module, so the first call does not pay for it.
+    pub fn start(store: Store) -> anyhow::Result<Arc<PolicyEngine>> {
+        let engine = engine::build().map_err(|e| anyhow::anyhow!("starting wasmtime: {e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        host::add_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking host imports: {e:#}"))?;
+        let policy = Arc::new(PolicyEngine {
+            engine_hash: engine::compatibility_hash(&engine),
+            _ticker: engine::EpochTicker::start(&engine),
+            engine,
+            linker,
+            services: Arc::new(Services::new(store.clone())),
+            health: HealthBoard::default(),
+            loaded: RwLock::default(),
+            bindings: RwLock::default(),
+            binding_changes: Mutex::default(),
+        });
+        for binding in store.bindings()? {
+            for version in binding_versions(&binding) {
+                if let Err(e) = policy.load(&binding_key(&binding, version)) {
+                    tracing::error!(scope = %binding.scope, error = %e, "bound module does not load");
+                }
+            }
+            policy
+                .write_bindings()
+                .insert(binding.scope.clone(), Arc::new(binding));
+        }
+        Ok(policy)
+    }
+
+    /// The shared services (tables, counters, live gateway state).
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    fn store(&self) -> &Store {
+        &self.services.store
+    }
+
+    fn write_bindings(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Scope, Arc<Binding>>> {
+        self.bindings.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- modules -------------------------------------------------------------------
+
+    /// Validate and register an uploaded component. Blocking (compiles): call it off
+    /// the reactor. The caller commits the store before acknowledging.
+    pub fn upload(
+        &self,
+        tenant: &str,
+        name: &str,
+        description: &str,
+        uploaded_by: &str,
+        bytes: &[u8],
+        max_bytes: usize,
+    ) -> Result<ModuleVersion, UploadError> {
+        crate::names::check("module name", name).map_err(UploadError::BadName)?;
+        if bytes.len() > max_bytes {
+            return Err(UploadError::TooLarge {
+                size: bytes.len(),
+                limit: max_bytes,
+            });
+        }
+        if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
+            return Err(UploadError::CoreModule);
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
+        let pre = self.prelink(&component).map_err(|(kind, msg)| match kind {
+            LinkFailure::Imports => UploadError::UnsupportedImports(msg),
+            LinkFailure::Exports => UploadError::WrongWorld(msg),
+        })?;
+        let meta = ModuleVersion {
+            tenant: tenant.into(),
+            name: name.into(),
+            version: hex::encode(Sha256::digest(bytes)),
+            size: bytes.len() as u64,
+            uploaded_by: uploaded_by.into(),
+            uploaded_at_ms: crate::now_ms(),
+            description: description.into(),
+            world: WORLD.into(),
+        };
+        let key = meta.key();
+        if let Some(existing) = self.store().module_version(&key)? {
+            return Ok(existing);
+        }
+        self.store().put_module_version(&meta, bytes)?;
+        self.cache_artifact(&key, &component);
+        self.loaded_mut().insert(
+            key,
+            Arc::new(LoadedModule {
+                meta: meta.clone(),
+                pre,
+            }),
+        );
+        Ok(meta)
+    }
+
+    fn loaded_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ModuleKey, Arc<LoadedModule>>> {
+        self.loaded.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn prelink(
+        &self,
+        component: &Component,
+    ) -> Result<bindings::CallPolicyPre<PolicyState>, (LinkFailure, String)> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| (LinkFailure::Imports, format!("{e:#}")))?;
+        bindings::CallPolicyPre::new(pre).map_err(|e| (LinkFailure::Exports, format!("{e:#}")))
+    }
+
+    fn cache_artifact(&self, key: &ModuleKey, component: &Component) {
+        match component.serialize() {
+            Ok(artifact) => {
+                if let Err(e) = self.store().put_artifact(key, &self.engine_hash, &artifact) {
+                    tracing::warn!(module = %key, error = %e, "caching the compiled module failed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(module = %key, error = %e, "serializing the compiled module failed")
+            }
+        }
+    }
+
+    /// A loaded module version, compiling it (or loading its cached artifact) on first use.
+    pub fn load(&self, key: &ModuleKey) -> Result<Arc<LoadedModule>, BindError> {
+        if let Some(m) = self
+            .loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            return Ok(m.clone());
+        }
+        let unknown = || BindError::UnknownVersion(key.to_string());
+        let meta = self.store().module_version(key)?.ok_or_else(unknown)?;
+        let unloadable = |e: String| BindError::Unloadable(key.to_string(), e);
+        let component = match self.store().artifact(key, &self.engine_hash)? {
+            // SAFETY: the artifact was produced by `Component::serialize` of an engine with
+            // the same compatibility hash and stored in our own database, never taken
+            // from a client; wasmtime's own checks reject a mismatched engine.
+            #[allow(unsafe_code, reason = "loading our own cached compiled artifact")]
+            Some(artifact) => unsafe { Component::deserialize(&self.engine, &artifact) }
+                .map_err(|e| unloadable(format!("{e:#}")))?,
+            None => {
+                let bytes = self.store().module_bytes(key)?.ok_or_else(unknown)?;
+                let c = Component::new(&self.engine, &bytes)
+                    .map_err(|e| unloadable(format!("{e:#}")))?;
+                self.cache_artifact(key, &c);
+                c
+            }
+        };
+        let pre = self.prelink(&component).map_err(|(_, e)| unloadable(e))?;
+        let module = Arc::new(LoadedModule { meta, pre });
+        self.loaded_mut().insert(key.clone(), module.clone());
+        Ok(module)
+    }
+
+    /// Run `hook` on a version, outside any binding (the `simulate` API). Blocking.
+    pub fn simulate(
+        &self,
+        key: &ModuleKey,
+        hook: &HookCall,
+        limits: RunLimits,
+    ) -> Result<Invocation, BindError> {
+        let module = self.load(key)?;
+        let inv = invoke::run(&self.engine, &self.services, &module, hook, limits);
+        self.health.record(
+            key,
+            inv.elapsed_us,
+            inv.answer.as_ref().err().map(|f| f.kind),
+            &inv.logs,
+        );
+        Ok(inv)
+    }
+
+    /// Health of a version.
+    pub fn health(&self, key: &ModuleKey) -> HealthReport {
+        self.health.report(key)
+    }
+
+    // ---- bindings ------------------------------------------------------------------
+
+    /// The active bindings.
+    pub fn bindings(&self) -> Vec<Arc<Binding>> {
+        let mut all: Vec<_> = self
+            .bindings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.scope.cmp(&b.scope));
+        all
+    }
+
+    /// The binding of a scope.
+    pub fn binding(&self, scope: &Scope) -> Option<Arc<Binding>> {
+        self.bindings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(scope)
+            .cloned()
+    }
+
+    /// Activate `binding` (or with `None` remove the scope's binding) atomically: calls
+    /// already holding a [`BoundPolicy`] finish on the version they started with.
+    /// Blocking (may compile; flushes before returning).
+    pub fn set_binding(
+        &self,
+        scope: &Scope,
+        binding: Option<Binding>,
+        action: &str,
+    ) -> Result<(), BindError> {
+        if let Some(b) = &binding {
+            validate_binding(b)?;
+            for version in binding_versions(b) {
+                self.load(&binding_key(b, version))?;
+            }
+        }
+        let _serial = self
+            .binding_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.store().set_binding(scope, binding.as_ref(), action)?;
+        self.store().commit_blocking()?;
+        self.install(scope, binding);
+        Ok(())
+    }
+
+    fn install(&self, scope: &Scope, binding: Option<Binding>) {
+        let mut bindings = self.write_bindings();
+        match binding {
+            Some(b) => bindings.insert(scope.clone(), Arc::new(b)),
+            None => bindings.remove(scope),
+        };
+    }
+
+    /// Restore the binding the scope's last change replaced. `Ok(None)` when the scope
+    /// has no history. Blocking (flushes before returning).
+    pub fn rollback(&self, scope: &Scope) -> Result<Option<Option<Binding>>, BindError> {
+        let _serial = self
+            .binding_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(restored) = self.store().rollback_binding(scope)? else {
+            return Ok(None);
+        };
+        if let Some(b) = &restored {
+            for version in binding_versions(b) {
+                self.load(&binding_key(b, version))?;
+            }
+        }
+        self.store().commit_blocking()?;
+        self.install(scope, restored.clone());
+        Ok(Some(restored))
+    }
+
+    /// The policy for a new call: the most specific binding (mapping gateway, then
+    /// account, then global), with the canary chosen by a hash of the Call-ID. `None`
+    /// when nothing is bound.
+    pub fn for_call(self: &Arc<Self>, call: &Call) -> Option<BoundPolicy> {
+        let scopes = [
+            (!call.ingress_gateway.is_empty())
+                .then(|| Scope::Gateway(call.ingress_gateway.clone())),
+            (!call.account.is_empty()).then(|| Scope::Account(call.account.clone())),
+            Some(Scope::Global),
+        ];
+        let binding = scopes
+            .into_iter()
+            .flatten()
+            .find_map(|s| self.binding(&s))?;
+        let canary = binding
+            .canary
+            .as_ref()
+            .filter(|c| canary_bucket(&call.call_id) < (c.percent * 100.0).round() as u64);
+        let version = canary.map_or(binding.version.as_str(), |c| c.version.as_str());
+        let key = binding_key(&binding, version);
+        let module = match self.load(&key) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(call_id = %call.call_id, module = %key, error = %e, "bound module unavailable; using fallback");
+                None
+            }
+        };
+        Some(BoundPolicy {
+            engine: self.clone(),
+            module,
+            key,
+            is_canary: canary.is_some(),
+            binding,
+        })
+    }
+
+    fn after_invocation(&self, bound: &BoundPolicy, inv: &Invocation) {
+        let failure = inv.answer.as_ref().err();
+        self.health.record(
+            &bound.key,
+            inv.elapsed_us,
+            failure.map(|f| f.kind),
+            &inv.logs,
+        );
+        if bound.is_canary && failure.is_some() {
+            self.judge_canary(&bound.binding, &bound.key);
+        }
+    }
+
+    /// Roll a canary back when its failure rate over the window passes its threshold.
+    fn judge_canary(&self, binding: &Binding, key: &ModuleKey) {
+        let Some(rule) = binding
+            .canary
+            .as_ref()
+            .and_then(|c| c.auto_rollback.as_ref())
+        else {
+            return;
+        };
+        let since = crate::now_ms().saturating_sub(u64::from(rule.window_secs) * 1000);
+        let (n, failed) = self.health.window(key, since);
+        if n < u64::from(rule.min_invocations)
+            || (failed as f64) / (n as f64) <= rule.max_failure_rate
+        {
+            return;
+        }
+        let _serial = self
+            .binding_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Another call may have rolled it back (or an operator changed it) meanwhile.
+        let Some(current) = self.binding(&binding.scope) else {
+            return;
+        };
+        if current.canary.as_ref().map(|c| &c.version) != Some(&key.version) {
+            return;
+        }
+        let mut rolled = (*current).clone();
+        rolled.canary = None;
+        rolled.updated_at_ms = crate::now_ms();
+        rolled.updated_by = "auto-rollback".into();
+        let stored = self
+            .store()
+            .set_binding(&binding.scope, Some(&rolled), "auto-rollback")
+            .and_then(|()| self.store().commit_blocking());
+        match stored {
+            Ok(()) => {
+                tracing::warn!(scope = %binding.scope, canary = %key, decisions = n, failures = failed, "canary rolled back automatically");
+                self.install(&binding.scope, Some(rolled));
+            }
+            Err(e) => {
+                tracing::error!(scope = %binding.scope, error = %e, "canary auto-rollback could not be stored")
+            }
+        }
+    }
+}
+
+enum LinkFailure {
+    Imports,
+    Exports,
+}
+
+fn binding_key(b: &Binding, version: &str) -> ModuleKey {
+    ModuleKey {
+        tenant: b.tenant.clone(),
+        name: b.module.clone(),
+        version: version.into(),
+    }
+}
+
+fn binding_versions(b: &Binding) -> impl Iterator<Item = &str> {
+    std::iter::once(b.version.as_str()).chain(b.canary.as_ref().map(|c| c.version.as_str()))
+}
+
+fn validate_binding(b: &Binding) -> Result<(), BindError> {
+    let invalid = |m: String| Err(BindError::Invalid(m));
+    if !(1..=MAX_DEADLINE_MS).contains(&b.deadline_ms) {
+        return invalid(format!("deadline_ms must be 1..={MAX_DEADLINE_MS}"));
+    }
+    if !(1..=MAX_MEMORY_MIB).contains(&b.memory_mib) {
+        return invalid(format!("memory_mib must be 1..={MAX_MEMORY_MIB}"));
+    }
+    if let Some(c) = &b.canary {
+        if !(0.0..=100.0).contains(&c.percent) {
+            return invalid("canary percent must be 0..=100".into());
+        }
+        if let Some(r) = &c.auto_rollback {
+            if !(0.0..=1.0).contains(&r.max_failure_rate) || r.window_secs == 0 {
+                return invalid(
+                    "auto_rollback needs window_secs > 0 and max_failure_rate in 0..=1".into(),
+                );
+            }
+        }
+    }
+    match &b.fallback {
+        Fallback::Reject { code, .. } if !(400..=699).contains(code) => {
+            invalid("fallback reject code must be 400..=699".into())
+        }
+        Fallback::Routes { gateways } if gateways.is_empty() || gateways.len() > MAX_ATTEMPTS => {
+            invalid(format!("fallback routes need 1..={MAX_ATTEMPTS} gateways"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Deterministic bucket 0..10_000 of a Call-ID (FNV-1a), for the canary split.
+pub fn canary_bucket(call_id: &str) -> u64 {
+    let hash = call_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % 10_000
+}
+
+/// The policy one call uses from its first decision to its last: pinned to one
+/// module version and one binding, whatever happens to the bindings meanwhile.
+pub struct BoundPolicy {
+    engine: Arc<PolicyEngine>,
+    /// None when the bound version could not be loaded: every hook falls back.
+    module: Option<Arc<LoadedModule>>,
+    key: ModuleKey,
+    is_canary: bool,
+    binding: Arc<Binding>,
+}
+
+/// A hook's result as the call sees it: the module's answer or the fallback.
+#[derive(Debug, Clone)]
+pub struct Decided<T> {
+    /// What to do.
+    pub value: T,
+    /// Why the fallback was used, when it was.
+    pub failure: Option<Failure>,
+    /// What the module logged.
+    pub logs: Vec<LogLine>,
+}
+
+impl BoundPolicy {
+    /// The module version deciding this call.
+    pub fn version(&self) -> &ModuleKey {
+        &self.key
+    }
+
+    /// Whether this call was picked for the canary.
+    pub fn is_canary(&self) -> bool {
+        self.is_canary
+    }
+
+    async fn run(
+        &self,
+        hook: HookCall,
+    ) -> Result<(HookAnswer, Vec<LogLine>), (Failure, Vec<LogLine>)> {
+        let Some(module) = self.module.clone() else {
+            return Err((
+                Failure {
+                    kind: FailureKind::Instantiate,
+                    message: format!("module {} is not loaded", self.key),
+                },
+                Vec::new(),
+            ));
+        };
+        let engine = self.engine.clone();
+        let limits = RunLimits {
+            deadline_ms: self.binding.deadline_ms,
+            memory_mib: self.binding.memory_mib,
+            now_ms: None,
+        };
+        let call_id = hook.call().call_id.clone();
+        // Guests run on the blocking pool: a slow guest never stalls a tokio worker.
+        let joined = tokio::task::spawn_blocking(move || {
+            invoke::run(&engine.engine, &engine.services, &module, &hook, limits)
+        })
+        .await;
+        let inv = match joined {
+            Ok(inv) => inv,
+            Err(e) => {
+                return Err((
+                    Failure {
+                        kind: FailureKind::Trap,
+                        message: format!("policy task failed: {e}"),
+                    },
+                    Vec::new(),
+                ))
+            }
+        };
+        self.engine.after_invocation(self, &inv);
+        match inv.answer {
+            Ok(answer) => Ok((answer, inv.logs)),
+            Err(failure) => {
+                tracing::warn!(%call_id, module = %self.key, kind = ?failure.kind, reason = %failure.message, "policy failed; using fallback");
+                Err((failure, inv.logs))
+            }
+        }
+    }
+
+    /// Screen the call. A failing screen lets the call through (fail open, counted and
+    /// logged): a broken fraud rule should not take a carrier's traffic down.
+    pub async fn screen(&self, call: &Call) -> Decided<Verdict> {
+        match self.run(HookCall::Screen { call: call.clone() }).await {
+            Ok((HookAnswer::Verdict(v), logs)) => Decided {
+                value: v,
+                failure: None,
+                logs,
+            },
+            Ok((other, logs)) => unexpected(other, Verdict::Allow, logs),
+            Err((f, logs)) => Decided {
+                value: Verdict::Allow,
+                failure: Some(f),
+                logs,
+            },
+        }
+    }
+
+    /// Route the call; the binding's fallback when the module fails.
+    pub async fn route(&self, call: &Call) -> Decided<Decision> {
+        match self.run(HookCall::Route { call: call.clone() }).await {
+            Ok((HookAnswer::Decision(d), logs)) => Decided {
+                value: d,
+                failure: None,
+                logs,
+            },
+            Ok((other, logs)) => unexpected(other, self.fallback_decision(call), logs),
+            Err((f, logs)) => Decided {
+                value: self.fallback_decision(call),
+                failure: Some(f),
+                logs,
+            },
+        }
+    }
+
+    /// Decide after a failed attempt; the stock rule (stop on 403/404/486/487/603,
+    /// otherwise go on) when the module fails.
+    pub async fn on_attempt_failed(
+        &self,
+        call: &Call,
+        attempt: &Attempt,
+        outcome: &Outcome,
+    ) -> Decided<NextStep> {
+        let hook = HookCall::OnAttemptFailed {
+            call: call.clone(),
+            attempt: attempt.clone(),
+            outcome: outcome.clone(),
+        };
+        match self.run(hook).await {
+            Ok((HookAnswer::NextStep(n), logs)) => Decided {
+                value: n,
+                failure: None,
+                logs,
+            },
+            Ok((other, logs)) => unexpected(other, stock_next_step(outcome), logs),
+            Err((f, logs)) => Decided {
+                value: stock_next_step(outcome),
+                failure: Some(f),
+                logs,
+            },
+        }
+    }
+
+    /// The binding's fallback as a decision.
+    pub fn fallback_decision(&self, call: &Call) -> Decision {
+        fallback_decision(&self.binding.fallback, call)
+    }
+}
+
+/// A binding's fallback as a decision for `call`.
+pub fn fallback_decision(fallback: &Fallback, call: &Call) -> Decision {
+    match fallback {
+        Fallback::Reject { code, reason } => Decision::Reject(Reject {
+            code: *code,
+            reason: reason.clone(),
+        }),
+        Fallback::Routes { gateways } => Decision::Attempts(
+            gateways
+                .iter()
+                .map(|gw| Attempt {
+                    gateway: gw.clone(),
+                    callee: call.callee.clone(),
+                    caller: None,
+                    display: None,
+                    p_asserted_identity: None,
+                    privacy: None,
+                    p_preferred_identity: None,
+                    add_headers: Vec::new(),
+                    remove_headers: Vec::new(),
+                    timeout_ms: None,
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// The host's failover rule when no module answers (same as the SDK default).
+pub fn stock_next_step(outcome: &Outcome) -> NextStep {
+    match outcome.code {
+        Some(code @ (403 | 404 | 486 | 487 | 603)) => NextStep::Stop(Reject {
+            code,
+            reason: outcome.reason.clone(),
+        }),
+        _ => NextStep::Continue,
+    }
+}
+
+fn unexpected<T>(answer: HookAnswer, fallback: T, logs: Vec<LogLine>) -> Decided<T> {
+    // Cannot happen: each hook's typed call returns its own answer kind.
+    Decided {
+        value: fallback,
+        failure: Some(Failure {
+            kind: FailureKind::Malformed,
+            message: format!("unexpected answer {answer:?}"),
+        }),
+        logs,
+    }
+}

@@ -1,0 +1,136 @@
+//! Call-independent services behind the host imports: the store, data-table indexes,
+//! sliding-window counters and live gateway state. Shared by every invocation.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::store::{Row, Store, TableIndex};
+
+use super::limits::{MAX_COUNTER_EVENTS, MAX_COUNTER_KEYS};
+
+/// Live state of a routing gateway, fed by the SIP layer (health checks, call counts,
+/// statistics). A gateway with no entry is up with no traffic.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GatewayLive {
+    /// False when health checks marked it down.
+    pub down: bool,
+    /// Calls in progress.
+    pub current_calls: u32,
+    /// Answer-seizure ratio over the window.
+    pub asr: f32,
+    /// Average call duration over the window, seconds.
+    pub acd_secs: f32,
+}
+
+/// Length of the gateway statistics window reported to modules, seconds.
+pub const GATEWAY_STATS_WINDOW_SECS: u32 = 300;
+
+/// Services shared by all invocations.
+pub struct Services {
+    pub(crate) store: Store,
+    tables: RwLock<HashMap<(String, String), Arc<TableIndex>>>,
+    counters: Mutex<HashMap<(String, String), HashMap<String, VecDeque<u64>>>>,
+    live: RwLock<HashMap<String, GatewayLive>>,
+}
+
+impl Services {
+    /// Services over `store`.
+    pub fn new(store: Store) -> Services {
+        Services {
+            store,
+            tables: RwLock::default(),
+            counters: Mutex::default(),
+            live: RwLock::default(),
+        }
+    }
+
+    /// A tenant's table, indexed (loaded from the store on first use).
+    pub(crate) fn table(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> crate::store::Result<Option<Arc<TableIndex>>> {
+        let k = (tenant.to_string(), name.to_string());
+        if let Some(index) = self
+            .tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&k)
+        {
+            return Ok(Some(index.clone()));
+        }
+        let Some((_, rows)) = self.store.table(tenant, name)? else {
+            return Ok(None);
+        };
+        let index = Arc::new(TableIndex::new(rows));
+        self.tables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(k, index.clone());
+        Ok(Some(index))
+    }
+
+    /// Install a freshly loaded table (after it was stored), or forget a deleted one.
+    pub(crate) fn replace_table(&self, tenant: &str, name: &str, rows: Option<Vec<Row>>) {
+        let k = (tenant.to_string(), name.to_string());
+        let mut tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        match rows {
+            Some(rows) => tables.insert(k, Arc::new(TableIndex::new(rows))),
+            None => tables.remove(&k),
+        };
+    }
+
+    /// Count an event for a module's counter `key` at `now_ms`, or only read it when
+    /// `record` is false; returns the events within the last `window_ms`.
+    pub(crate) fn counter(
+        &self,
+        tenant: &str,
+        module: &str,
+        key: &str,
+        window_ms: u64,
+        now_ms: u64,
+        record: bool,
+    ) -> Result<u64, String> {
+        let mut all = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let module_counters = all.entry((tenant.into(), module.into())).or_default();
+        if !module_counters.contains_key(key) {
+            if !record {
+                return Ok(0);
+            }
+            if module_counters.len() >= MAX_COUNTER_KEYS {
+                return Err(format!(
+                    "a module may keep at most {MAX_COUNTER_KEYS} counters"
+                ));
+            }
+        }
+        let events = module_counters.entry(key.into()).or_default();
+        if record {
+            if events.len() >= MAX_COUNTER_EVENTS {
+                events.pop_front();
+            }
+            events.push_back(now_ms);
+        }
+        // Events are in arrival order; times may step back with a simulated clock, so count
+        // rather than trusting order for the window's lower edge.
+        let since = now_ms.saturating_sub(window_ms);
+        Ok(events.iter().filter(|&&t| t > since && t <= now_ms).count() as u64)
+    }
+
+    /// The live state of a routing gateway.
+    pub fn gateway_live(&self, id: &str) -> GatewayLive {
+        self.live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Set a routing gateway's live state (from health checks and call statistics).
+    pub fn set_gateway_live(&self, id: &str, live: GatewayLive) {
+        self.live
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.into(), live);
+    }
+}

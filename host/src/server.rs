@@ -1,0 +1,105 @@
+//! Start and stop the host: open the store, install the admin token, start the policy
+//! engine, serve the REST API until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::policy::PolicyEngine;
+use crate::store::{Role, Store, TokenInfo};
+
+/// A running host.
+pub struct RunningServer {
+    /// Where the REST API listens.
+    pub api_addr: SocketAddr,
+    /// The admin token generated at this start, if one was (shown once).
+    pub generated_admin_token: Option<String>,
+    /// The policy engine, for in-process use (tests, the SIP layer).
+    pub policy: Arc<PolicyEngine>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stop serving, wait for in-flight requests, and release the store.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+
+    /// Serve until the process gets Ctrl-C / SIGTERM.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutting down");
+        self.stop().await
+    }
+}
+
+/// Start everything described by `config`.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let store = Store::open(&config.data_dir)
+        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    let generated_admin_token = install_admin_token(&store, config.admin_token.as_deref())?;
+    store.commit().await?;
+    let policy = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || PolicyEngine::start(store)).await??
+    };
+    let listener = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("binding the REST API to {}", config.api_listen))?;
+    let api_addr = listener.local_addr()?;
+    let state = AppState::new(store, policy.clone(), config);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%api_addr, "REST API listening");
+    Ok(RunningServer {
+        api_addr,
+        generated_admin_token,
+        policy,
+        stop,
+        task,
+    })
+}
+
+/// Install the configured admin token, or generate one when no admin token exists.
+fn install_admin_token(store: &Store, configured: Option<&str>) -> anyhow::Result<Option<String>> {
+    let admin = |name: &str| TokenInfo {
+        name: name.into(),
+        role: Role::Admin,
+        tenant: "default".into(),
+        created_at_ms: crate::now_ms(),
+    };
+    if let Some(token) = configured {
+        anyhow::ensure!(
+            token.len() >= 16,
+            "SWITCHYARD_ADMIN_TOKEN must be at least 16 characters"
+        );
+        if store.token_by_secret(token)?.is_none() {
+            store.put_token(token, &admin("env-admin"))?;
+        }
+        return Ok(None);
+    }
+    if store.tokens()?.iter().any(|t| t.role == Role::Admin) {
+        return Ok(None);
+    }
+    let token = crate::api::new_secret();
+    store.put_token(&token, &admin("admin"))?;
+    Ok(Some(token))
+}

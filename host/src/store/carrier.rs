@@ -1,0 +1,129 @@
+//! The carrier objects policy modules see before the full data model lands: accounts
+//! (with their customer rate table), mapping gateways (customer side) and routing
+//! gateways (vendor side, with their cost table). Ids are global, because the SIP
+//! layer finds them by id; each object belongs to one tenant.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::{from_json, key, to_json, Result, Store};
+
+/// A kind of carrier object stored as JSON under its id.
+pub trait CarrierObject: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// Collection name, also the REST path segment.
+    const KIND: &'static str;
+    /// Owning tenant.
+    fn tenant(&self) -> &str;
+    /// Set the owner (the API sets it from the caller's token).
+    fn set_tenant(&mut self, tenant: String);
+    /// Check the fields; the message says what is wrong.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A customer account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// Owning tenant (set by the server).
+    #[serde(default)]
+    pub tenant: String,
+    /// Data table holding the customer's rates (rows: prefix, per-minute,
+    /// connection fee, first increment s, next increment s).
+    #[serde(default)]
+    pub rate_table: Option<String>,
+}
+
+/// A customer-side gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingGateway {
+    /// Owning tenant (set by the server).
+    #[serde(default)]
+    pub tenant: String,
+    /// Account the gateway's calls are billed to.
+    pub account: String,
+}
+
+/// A vendor-side gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingGateway {
+    /// Owning tenant (set by the server).
+    #[serde(default)]
+    pub tenant: String,
+    /// Groups it belongs to.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Maximum concurrent calls; 0 = unlimited.
+    #[serde(default)]
+    pub capacity: u32,
+    /// Routing priority, lower first.
+    #[serde(default)]
+    pub priority: u32,
+    /// False takes it out of service.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Data table holding its cost rates (same row layout as an account's rate table).
+    #[serde(default)]
+    pub cost_table: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+macro_rules! owned_by_tenant {
+    ($ty:ty, $kind:literal) => {
+        impl CarrierObject for $ty {
+            const KIND: &'static str = $kind;
+            fn tenant(&self) -> &str {
+                &self.tenant
+            }
+            fn set_tenant(&mut self, tenant: String) {
+                self.tenant = tenant;
+            }
+        }
+    };
+}
+owned_by_tenant!(Account, "accounts");
+owned_by_tenant!(MappingGateway, "mapping-gateways");
+owned_by_tenant!(RoutingGateway, "routing-gateways");
+
+impl Store {
+    /// One object by id.
+    pub fn carrier_get<T: CarrierObject>(&self, id: &str) -> Result<Option<T>> {
+        self.carrier
+            .get(key(&[T::KIND, id]))?
+            .map(|v| from_json(&v))
+            .transpose()
+    }
+
+    /// Create or replace an object.
+    pub fn carrier_put<T: CarrierObject>(&self, id: &str, object: &T) -> Result<()> {
+        self.carrier.insert(key(&[T::KIND, id]), to_json(object)?)?;
+        Ok(())
+    }
+
+    /// Remove an object; false when it did not exist.
+    pub fn carrier_delete<T: CarrierObject>(&self, id: &str) -> Result<bool> {
+        Ok(self.carrier.remove(key(&[T::KIND, id]))?.is_some())
+    }
+
+    /// Every object of a kind with its id, optionally only a tenant's.
+    pub fn carrier_list<T: CarrierObject>(&self, tenant: Option<&str>) -> Result<Vec<(String, T)>> {
+        let prefix = key(&[T::KIND, ""]);
+        let mut out = Vec::new();
+        for kv in self.carrier.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let object: T = from_json(&v)?;
+            if tenant.is_none_or(|t| t == object.tenant()) {
+                out.push((
+                    String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                    object,
+                ));
+            }
+        }
+        Ok(out)
+    }
+}

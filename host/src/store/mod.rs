@@ -1,0 +1,87 @@
+//! Durable state in sled: module versions and their compiled artifacts, bindings,
+//! data tables, tokens, carrier objects and module key-value state.
+//!
+//! Every change that the REST API acknowledges goes through [`Store::commit`], which
+//! flushes sled before returning: sled's own timer flushes only every 500 ms, and an
+//! acknowledged configuration change must survive a crash. Concurrent commits share
+//! one flush (sled coalesces them), which is our group commit.
+//!
+//! This layer knows nothing of wasmtime or HTTP.
+
+mod bindings;
+mod carrier;
+mod error;
+mod module_state;
+mod modules;
+mod tables;
+mod tokens;
+
+pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope};
+pub use carrier::{Account, CarrierObject, MappingGateway, RoutingGateway};
+pub use error::{Error, Result};
+pub use modules::{ModuleKey, ModuleVersion};
+pub use tables::{Row, TableIndex, TableInfo};
+pub use tokens::{Principal, Role, TokenInfo};
+
+/// Handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    modules: sled::Tree,
+    module_bytes: sled::Tree,
+    artifacts: sled::Tree,
+    bindings: sled::Tree,
+    binding_history: sled::Tree,
+    tables: sled::Tree,
+    tokens: sled::Tree,
+    module_state: sled::Tree,
+    carrier: sled::Tree,
+}
+
+impl Store {
+    /// Open (or create) the database in `dir`.
+    pub fn open(dir: &std::path::Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
+        let db = sled::Config::new().path(dir.join("db")).open()?;
+        Ok(Store {
+            modules: db.open_tree("modules")?,
+            module_bytes: db.open_tree("module_bytes")?,
+            artifacts: db.open_tree("artifacts")?,
+            bindings: db.open_tree("bindings")?,
+            binding_history: db.open_tree("binding_history")?,
+            tables: db.open_tree("tables")?,
+            tokens: db.open_tree("tokens")?,
+            module_state: db.open_tree("module_state")?,
+            carrier: db.open_tree("carrier")?,
+            db,
+        })
+    }
+
+    /// Make every write so far durable. Call before acknowledging a change.
+    pub async fn commit(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Blocking [`Store::commit`], for code already off the async reactor.
+    pub fn commit_blocking(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// Keys joined with a NUL, which no name we accept contains.
+fn key(parts: &[&str]) -> Vec<u8> {
+    parts.join("\0").into_bytes()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(Error::Encode)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(Error::Decode)
+}
