@@ -57,6 +57,9 @@ pub struct PolicyEngine {
     bindings: RwLock<HashMap<Scope, Arc<Binding>>>,
     /// Serialises binding changes (API, rollback, auto-rollback) against each other.
     binding_changes: Mutex<()>,
+    /// One running guest per core: deadlines are wall-clock epochs, so guests must not
+    /// be time-sliced against each other. Further decisions queue here.
+    running: tokio::sync::Semaphore,
     _ticker: engine::EpochTicker,
 }
 
@@ -78,6 +81,9 @@ impl PolicyEngine {
             loaded: RwLock::default(),
             bindings: RwLock::default(),
             binding_changes: Mutex::default(),
+            running: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         });
         for binding in store.bindings()? {
             for version in binding_versions(&binding) {
@@ -527,6 +533,12 @@ impl BoundPolicy {
             now_ms: None,
         };
         let call_id = hook.call().call_id.clone();
+        let _permit = self
+            .engine
+            .running
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
         // Guests run on the blocking pool: a slow guest never stalls a tokio worker.
         let joined = tokio::task::spawn_blocking(move || {
             invoke::run(&engine.engine, &engine.services, &module, &hook, limits)
