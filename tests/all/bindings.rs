@@ -1,4 +1,5 @@
-//! Binding, simulating, rolling back, canaries, persistence across restart.
+//! Binding, simulating, rolling back, canaries, persistence across restart (including
+//! the compiled-artifact cache).
 
 use anyhow::Result;
 use serde_json::json;
@@ -286,6 +287,7 @@ async fn modules_bindings_and_tables_survive_a_restart() -> Result<()> {
         let s = TestServer::start(&dir.0).await?;
         load_routes(&s).await?;
         s.upload(ADMIN, "router", guest("prefix_router")).await?;
+        assert_eq!(s.server.policy.compilations(), 1, "the upload compiles");
         s.admin(
             "PUT",
             "/api/v1/bindings/account:acme",
@@ -306,5 +308,10 @@ async fn modules_bindings_and_tables_survive_a_restart() -> Result<()> {
     let decided = s.server.policy.for_call(&c).expect("bound").route(&c).await;
     assert!(decided.failure.is_none(), "{:?}", decided.failure);
     assert_eq!(gateways(&decided.value), ["london"]);
+    assert_eq!(
+        s.server.policy.compilations(),
+        0,
+        "a restart loads the cached compiled artifact instead of recompiling"
+    );
     s.stop().await
 }

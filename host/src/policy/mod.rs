@@ -60,6 +60,9 @@ pub struct PolicyEngine {
     /// One running guest per core: deadlines are wall-clock epochs, so guests must not
     /// be time-sliced against each other. Further decisions queue here.
     running: tokio::sync::Semaphore,
+    /// Components compiled from source by this engine (cache misses), for operators
+    /// and for the test that a restart loads cached artifacts instead.
+    compilations: std::sync::atomic::AtomicU64,
     _ticker: engine::EpochTicker,
 }
 
@@ -81,6 +84,7 @@ impl PolicyEngine {
             loaded: RwLock::default(),
             bindings: RwLock::default(),
             binding_changes: Mutex::default(),
+            compilations: Default::default(),
             running: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -134,7 +138,8 @@ impl PolicyEngine {
         if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
             return Err(UploadError::CoreModule);
         }
-        let component = Component::new(&self.engine, bytes)
+        let component = self
+            .compile(bytes)
             .map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
         let pre = self.prelink(&component).map_err(|(kind, msg)| match kind {
             LinkFailure::Imports => UploadError::UnsupportedImports(msg),
@@ -164,6 +169,17 @@ impl PolicyEngine {
             }),
         );
         Ok(meta)
+    }
+
+    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        self.compilations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Component::new(&self.engine, bytes)
+    }
+
+    /// How many components this engine compiled from source since it started.
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn loaded_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ModuleKey, Arc<LoadedModule>>> {
@@ -216,7 +232,8 @@ impl PolicyEngine {
                 .map_err(|e| unloadable(format!("{e:#}")))?,
             None => {
                 let bytes = self.store().module_bytes(key)?.ok_or_else(unknown)?;
-                let c = Component::new(&self.engine, &bytes)
+                let c = self
+                    .compile(&bytes)
                     .map_err(|e| unloadable(format!("{e:#}")))?;
                 self.cache_artifact(key, &c);
                 c
