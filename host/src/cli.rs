@@ -38,6 +38,15 @@ struct ServeArgs {
     /// Largest module upload, bytes.
     #[arg(long, env = "SWITCHYARD_MAX_MODULE_BYTES", default_value_t = crate::policy::limits::DEFAULT_MAX_MODULE_BYTES)]
     max_module_bytes: usize,
+    /// SIP listen addresses (UDP and TCP), comma-separated; the first is advertised.
+    #[arg(long, env = "SWITCHYARD_SIP_LISTEN", value_delimiter = ',', default_value = crate::sip::DEFAULT_SIP_LISTEN)]
+    sip_listen: Vec<SocketAddr>,
+    /// Stay silent to unknown sources instead of answering 403 (SS_REPLY_UNAUTHORIZED off).
+    #[arg(long, env = "SWITCHYARD_SIP_SILENT_TO_UNKNOWN")]
+    silent_to_unknown: bool,
+    /// Do not create the demo carrier in an empty data directory.
+    #[arg(long, env = "SWITCHYARD_NO_DEMO")]
+    no_demo: bool,
 }
 
 #[derive(Args)]
@@ -147,11 +156,18 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .ok()
             .filter(|t| !t.is_empty()),
         max_module_bytes: a.max_module_bytes,
+        sip: crate::sip::SipConfig {
+            listen: a.sip_listen,
+            reply_unauthorized: !a.silent_to_unknown,
+            ..Default::default()
+        },
+        demo: !a.no_demo,
     };
     let server = crate::server::start(config).await?;
     if let Some(token) = &server.generated_admin_token {
         println!("admin token (shown once; keep it): {token}");
     }
+    println!("switchyard SIP on {} (UDP and TCP)", server.sip.addr);
     println!("switchyard REST API on http://{}/api/v1", server.api_addr);
     server.run_until_signal().await
 }

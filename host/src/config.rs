@@ -1,5 +1,5 @@
 //! Configuration of `switchyard serve`. Embedded defaults make a first run safe:
-//! data in `./data`, REST on 127.0.0.1:8080.
+//! data in `./data`, REST on 127.0.0.1:8080, SIP on 127.0.0.1:5060, and a demo carrier.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::limits::DEFAULT_MAX_MODULE_BYTES;
+use crate::sip::SipConfig;
 
 /// Default REST listen address.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
@@ -26,6 +27,16 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Largest module upload, bytes.
     pub max_module_bytes: usize,
+    /// SIP settings.
+    #[serde(default)]
+    pub sip: SipConfig,
+    /// Create the demo carrier when the data directory is empty.
+    #[serde(default = "yes")]
+    pub demo: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Config {
@@ -35,6 +46,8 @@ impl Default for Config {
             api_listen: DEFAULT_API_LISTEN.parse().expect("valid default address"),
             admin_token: None,
             max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
+            sip: SipConfig::default(),
+            demo: true,
         }
     }
 }

@@ -5,20 +5,24 @@
 //!
 //! | module     | owns                                                              |
 //! |------------|-------------------------------------------------------------------|
+//! | [`sip`]    | SIP transports, transactions, the B2BUA calls, admission          |
 //! | [`policy`] | wasmtime engine, sandboxed invocations, host imports, bindings    |
-//! | [`store`]  | sled: module versions, bindings, tables, tokens, carrier objects  |
+//! | [`store`]  | sled: module versions, bindings, tables, tokens, carrier, CDRs    |
 //! | [`api`]    | the REST API under `/api/v1` (axum), bearer tokens with roles     |
 //! | [`server`] | starting and stopping the whole host                              |
 //! | [`cli`]    | the `switchyard` command: `serve` and the REST client commands    |
+//! | [`demo`]   | the demo carrier a first run starts with                          |
 //!
-//! Dependencies point one way: `api` → `policy` → `store`.
+//! Dependencies point one way: `api` → `sip` → `policy` → `store`.
 
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod names;
 pub mod policy;
 pub mod server;
+pub mod sip;
 pub mod store;
 
 /// Milliseconds since the Unix epoch.

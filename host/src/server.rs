@@ -1,5 +1,6 @@
 //! Start and stop the host: open the store, install the admin token, start the policy
-//! engine, serve the REST API until told to stop.
+//! engine, seed the demo carrier on an empty store, start SIP, serve the REST API until
+//! told to stop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::policy::PolicyEngine;
+use crate::sip::SipServer;
 use crate::store::{Role, Store, TokenInfo};
 
 /// A running host.
@@ -21,6 +23,8 @@ pub struct RunningServer {
     pub generated_admin_token: Option<String>,
     /// The policy engine, for in-process use (tests, the SIP layer).
     pub policy: Arc<PolicyEngine>,
+    /// The SIP layer.
+    pub sip: SipServer,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -28,6 +32,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Stop serving, wait for in-flight requests, and release the store.
     pub async fn stop(self) -> anyhow::Result<()> {
+        self.sip.stop();
         let _ = self.stop.send(());
         self.task.await??;
         Ok(())
@@ -55,11 +60,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         let store = store.clone();
         tokio::task::spawn_blocking(move || PolicyEngine::start(store)).await??
     };
+    if config.demo {
+        let (store, policy) = (store.clone(), policy.clone());
+        tokio::task::spawn_blocking(move || crate::demo::seed_if_empty(&store, &policy)).await??;
+    }
+    let sip = SipServer::start(config.sip.clone(), store.clone(), policy.clone()).await?;
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
         .with_context(|| format!("binding the REST API to {}", config.api_listen))?;
     let api_addr = listener.local_addr()?;
-    let state = AppState::new(store, policy.clone(), config);
+    let state = AppState::new(store, policy.clone(), Some(sip.core.clone()), config);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, api::router(state))
@@ -73,6 +83,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         api_addr,
         generated_admin_token,
         policy,
+        sip,
         stop,
         task,
     })

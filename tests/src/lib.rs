@@ -55,6 +55,11 @@ impl TestServer {
             api_listen: "127.0.0.1:0".parse()?,
             admin_token: Some(ADMIN.into()),
             max_module_bytes,
+            sip: switchyard::sip::SipConfig {
+                listen: vec!["127.0.0.1:0".parse()?],
+                ..Default::default()
+            },
+            demo: false,
         };
         Ok(TestServer {
             server: switchyard::server::start(config).await?,

@@ -4,6 +4,7 @@
 
 mod auth;
 mod bindings;
+mod calls;
 mod carrier;
 mod error;
 mod modules;
@@ -21,6 +22,7 @@ pub use error::{ApiError, ApiJson, ApiResult};
 
 use crate::config::Config;
 use crate::policy::PolicyEngine;
+use crate::sip::SipCore;
 use crate::store::Store;
 
 /// The OpenAPI document served at `/api/v1/openapi.json`.
@@ -32,15 +34,22 @@ pub struct AppState {
     store: Store,
     policy: Arc<PolicyEngine>,
     config: Arc<Config>,
+    sip: Option<Arc<SipCore>>,
 }
 
 impl AppState {
     /// State over a store and a running engine.
-    pub fn new(store: Store, policy: Arc<PolicyEngine>, config: Config) -> AppState {
+    pub fn new(
+        store: Store,
+        policy: Arc<PolicyEngine>,
+        sip: Option<Arc<SipCore>>,
+        config: Config,
+    ) -> AppState {
         AppState {
             store,
             policy,
             config: Arc::new(config),
+            sip,
         }
     }
 }
@@ -65,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .merge(bindings::routes())
         .merge(tables::routes())
         .merge(carrier::routes())
+        .merge(calls::routes())
         .merge(tokens::routes())
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())

@@ -126,6 +126,13 @@ impl Services {
             .unwrap_or_default()
     }
 
+    /// Count a call starting (+1) or ending (-1) on a routing gateway.
+    pub fn adjust_current_calls(&self, id: &str, delta: i32) {
+        let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
+        let entry = live.entry(id.to_string()).or_default();
+        entry.current_calls = entry.current_calls.saturating_add_signed(delta);
+    }
+
     /// Set a routing gateway's live state (from health checks and call statistics).
     pub fn set_gateway_live(&self, id: &str, live: GatewayLive) {
         self.live

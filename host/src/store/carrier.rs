@@ -21,6 +21,13 @@ pub trait CarrierObject: Serialize + DeserializeOwned + Clone + Send + Sync + 's
     }
 }
 
+impl MappingGateway {
+    /// Whether calls from `ip` belong to this gateway.
+    pub fn matches_source(&self, ip: std::net::IpAddr) -> bool {
+        self.sources.iter().any(|s| crate::sip::ip_in(s, ip))
+    }
+}
+
 /// A customer account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +50,18 @@ pub struct MappingGateway {
     pub tenant: String,
     /// Account the gateway's calls are billed to.
     pub account: String,
+    /// Source addresses it calls from: IPs or CIDR prefixes (`10.0.0.0/8`, `::1`).
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// When set, only callees starting with it match this gateway; it is stripped.
+    #[serde(default)]
+    pub tech_prefix: Option<String>,
+    /// New calls per second accepted; 0 = unlimited.
+    #[serde(default)]
+    pub cps_limit: u32,
+    /// Concurrent calls; 0 = unlimited.
+    #[serde(default)]
+    pub max_calls: u32,
 }
 
 /// A vendor-side gateway.
@@ -67,6 +86,18 @@ pub struct RoutingGateway {
     /// Data table holding its cost rates (same row layout as an account's rate table).
     #[serde(default)]
     pub cost_table: Option<String>,
+    /// SIP address `host:port` (IPv6 as `[::1]:5060`); a gateway without one is skipped.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Transport to reach it.
+    #[serde(default)]
+    pub transport: crate::sip::Transport,
+    /// No provisional answer within this time fails the attempt over; ms.
+    #[serde(default)]
+    pub invite_timeout_ms: Option<u32>,
+    /// Provisional but no final answer within this time fails the attempt over; ms.
+    #[serde(default)]
+    pub progress_timeout_ms: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -74,7 +105,16 @@ fn yes() -> bool {
 }
 
 macro_rules! owned_by_tenant {
+    ($ty:ty, $kind:literal, $validate:expr) => {
+        owned_by_tenant!(@impl $ty, $kind, fn validate(&self) -> Result<(), String> {
+            let check: fn(&$ty) -> Result<(), String> = $validate;
+            check(self)
+        });
+    };
     ($ty:ty, $kind:literal) => {
+        owned_by_tenant!(@impl $ty, $kind,);
+    };
+    (@impl $ty:ty, $kind:literal, $($validate:item)?) => {
         impl CarrierObject for $ty {
             const KIND: &'static str = $kind;
             fn tenant(&self) -> &str {
@@ -83,12 +123,27 @@ macro_rules! owned_by_tenant {
             fn set_tenant(&mut self, tenant: String) {
                 self.tenant = tenant;
             }
+            $($validate)?
         }
     };
 }
 owned_by_tenant!(Account, "accounts");
-owned_by_tenant!(MappingGateway, "mapping-gateways");
-owned_by_tenant!(RoutingGateway, "routing-gateways");
+owned_by_tenant!(MappingGateway, "mapping-gateways", |g| {
+    match g.sources.iter().find(|s| !crate::sip::valid_source(s)) {
+        Some(bad) => Err(format!(
+            "source {bad:?} is not an IP address or CIDR prefix"
+        )),
+        None => Ok(()),
+    }
+});
+owned_by_tenant!(RoutingGateway, "routing-gateways", |g| {
+    match &g.address {
+        Some(a) if crate::sip::parse_address(a).is_none() => {
+            Err(format!("address {a:?} is not host:port"))
+        }
+        _ => Ok(()),
+    }
+});
 
 impl Store {
     /// One object by id.

@@ -1,5 +1,5 @@
 //! Durable state in sled: module versions and their compiled artifacts, bindings,
-//! data tables, tokens, carrier objects and module key-value state.
+//! data tables, tokens, carrier objects, module key-value state and call records.
 //!
 //! Every change that the REST API acknowledges goes through [`Store::commit`], which
 //! flushes sled before returning: sled's own timer flushes only every 500 ms, and an
@@ -9,6 +9,7 @@
 //! This layer knows nothing of wasmtime or HTTP.
 
 mod bindings;
+mod calls;
 mod carrier;
 mod error;
 mod module_state;
@@ -17,6 +18,7 @@ mod tables;
 mod tokens;
 
 pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope};
+pub use calls::{AttemptRecord, CallRecord, EndReason};
 pub use carrier::{Account, CarrierObject, MappingGateway, RoutingGateway};
 pub use error::{Error, Result};
 pub use modules::{ModuleKey, ModuleVersion};
@@ -36,6 +38,7 @@ pub struct Store {
     tokens: sled::Tree,
     module_state: sled::Tree,
     carrier: sled::Tree,
+    calls: sled::Tree,
 }
 
 impl Store {
@@ -56,6 +59,7 @@ impl Store {
             tokens: db.open_tree("tokens")?,
             module_state: db.open_tree("module_state")?,
             carrier: db.open_tree("carrier")?,
+            calls: db.open_tree("calls")?,
             db,
         })
     }

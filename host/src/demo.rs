@@ -1,0 +1,110 @@
+//! The demo carrier `switchyard serve` creates in an empty data directory, so a first
+//! run completes calls with nothing configured: customers on 127.0.0.0/8, one vendor
+//! `demo-vendor` at 127.0.0.1:5090, a catch-all route to it, and the prefix-router
+//! example bound globally.
+
+use std::sync::Arc;
+
+use crate::policy::limits::{DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB};
+use crate::policy::PolicyEngine;
+use crate::store::{
+    Account, Binding, Fallback, MappingGateway, RoutingGateway, Row, Scope, Store, TableInfo,
+};
+
+/// The prefix-router example, embedded at build time (empty when it was not built).
+const DEMO_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo-module.wasm"));
+
+/// Tenant of the demo objects.
+pub const DEMO_TENANT: &str = "default";
+
+/// Create the demo carrier when the store has no carrier objects and no bindings.
+/// Blocking (compiles the module): call it off the reactor.
+pub fn seed_if_empty(store: &Store, policy: &Arc<PolicyEngine>) -> anyhow::Result<bool> {
+    let empty = store.carrier_list::<MappingGateway>(None)?.is_empty()
+        && store.carrier_list::<RoutingGateway>(None)?.is_empty()
+        && store.bindings()?.is_empty();
+    if !empty {
+        return Ok(false);
+    }
+    store.carrier_put(
+        "demo",
+        &Account {
+            tenant: DEMO_TENANT.into(),
+            rate_table: None,
+        },
+    )?;
+    store.carrier_put(
+        "demo-customers",
+        &MappingGateway {
+            tenant: DEMO_TENANT.into(),
+            account: "demo".into(),
+            sources: vec!["127.0.0.0/8".into(), "::1".into()],
+            tech_prefix: None,
+            cps_limit: 0,
+            max_calls: 0,
+        },
+    )?;
+    store.carrier_put(
+        "demo-vendor",
+        &RoutingGateway {
+            tenant: DEMO_TENANT.into(),
+            groups: Vec::new(),
+            capacity: 0,
+            priority: 0,
+            enabled: true,
+            cost_table: None,
+            address: Some("127.0.0.1:5090".into()),
+            transport: crate::sip::Transport::Udp,
+            invite_timeout_ms: None,
+            progress_timeout_ms: None,
+        },
+    )?;
+    // An empty prefix matches every number: the catch-all route.
+    let rows = vec![Row {
+        key: String::new(),
+        fields: vec!["demo-vendor".into()],
+    }];
+    store.put_table(
+        &TableInfo {
+            tenant: DEMO_TENANT.into(),
+            name: "routes".into(),
+            rows: rows.len(),
+            loaded_at_ms: crate::now_ms(),
+        },
+        &rows,
+    )?;
+    if DEMO_MODULE.is_empty() {
+        tracing::warn!("demo carrier created without a module: run scripts/build-guests before building switchyard");
+    } else {
+        let version = policy
+            .upload(
+                DEMO_TENANT,
+                "demo-router",
+                "prefix-router example (demo carrier)",
+                "demo",
+                DEMO_MODULE,
+                usize::MAX,
+            )
+            .map_err(|e| anyhow::anyhow!("demo module: {e}"))?;
+        let binding = Binding {
+            scope: Scope::Global,
+            tenant: DEMO_TENANT.into(),
+            module: "demo-router".into(),
+            version: version.version,
+            canary: None,
+            deadline_ms: DEFAULT_DEADLINE_MS,
+            memory_mib: DEFAULT_MEMORY_MIB,
+            fallback: Fallback::default(),
+            updated_by: "demo".into(),
+            updated_at_ms: crate::now_ms(),
+        };
+        policy
+            .set_binding(&Scope::Global, Some(binding), "put")
+            .map_err(|e| anyhow::anyhow!("binding the demo module: {e}"))?;
+    }
+    store.commit_blocking()?;
+    tracing::info!(
+        "created the demo carrier: customers 127.0.0.0/8 -> demo-vendor at 127.0.0.1:5090"
+    );
+    Ok(true)
+}

@@ -1,0 +1,121 @@
+//! Who may call, and how much: the mapping gateway a new INVITE belongs to (by source
+//! address and optional tech prefix), its calls-per-second and concurrent-call limits.
+//! A call that is admitted holds a [`Slot`]; dropping it frees the concurrent place.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::store::{MappingGateway, Store};
+
+/// The verdict on a new call.
+pub enum Admit {
+    /// Accepted, on this gateway.
+    Accepted {
+        /// Mapping gateway id.
+        gateway_id: String,
+        /// The gateway.
+        gateway: MappingGateway,
+        /// The callee with the gateway's tech prefix removed.
+        callee: String,
+        /// Holds the concurrent-call place.
+        slot: Slot,
+    },
+    /// No mapping gateway matches.
+    Unknown,
+    /// A limit refused it; the text goes in the 503's Reason header.
+    Limited(String),
+}
+
+#[derive(Default)]
+struct GatewayUse {
+    recent: VecDeque<Instant>,
+    active: u32,
+}
+
+/// Admission state.
+pub struct Admission {
+    store: Store,
+    usage: Arc<Mutex<HashMap<String, GatewayUse>>>,
+}
+
+/// A concurrent-call place on a mapping gateway.
+pub struct Slot {
+    gateway: String,
+    usage: Arc<Mutex<HashMap<String, GatewayUse>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(u) = usage.get_mut(&self.gateway) {
+            u.active = u.active.saturating_sub(1);
+        }
+    }
+}
+
+impl Admission {
+    /// Admission over the carrier objects in `store`.
+    pub fn new(store: Store) -> Admission {
+        Admission {
+            store,
+            usage: Arc::default(),
+        }
+    }
+
+    /// Decide on a new call from `source` to `callee`.
+    pub fn admit(&self, source: IpAddr, callee: &str) -> Admit {
+        let gateways = match self.store.carrier_list::<MappingGateway>(None) {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "reading mapping gateways");
+                return Admit::Limited("configuration unavailable".into());
+            }
+        };
+        // A gateway with a matching tech prefix wins over one without.
+        let found = gateways
+            .into_iter()
+            .filter(|(_, g)| g.matches_source(source))
+            .filter_map(|(id, g)| match &g.tech_prefix {
+                Some(p) => callee
+                    .strip_prefix(p.as_str())
+                    .map(|rest| (1, id.clone(), rest.to_string(), g.clone())),
+                None => Some((0, id, callee.to_string(), g)),
+            })
+            .max_by_key(|(rank, ..)| *rank);
+        let Some((_, gateway_id, callee, gateway)) = found else {
+            return Admit::Unknown;
+        };
+        let now = Instant::now();
+        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let u = usage.entry(gateway_id.clone()).or_default();
+        while u
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            u.recent.pop_front();
+        }
+        if gateway.cps_limit > 0 && u.recent.len() >= gateway.cps_limit as usize {
+            return Admit::Limited(format!("CPS limit {} reached", gateway.cps_limit));
+        }
+        if gateway.max_calls > 0 && u.active >= gateway.max_calls {
+            return Admit::Limited(format!(
+                "concurrent call limit {} reached",
+                gateway.max_calls
+            ));
+        }
+        u.recent.push_back(now);
+        u.active += 1;
+        Admit::Accepted {
+            slot: Slot {
+                gateway: gateway_id.clone(),
+                usage: self.usage.clone(),
+            },
+            gateway_id,
+            gateway,
+            callee,
+        }
+    }
+}

@@ -1,0 +1,940 @@
+//! One call through the B2BUA: admission, the policy's screen and route, the vendor
+//! attempts with failover, then the two dialogs until one side hangs up. The customer
+//! leg (A) and each vendor leg (B) are separate dialogs with their own Call-ID, tags,
+//! CSeq, Via and Contact: nothing of one side's topology reaches the other.
+//!
+//! A call is one task. Its events (requests in either dialog, the ACK of our 2xx)
+//! arrive on one channel; its client transactions report on their own channels.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tracing::Instrument;
+
+use crate::policy::{Attempt, Call, Decision, NextStep, Outcome, Verdict};
+use crate::store::{AttemptRecord, CallRecord, EndReason, RoutingGateway};
+
+use super::admission::{Admit, Slot};
+use super::message::{param, uri_of, user_of, Message, Outgoing};
+use super::record::{call_record, Origin};
+use super::transaction::{AckParts, ClientEvent, ServerTx, T1, T2, TIMER_64T1};
+use super::transport::{Peer, Transport};
+use super::{a_key, b_key, parse_address, CallEvent, SipCore};
+
+/// Methods we accept, for Allow headers.
+pub(super) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
+
+/// Headers of the customer's INVITE carried to the vendor unless the module says otherwise.
+const CARRIED_HEADERS: &[&str] = &[
+    "P-Asserted-Identity",
+    "Privacy",
+    "P-Preferred-Identity",
+    "Diversion",
+];
+
+/// A fresh tag.
+pub(super) fn new_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn new_branch() -> String {
+    format!("z9hG4bK{:016x}", rand::random::<u64>())
+}
+
+/// Decide on a new INVITE and, when admitted, start its call task.
+pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>) {
+    let peer = tx.peer;
+    let call_id = invite.call_id().to_string();
+    let reply =
+        |code: u16, reason: &str| Outgoing::response(&invite, code, reason, Some(&new_tag()));
+    match invite.max_forwards() {
+        None => return core.txs.respond(&tx, reply(400, "Bad Max-Forwards")).await,
+        Some(0) => return core.txs.respond(&tx, reply(483, "Too Many Hops")).await,
+        Some(_) => {}
+    }
+    // An INVITE carrying one of our own vendor-leg Call-IDs has looped back to us.
+    if core.dialogs().contains_key(&b_key(&call_id)) {
+        return core.txs.respond(&tx, reply(482, "Loop Detected")).await;
+    }
+    let requested = invite
+        .request_uri()
+        .map(|u| user_of(&u.to_string()).to_string())
+        .unwrap_or_default();
+    let arrived_at_ms = crate::now_ms();
+    let (gateway_id, gateway, callee, slot) = match core.admission.admit(peer.addr.ip(), &requested)
+    {
+        Admit::Accepted {
+            gateway_id,
+            gateway,
+            callee,
+            slot,
+        } => (gateway_id, gateway, callee, slot),
+        Admit::Unknown => {
+            tracing::info!(%call_id, source = %peer.addr, "INVITE from an unknown source");
+            if core.config.reply_unauthorized {
+                let code = core.config.unauthorized_code;
+                let reason = if code == 401 {
+                    "Unauthorized"
+                } else {
+                    "Forbidden"
+                };
+                core.txs.respond(&tx, reply(code, reason)).await;
+            } else {
+                core.txs.abandon(&tx);
+            }
+            return;
+        }
+        Admit::Limited(why) => {
+            tracing::info!(%call_id, source = %peer.addr, reason = %why, "call refused by a limit");
+            let resp = reply(503, "Service Unavailable")
+                .header("Reason", format!("SIP;cause=503;text=\"{why}\""));
+            core.txs.respond(&tx, resp).await;
+            return;
+        }
+    };
+    core.txs
+        .respond(&tx, Outgoing::response(&invite, 100, "Trying", None))
+        .await;
+
+    let tenant = gateway.tenant.clone();
+    let wit = call_record(
+        &invite,
+        &Origin {
+            account: &gateway.account,
+            tenant: &tenant,
+            ingress_gateway: &gateway_id,
+            callee: &callee,
+            peer,
+        },
+        arrived_at_ms,
+    );
+    let (events_tx, events) = mpsc::channel(32);
+    let a_tag = new_tag();
+    let from = invite.header("From").unwrap_or_default().to_string();
+    let key = a_key(&call_id, invite.from_tag().unwrap_or_default());
+    core.dialogs().insert(key.clone(), events_tx.clone());
+    let a = Leg {
+        peer,
+        call_id: call_id.clone(),
+        local: format!("{};tag={a_tag}", invite.header("To").unwrap_or_default()),
+        remote: from,
+        target: invite
+            .header("Contact")
+            .map(|c| uri_of(c).to_string())
+            .unwrap_or_else(|| format!("sip:{}", peer.addr)),
+        cseq: 0,
+    };
+    let record = CallRecord {
+        call_id: call_id.clone(),
+        tenant,
+        account: gateway.account.clone(),
+        ingress_gateway: gateway_id,
+        egress_gateway: None,
+        caller_in: wit.caller.user.clone(),
+        callee_in: requested,
+        caller_out: None,
+        callee_out: None,
+        invite_ms: arrived_at_ms,
+        ring_ms: None,
+        answer_ms: None,
+        end_ms: 0,
+        pdd_ms: None,
+        final_code: 0,
+        reason: EndReason::FailoverExhausted,
+        module: None,
+        module_version: None,
+        attempts: Vec::new(),
+    };
+    let span = tracing::info_span!("call", call_id = %call_id);
+    let call = CallTask {
+        core,
+        invite,
+        tx,
+        a,
+        a_tag,
+        events,
+        events_tx,
+        keys: vec![key],
+        wit,
+        record,
+        relayed_ringing: false,
+        relayed_sdp: false,
+        busy_gateway: None,
+        _slot: slot,
+    };
+    tokio::spawn(call.run().instrument(span));
+}
+
+/// One side of the call, as a dialog we take part in.
+#[derive(Debug, Clone)]
+struct Leg {
+    /// Where its requests go.
+    peer: Peer,
+    call_id: String,
+    /// Our name-addr with our tag (From of our requests).
+    local: String,
+    /// Their name-addr with their tag (To of our requests).
+    remote: String,
+    /// Request-URI of in-dialog requests (their Contact).
+    target: String,
+    /// Our last CSeq in this dialog.
+    cseq: u32,
+}
+
+impl Leg {
+    /// A new in-dialog request and its branch.
+    fn request(&mut self, method: &str, via: &str) -> (Outgoing, String) {
+        self.cseq += 1;
+        let branch = new_branch();
+        let req = Outgoing::request(method, &self.target)
+            .header("Via", format!("{via};branch={branch};rport"))
+            .header("Max-Forwards", "70")
+            .header("From", &self.local)
+            .header("To", &self.remote)
+            .header("Call-ID", &self.call_id)
+            .header("CSeq", format!("{} {method}", self.cseq));
+        (req, branch)
+    }
+}
+
+struct CallTask {
+    core: Arc<SipCore>,
+    invite: Message,
+    tx: Arc<ServerTx>,
+    a: Leg,
+    a_tag: String,
+    events: mpsc::Receiver<CallEvent>,
+    events_tx: mpsc::Sender<CallEvent>,
+    keys: Vec<String>,
+    wit: Call,
+    record: CallRecord,
+    relayed_ringing: bool,
+    relayed_sdp: bool,
+    /// The routing gateway whose live call count this call holds.
+    busy_gateway: Option<String>,
+    _slot: Slot,
+}
+
+/// How one attempt ended.
+enum AttemptEnd {
+    Answered {
+        b: Leg,
+        b_invite: mpsc::Receiver<ClientEvent>,
+        answer: Box<Message>,
+    },
+    Failed(Outcome),
+    Skipped(String),
+    CallerCancelled,
+}
+
+/// The established call's in-flight relayed request.
+struct Relayed {
+    from_a: bool,
+    method: String,
+    origin: Arc<ServerTx>,
+    origin_req: Box<Message>,
+    responses: mpsc::Receiver<ClientEvent>,
+}
+
+impl CallTask {
+    fn via(&self, transport: Transport) -> String {
+        format!(
+            "SIP/2.0/{} {}",
+            transport.via_name(),
+            self.core.txs.transports().advertised
+        )
+    }
+
+    fn contact(&self, transport: Transport) -> String {
+        let t = match transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
+        format!(
+            "<sip:switchyard@{}{t}>",
+            self.core.txs.transports().advertised
+        )
+    }
+
+    async fn reply(&self, code: u16, reason: &str) {
+        let resp = Outgoing::response(&self.invite, code, reason, Some(&self.a_tag));
+        self.core.txs.respond(&self.tx, resp).await;
+    }
+
+    async fn run(mut self) {
+        let reason = self.decide_and_connect().await;
+        self.finish(reason).await;
+    }
+
+    /// Screen, route, try the attempts; then, if answered, carry the call to its end.
+    async fn decide_and_connect(&mut self) -> EndReason {
+        let Some(policy) = self.core.policy.for_call(&self.wit) else {
+            tracing::warn!("no routing module bound; refusing the call");
+            self.record.final_code = 503;
+            self.reply(503, "No Routing Policy").await;
+            return EndReason::NoPolicy;
+        };
+        let key = policy.version().clone();
+        self.record.module = Some(format!("{}/{}", key.tenant, key.name));
+        self.record.module_version = Some(key.version.clone());
+
+        let mut max_duration = self.core.config.no_timer_max_duration_secs;
+        match policy.screen(&self.wit).await.value {
+            Verdict::Allow => {}
+            Verdict::AllowWithLimits(l) => {
+                if l.max_duration_secs > 0
+                    && (max_duration == 0 || l.max_duration_secs < max_duration)
+                {
+                    max_duration = l.max_duration_secs;
+                }
+            }
+            Verdict::Reject(r) => {
+                tracing::info!(code = r.code, reason = %r.reason, "screen rejected the call");
+                self.record.final_code = r.code;
+                self.reply(r.code, &r.reason).await;
+                return EndReason::RejectedByModule;
+            }
+        }
+        let mut attempts: std::collections::VecDeque<Attempt> =
+            match policy.route(&self.wit).await.value {
+                Decision::Reject(r) => {
+                    self.record.final_code = r.code;
+                    self.reply(r.code, &r.reason).await;
+                    return EndReason::RejectedByModule;
+                }
+                Decision::Attempts(list) => list.into(),
+            };
+        if attempts.is_empty() {
+            self.record.final_code = 404;
+            self.reply(404, "No Route").await;
+            return EndReason::NoRoute;
+        }
+
+        let limit = self.core.config.gateway_switch_limit.max(1) as usize;
+        let mut index = 0u32;
+        let mut last_failure: Option<(u16, String)> = None;
+        let mut all_skipped = true;
+        while let Some(attempt) = attempts.pop_front() {
+            if self
+                .record
+                .attempts
+                .iter()
+                .filter(|a| !a.leg_call_id.is_empty())
+                .count()
+                >= limit
+            {
+                tracing::info!(limit, "gateway switch limit reached");
+                break;
+            }
+            match self.attempt(&attempt, index).await {
+                AttemptEnd::Answered {
+                    b,
+                    b_invite,
+                    answer,
+                } => {
+                    return self
+                        .connected(b, b_invite, *answer, &attempt, max_duration)
+                        .await;
+                }
+                AttemptEnd::CallerCancelled => {
+                    self.record.final_code = 487;
+                    return EndReason::CallerCancel;
+                }
+                AttemptEnd::Skipped(why) => {
+                    tracing::info!(gateway = %attempt.gateway, reason = %why, "attempt skipped");
+                    self.record.attempts.push(AttemptRecord {
+                        gateway: attempt.gateway.clone(),
+                        leg_call_id: String::new(),
+                        callee: attempt.callee.clone(),
+                        caller: self.caller_for(&attempt),
+                        started_ms: crate::now_ms(),
+                        pdd_ms: None,
+                        code: None,
+                        reason: why,
+                        timed_out: false,
+                    });
+                }
+                AttemptEnd::Failed(outcome) => {
+                    all_skipped = false;
+                    tracing::info!(gateway = %attempt.gateway, code = ?outcome.code, timed_out = outcome.timed_out, "attempt failed");
+                    if let Some(code) = outcome.code {
+                        last_failure = Some((code, outcome.reason.clone()));
+                    }
+                    if outcome.timed_out && self.core.config.stop_switch_after_invite_timeout {
+                        break;
+                    }
+                    match policy
+                        .on_attempt_failed(&self.wit, &attempt, &outcome)
+                        .await
+                        .value
+                    {
+                        NextStep::Continue => {}
+                        NextStep::Insert(next) => attempts.push_front(next),
+                        NextStep::Stop(r) => {
+                            self.record.final_code = r.code;
+                            self.reply(r.code, &r.reason).await;
+                            return EndReason::CalleeRejected;
+                        }
+                    }
+                }
+            }
+            index += 1;
+        }
+        // Spec decision 18: when every attempt fails the caller gets 503.
+        let (code, reason) = if all_skipped {
+            (503, "All Gateways Busy Or Down".to_string())
+        } else {
+            match last_failure {
+                Some((code, reason))
+                    if (400..700).contains(&code) && code != 408 && !(500..600).contains(&code) =>
+                {
+                    (code, reason)
+                }
+                _ => (503, "All Routes Failed".to_string()),
+            }
+        };
+        self.record.final_code = code;
+        self.reply(code, &reason).await;
+        EndReason::FailoverExhausted
+    }
+
+    fn caller_for(&self, attempt: &Attempt) -> String {
+        attempt
+            .caller
+            .clone()
+            .unwrap_or_else(|| self.wit.caller.user.clone())
+    }
+
+    /// Send one vendor INVITE and follow it to an answer, a failure or the caller's CANCEL.
+    async fn attempt(&mut self, attempt: &Attempt, index: u32) -> AttemptEnd {
+        let core = self.core.clone();
+        let gateway = match core.store.carrier_get::<RoutingGateway>(&attempt.gateway) {
+            Ok(Some(g)) if g.tenant == self.wit.tenant => g,
+            Ok(_) => return AttemptEnd::Skipped("unknown routing gateway".into()),
+            Err(e) => return AttemptEnd::Skipped(format!("store error: {e}")),
+        };
+        if !gateway.enabled {
+            return AttemptEnd::Skipped("gateway disabled".into());
+        }
+        let live = core.policy.services().gateway_live(&attempt.gateway);
+        if live.down {
+            return AttemptEnd::Skipped("gateway down".into());
+        }
+        if gateway.capacity > 0 && live.current_calls >= gateway.capacity {
+            return AttemptEnd::Skipped("gateway at capacity".into());
+        }
+        let Some(addr) = gateway.address.as_deref().and_then(parse_address) else {
+            return AttemptEnd::Skipped("gateway has no usable address".into());
+        };
+        let peer = Peer {
+            addr,
+            transport: gateway.transport,
+        };
+        self.hold_gateway(&attempt.gateway);
+
+        let advertised = core.txs.transports().advertised;
+        let caller = self.caller_for(attempt);
+        let call_id = format!(
+            "{:016x}{:08x}@{}",
+            rand::random::<u64>(),
+            rand::random::<u32>(),
+            advertised.ip()
+        );
+        let tag = new_tag();
+        let branch = new_branch();
+        let uri = format!("sip:{}@{}", attempt.callee, addr);
+        let display = attempt
+            .display
+            .clone()
+            .or_else(|| self.wit.caller.display.clone());
+        let from_addr = format!("<sip:{caller}@{}>", host_of(advertised));
+        let from = match display {
+            Some(d) => format!("\"{}\" {from_addr};tag={tag}", d.replace('"', "")),
+            None => format!("{from_addr};tag={tag}"),
+        };
+        let to = format!("<{uri}>");
+        let via = format!("{};branch={branch};rport", self.via(gateway.transport));
+        let max_forwards = self.invite.max_forwards().unwrap_or(70).saturating_sub(1);
+        let mut req = Outgoing::request("INVITE", &uri)
+            .header("Via", &via)
+            .header("Max-Forwards", max_forwards.to_string())
+            .header("From", &from)
+            .header("To", &to)
+            .header("Call-ID", &call_id)
+            .header("CSeq", "1 INVITE")
+            .header("Contact", self.contact(gateway.transport))
+            .header("Allow", ALLOW);
+        for name in CARRIED_HEADERS {
+            for v in self.invite.headers_named(name) {
+                req.push(name, v);
+            }
+        }
+        let rewrites = [
+            ("P-Asserted-Identity", &attempt.p_asserted_identity),
+            ("Privacy", &attempt.privacy),
+            ("P-Preferred-Identity", &attempt.p_preferred_identity),
+        ];
+        for (name, value) in rewrites {
+            if let Some(v) = value {
+                req.remove(name);
+                req.push(name, v);
+            }
+        }
+        for name in &attempt.remove_headers {
+            req.remove(name);
+        }
+        for h in &attempt.add_headers {
+            req.push(&h.name, &h.value);
+        }
+        // Media passes end to end until the media issue lands the relay.
+        let req = req.body(self.invite.content_type(), &self.invite.body);
+
+        let b_key = b_key(&call_id);
+        self.core
+            .dialogs()
+            .insert(b_key.clone(), self.events_tx.clone());
+        self.keys.push(b_key);
+        let ack = AckParts {
+            uri: uri.clone(),
+            via: via.clone(),
+            from: from.clone(),
+            call_id: call_id.clone(),
+            cseq: 1,
+        };
+        let mut responses = core
+            .txs
+            .request(req.clone(), &branch, "INVITE", peer, Some(ack))
+            .await;
+        tracing::info!(gateway = %attempt.gateway, %addr, leg = %call_id, callee = %attempt.callee, "attempt {index}");
+        let started = Instant::now();
+        self.record.attempts.push(AttemptRecord {
+            gateway: attempt.gateway.clone(),
+            leg_call_id: call_id.clone(),
+            callee: attempt.callee.clone(),
+            caller,
+            started_ms: crate::now_ms(),
+            pdd_ms: None,
+            code: None,
+            reason: String::new(),
+            timed_out: false,
+        });
+        let invite_timeout = Duration::from_millis(u64::from(
+            attempt
+                .timeout_ms
+                .or(gateway.invite_timeout_ms)
+                .unwrap_or(self.core.config.invite_timeout_ms),
+        ));
+        let progress_timeout = Duration::from_millis(u64::from(
+            gateway
+                .progress_timeout_ms
+                .unwrap_or(self.core.config.progress_timeout_ms),
+        ));
+        let mut deadline = started + invite_timeout;
+        let mut provisional = false;
+        let mut pdd_ms = None;
+        let outcome =
+            |code: Option<u16>, reason: String, timed_out: bool, pdd_ms: Option<u32>| Outcome {
+                index,
+                code,
+                reason,
+                pdd_ms,
+                timed_out,
+            };
+        let end = loop {
+            tokio::select! {
+                event = responses.recv() => match event {
+                    None | Some(ClientEvent::Timeout) => break AttemptEnd::Failed(outcome(None, "no answer".into(), true, pdd_ms)),
+                    Some(ClientEvent::Response(resp)) => {
+                        let code = resp.status().unwrap_or(0);
+                        if code < 200 {
+                            if !provisional {
+                                provisional = true;
+                                deadline = started + progress_timeout;
+                            }
+                            if code > 100 {
+                                pdd_ms.get_or_insert(started.elapsed().as_millis() as u32);
+                                self.relay_provisional(&resp).await;
+                            }
+                            continue;
+                        }
+                        if code < 300 {
+                            let b = Leg {
+                                peer,
+                                call_id: call_id.clone(),
+                                local: from.clone(),
+                                remote: resp.header("To").unwrap_or(&to).to_string(),
+                                target: resp.header("Contact").map(|c| uri_of(c).to_string()).unwrap_or(uri.clone()),
+                                cseq: 1,
+                            };
+                            self.set_attempt_result(Some(code), resp.reason(), false, pdd_ms);
+                            break AttemptEnd::Answered { b, b_invite: responses, answer: resp };
+                        }
+                        break AttemptEnd::Failed(outcome(Some(code), resp.reason(), false, pdd_ms));
+                    }
+                },
+                _ = sleep_until(deadline) => {
+                    tracing::info!(gateway = %attempt.gateway, provisional, "attempt timed out");
+                    self.cancel_leg(&req, &uri, &via, &from, &to, &call_id, peer, provisional, responses).await;
+                    let end = AttemptEnd::Failed(outcome(None, if provisional { "no answer after ringing" } else { "no response" }.into(), true, pdd_ms));
+                    self.release_gateway();
+                    if let AttemptEnd::Failed(o) = &end { self.set_attempt_result(None, o.reason.clone(), true, pdd_ms); }
+                    return end;
+                }
+                event = self.events.recv() => match event {
+                    Some(CallEvent::Request { msg, tx }) if msg.is(rsip::Method::Cancel) => {
+                        core.txs.respond(&tx, Outgoing::response(&msg, 200, "OK", None)).await;
+                        self.reply(487, "Request Terminated").await;
+                        self.cancel_leg(&req, &uri, &via, &from, &to, &call_id, peer, provisional, responses).await;
+                        self.set_attempt_result(None, "caller cancelled".into(), false, pdd_ms);
+                        self.release_gateway();
+                        return AttemptEnd::CallerCancelled;
+                    }
+                    Some(CallEvent::Request { msg, tx }) => {
+                        // Nothing else belongs in an early dialog we relay.
+                        let resp = Outgoing::response(&msg, 491, "Request Pending", None);
+                        core.txs.respond(&tx, resp).await;
+                    }
+                    Some(CallEvent::Ack(_)) | None => {}
+                },
+            }
+        };
+        if let AttemptEnd::Failed(o) = &end {
+            self.set_attempt_result(o.code, o.reason.clone(), o.timed_out, pdd_ms);
+            self.release_gateway();
+        }
+        end
+    }
+
+    fn set_attempt_result(
+        &mut self,
+        code: Option<u16>,
+        reason: String,
+        timed_out: bool,
+        pdd_ms: Option<u32>,
+    ) {
+        if let Some(a) = self.record.attempts.last_mut() {
+            a.code = code;
+            a.reason = reason;
+            a.timed_out = timed_out;
+            a.pdd_ms = pdd_ms;
+        }
+    }
+
+    fn hold_gateway(&mut self, id: &str) {
+        self.release_gateway();
+        self.core.policy.services().adjust_current_calls(id, 1);
+        self.busy_gateway = Some(id.to_string());
+    }
+
+    fn release_gateway(&mut self) {
+        if let Some(id) = self.busy_gateway.take() {
+            self.core.policy.services().adjust_current_calls(&id, -1);
+        }
+    }
+
+    /// Relay a vendor's 18x to the caller. One ringback only: after failover a second
+    /// vendor's 180 is not relayed again; a first SDP (early media) still is.
+    async fn relay_provisional(&mut self, resp: &Message) {
+        let has_sdp = !resp.body.is_empty();
+        if self.relayed_ringing && !(has_sdp && !self.relayed_sdp) {
+            return;
+        }
+        let code = resp.status().unwrap_or(180);
+        let out = Outgoing::response(&self.invite, code, &resp.reason(), Some(&self.a_tag))
+            .header("Contact", self.contact(self.a.peer.transport))
+            .body(resp.content_type(), &resp.body);
+        self.core.txs.respond(&self.tx, out).await;
+        self.relayed_ringing = true;
+        self.relayed_sdp |= has_sdp;
+        if self.record.ring_ms.is_none() {
+            let now = crate::now_ms();
+            self.record.ring_ms = Some(now);
+            self.record.pdd_ms = Some(now.saturating_sub(self.record.invite_ms) as u32);
+        }
+    }
+
+    /// Give up on a vendor INVITE: CANCEL it once it has a provisional answer (RFC 3261
+    /// §9.1), and keep its transaction open a while to ACK the 487 — or to ACK and BYE
+    /// a 200 that crossed our CANCEL.
+    #[allow(clippy::too_many_arguments)]
+    async fn cancel_leg(
+        &self,
+        _invite: &Outgoing,
+        uri: &str,
+        via: &str,
+        from: &str,
+        to: &str,
+        call_id: &str,
+        peer: Peer,
+        provisional: bool,
+        mut responses: mpsc::Receiver<ClientEvent>,
+    ) {
+        let core = self.core.clone();
+        if provisional {
+            let cancel = Outgoing::request("CANCEL", uri)
+                .header("Via", via)
+                .header("Max-Forwards", "70")
+                .header("From", from)
+                .header("To", to)
+                .header("Call-ID", call_id)
+                .header("CSeq", "1 CANCEL");
+            let branch = param(via, "branch").unwrap_or_default().to_string();
+            let mut cancel_rx = core
+                .txs
+                .request(cancel, &branch, "CANCEL", peer, None)
+                .await;
+            tokio::spawn(async move { while cancel_rx.recv().await.is_some() {} });
+        }
+        let via_base = self.via(peer.transport);
+        let from = from.to_string();
+        let call_id = call_id.to_string();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + TIMER_64T1;
+            while let Ok(Some(ClientEvent::Response(resp))) =
+                tokio::time::timeout_at(deadline, responses.recv()).await
+            {
+                let code = resp.status().unwrap_or(0);
+                if (200..300).contains(&code) {
+                    let mut leg = Leg {
+                        peer,
+                        call_id: call_id.clone(),
+                        local: from.clone(),
+                        remote: resp.header("To").unwrap_or_default().to_string(),
+                        target: resp
+                            .header("Contact")
+                            .map(|c| uri_of(c).to_string())
+                            .unwrap_or_default(),
+                        cseq: 0,
+                    };
+                    send_ack(&core, &leg, 1, &via_base).await;
+                    let (bye, branch) = leg.request("BYE", &via_base);
+                    let _ = core.txs.request(bye, &branch, "BYE", peer, None).await;
+                    break;
+                }
+                if code >= 300 {
+                    break; // the transaction layer ACKed it
+                }
+            }
+        });
+    }
+
+    /// The vendor answered: ACK it, answer the caller, and relay the dialogs until the end.
+    async fn connected(
+        &mut self,
+        mut b: Leg,
+        mut b_invite: mpsc::Receiver<ClientEvent>,
+        answer: Message,
+        attempt: &Attempt,
+        max_duration_secs: u32,
+    ) -> EndReason {
+        let via_b = self.via(b.peer.transport);
+        send_ack(&self.core, &b, 1, &via_b).await;
+        let ok = Outgoing::response(&self.invite, 200, "OK", Some(&self.a_tag))
+            .header("Contact", self.contact(self.a.peer.transport))
+            .header("Allow", ALLOW)
+            .body(answer.content_type(), &answer.body);
+        let ok_bytes = ok.clone();
+        self.core.txs.respond(&self.tx, ok).await;
+        let now = crate::now_ms();
+        self.record.answer_ms = Some(now);
+        self.record.final_code = 200;
+        self.record.egress_gateway = Some(attempt.gateway.clone());
+        self.record.callee_out = Some(attempt.callee.clone());
+        self.record.caller_out = Some(self.caller_for(attempt));
+        if self.record.pdd_ms.is_none() {
+            self.record.pdd_ms = Some(now.saturating_sub(self.record.invite_ms) as u32);
+        }
+        tracing::info!(gateway = %attempt.gateway, "answered");
+
+        let via_a = self.via(self.a.peer.transport);
+        // Our 2xx is retransmitted until the caller's ACK (RFC 3261 §13.3.1.4).
+        let answered_at = Instant::now();
+        let mut retransmit_at = Some(answered_at + T1);
+        let mut interval = T1;
+        let max_end = (max_duration_secs > 0)
+            .then(|| answered_at + Duration::from_secs(u64::from(max_duration_secs)));
+        let mut relayed: Option<Relayed> = None;
+        let far_future = answered_at + Duration::from_secs(86400 * 365);
+
+        let reason = loop {
+            tokio::select! {
+                _ = sleep_until(retransmit_at.unwrap_or(far_future)), if retransmit_at.is_some() => {
+                    if answered_at.elapsed() >= TIMER_64T1 {
+                        tracing::warn!("caller never acknowledged the 200; ending the call");
+                        break EndReason::AckTimeout;
+                    }
+                    self.core.txs.send_stateless(&ok_bytes, self.a.peer).await;
+                    interval = (interval * 2).min(T2);
+                    retransmit_at = Some(Instant::now() + interval);
+                }
+                _ = sleep_until(max_end.unwrap_or(far_future)), if max_end.is_some() => {
+                    tracing::info!(max_duration_secs, "maximum call duration reached");
+                    break EndReason::MaxDuration;
+                }
+                // The vendor retransmits its 200 when our ACK was lost.
+                Some(ClientEvent::Response(resp)) = b_invite.recv() => {
+                    if resp.status().is_some_and(|c| (200..300).contains(&c)) && resp.cseq().0 == 1 {
+                        send_ack(&self.core, &b, 1, &via_b).await;
+                    }
+                }
+                Some(event) = async { match relayed.as_mut() { Some(r) => r.responses.recv().await, None => std::future::pending().await } } => {
+                    let r = relayed.as_ref().expect("selected only when some");
+                    match event {
+                        ClientEvent::Timeout => {
+                            let resp = Outgoing::response(&r.origin_req, 408, "Request Timeout", None);
+                            self.core.txs.respond(&r.origin, resp).await;
+                            relayed = None;
+                        }
+                        ClientEvent::Response(resp) => {
+                            let code = resp.status().unwrap_or(0);
+                            if code == 100 { continue; }
+                            let from_a = r.from_a;
+                            let out = Outgoing::response(&r.origin_req, code, &resp.reason(), None)
+                                .header("Contact", self.contact(if from_a { self.a.peer.transport } else { b.peer.transport }))
+                                .body(resp.content_type(), &resp.body);
+                            self.core.txs.respond(&r.origin, out).await;
+                            if code >= 200 {
+                                if r.method == "INVITE" && code < 300 {
+                                    // The re-INVITE's 2xx is ACKed on the leg that gave it.
+                                    let (leg, via) = if from_a { (&b, &via_b) } else { (&self.a, &via_a) };
+                                    send_ack(&self.core, leg, resp.cseq().0, via).await;
+                                }
+                                relayed = None;
+                            }
+                        }
+                    }
+                }
+                event = self.events.recv() => {
+                    let Some(event) = event else { break EndReason::Shutdown };
+                    let (msg, tx) = match event {
+                        CallEvent::Ack(msg) => {
+                            if msg.call_id() == self.a.call_id {
+                                retransmit_at = None;
+                            }
+                            continue;
+                        }
+                        CallEvent::Request { msg, tx } => (msg, tx),
+                    };
+                    let from_a = msg.call_id() == self.a.call_id;
+                    let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
+                    match method.as_str() {
+                        "BYE" => {
+                            self.core.txs.respond(&tx, Outgoing::response(&msg, 200, "OK", None)).await;
+                            break if from_a { EndReason::CallerHangup } else { EndReason::CalleeHangup };
+                        }
+                        "CANCEL" => {
+                            // Too late to cancel an answered call; the CANCEL itself succeeds.
+                            self.core.txs.respond(&tx, Outgoing::response(&msg, 200, "OK", None)).await;
+                        }
+                        _ if relayed.is_some() => {
+                            let code = if method == "INVITE" || method == "UPDATE" { 491 } else { 500 };
+                            let resp = Outgoing::response(&msg, code, "Request Pending", None).header("Retry-After", "1");
+                            self.core.txs.respond(&tx, resp).await;
+                        }
+                        _ => {
+                            let (leg, via) = if from_a { (&mut b, &via_b) } else { (&mut self.a, &via_a) };
+                            let peer = leg.peer;
+                            let (mut req, branch) = leg.request(&method, via);
+                            let contact_transport = peer.transport;
+                            if matches!(method.as_str(), "INVITE" | "UPDATE") {
+                                req.push("Contact", self.contact(contact_transport));
+                            }
+                            for name in ["Session-Expires", "Min-SE", "Supported", "Require", "Content-Disposition"] {
+                                for v in msg.headers_named(name) {
+                                    req.push(name, v);
+                                }
+                            }
+                            let req = req.body(msg.content_type(), &msg.body);
+                            let ack = (method == "INVITE").then(|| {
+                                let (leg, via) = if from_a { (&b, &via_b) } else { (&self.a, &via_a) };
+                                AckParts {
+                                    uri: leg.target.clone(),
+                                    via: format!("{via};branch={branch};rport"),
+                                    from: leg.local.clone(),
+                                    call_id: leg.call_id.clone(),
+                                    cseq: leg.cseq,
+                                }
+                            });
+                            let responses = self.core.txs.request(req, &branch, &method, peer, ack).await;
+                            relayed = Some(Relayed { from_a, method, origin: tx, origin_req: msg, responses });
+                        }
+                    }
+                }
+            }
+        };
+        // Hang up whichever side did not.
+        if reason != EndReason::CalleeHangup {
+            send_bye(&self.core, &mut b, &via_b).await;
+        }
+        if reason != EndReason::CallerHangup {
+            let mut a = self.a.clone();
+            send_bye(&self.core, &mut a, &via_a).await;
+        }
+        reason
+    }
+
+    /// Unregister the dialogs, free the gateway, write the call record.
+    async fn finish(mut self, reason: EndReason) {
+        {
+            let mut dialogs = self.core.dialogs();
+            for k in &self.keys {
+                dialogs.remove(k);
+            }
+        }
+        self.release_gateway();
+        self.record.end_ms = crate::now_ms();
+        self.record.reason = reason;
+        if self.record.egress_gateway.is_none() {
+            if let Some(last) = self
+                .record
+                .attempts
+                .iter()
+                .rev()
+                .find(|a| !a.leg_call_id.is_empty())
+            {
+                self.record.egress_gateway = Some(last.gateway.clone());
+                self.record.callee_out = Some(last.callee.clone());
+                self.record.caller_out = Some(last.caller.clone());
+            }
+        }
+        tracing::info!(reason = ?reason, code = self.record.final_code, attempts = self.record.attempts.len(), "call ended");
+        let store = self.core.store.clone();
+        if let Err(e) = store.put_call_record(&self.record) {
+            tracing::error!(error = %e, "writing the call record failed");
+            return;
+        }
+        // Call records are money: flushed (group commit) before the call is forgotten.
+        if let Err(e) = store.commit().await {
+            tracing::error!(error = %e, "flushing the call record failed");
+        }
+    }
+}
+
+/// The ACK of a 2xx: its own transaction-less request in the dialog.
+async fn send_ack(core: &Arc<SipCore>, leg: &Leg, cseq: u32, via: &str) {
+    let ack = Outgoing::request("ACK", &leg.target)
+        .header("Via", format!("{via};branch={};rport", new_branch()))
+        .header("Max-Forwards", "70")
+        .header("From", &leg.local)
+        .header("To", &leg.remote)
+        .header("Call-ID", &leg.call_id)
+        .header("CSeq", format!("{cseq} ACK"));
+    core.txs.send_stateless(&ack, leg.peer).await;
+}
+
+/// BYE a leg; its transaction runs on without us (retransmission, timeout).
+async fn send_bye(core: &Arc<SipCore>, leg: &mut Leg, via: &str) {
+    let (bye, branch) = leg.request("BYE", via);
+    let mut rx = core.txs.request(bye, &branch, "BYE", leg.peer, None).await;
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+}
+
+/// Host part for URIs we write (IPv6 in brackets).
+fn host_of(addr: std::net::SocketAddr) -> String {
+    match addr {
+        std::net::SocketAddr::V4(a) => a.to_string(),
+        std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
+}

@@ -1,0 +1,317 @@
+//! SIP signalling: a B2BUA between customers (mapping gateways) and vendors (routing
+//! gateways), every call decided by the policy engine.
+//!
+//! - [`wire`] turns bytes into messages (compact forms, size limit, no panics);
+//! - [`message`] reads them and builds the ones we send;
+//! - [`transport`] owns the UDP/TCP sockets;
+//! - [`transaction`] implements RFC 3261 transactions and their timers;
+//! - [`admission`] decides who may call and enforces CPS / concurrency limits;
+//! - [`call`] runs one call: policy, attempts with failover, the two dialogs;
+//! - this file routes each incoming message to the transaction or call it belongs to.
+
+pub mod admission;
+mod call;
+pub mod message;
+mod record;
+pub mod transaction;
+pub mod transport;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::policy::PolicyEngine;
+use crate::store::Store;
+use message::{Message, Outgoing};
+use transaction::{Incoming, ServerTx, Transactions};
+pub use transport::{Peer, Transport};
+
+/// Default SIP listen address: loopback, so a first run exposes nothing.
+pub const DEFAULT_SIP_LISTEN: &str = "127.0.0.1:5060";
+
+/// SIP settings. VOS3000's parameter names are given beside ours.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// UDP and TCP listen addresses; the first is advertised in Via and Contact.
+    pub listen: Vec<SocketAddr>,
+    /// Answer requests from unknown sources (SS_REPLY_UNAUTHORIZED); off = silence.
+    pub reply_unauthorized: bool,
+    /// The code unknown sources get when answered (403, or 401).
+    pub unauthorized_code: u16,
+    /// Most attempts (vendor INVITEs) one call may make (SS_GATEWAY_SWITCH_LIMIT).
+    pub gateway_switch_limit: u32,
+    /// Default per-attempt INVITE timeout with no provisional answer, ms.
+    pub invite_timeout_ms: u32,
+    /// Default per-attempt timeout after a provisional answer with no final, ms.
+    pub progress_timeout_ms: u32,
+    /// An INVITE timeout ends the call instead of failing over
+    /// (SS_SIP_USER_AGENT_STOP_SWITCH_AFTER_INVITE_TIMEOUT).
+    pub stop_switch_after_invite_timeout: bool,
+    /// Longest call when no session timer runs, s; 0 = none
+    /// (SS_SIP_NO_TIMER_REINVITE_INTERVAL, see spec decision 4).
+    pub no_timer_max_duration_secs: u32,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: vec![DEFAULT_SIP_LISTEN.parse().expect("valid default")],
+            reply_unauthorized: true,
+            unauthorized_code: 403,
+            gateway_switch_limit: 5,
+            invite_timeout_ms: 8_000,
+            progress_timeout_ms: 60_000,
+            stop_switch_after_invite_timeout: false,
+            no_timer_max_duration_secs: 7_200,
+        }
+    }
+}
+
+/// What a call task is told about its dialogs.
+#[derive(Debug)]
+enum CallEvent {
+    /// A request inside one of the call's dialogs (or the caller's CANCEL).
+    Request {
+        msg: Box<Message>,
+        tx: Arc<ServerTx>,
+    },
+    /// The ACK of a 2xx we sent.
+    Ack(Box<Message>),
+}
+
+/// Shared state of the SIP layer.
+pub struct SipCore {
+    txs: Arc<Transactions>,
+    policy: Arc<PolicyEngine>,
+    store: Store,
+    config: SipConfig,
+    admission: admission::Admission,
+    /// Live dialogs: `a:<call-id>:<from-tag>` for customer legs, `b:<call-id>` for ours.
+    dialogs: Mutex<HashMap<String, mpsc::Sender<CallEvent>>>,
+}
+
+/// Live counts, for operators and leak checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SipStats {
+    /// Calls in progress.
+    pub calls: usize,
+    /// Dialog routes registered (two per established call).
+    pub dialogs: usize,
+    /// Client transactions alive.
+    pub client_transactions: usize,
+    /// Server transactions alive (they linger up to 32 s after answering).
+    pub server_transactions: usize,
+}
+
+/// The running SIP layer.
+pub struct SipServer {
+    /// The shared core.
+    pub core: Arc<SipCore>,
+    /// Where it listens (the first address, after port 0 was resolved).
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl SipServer {
+    /// Bind the listeners and start handling messages.
+    pub async fn start(
+        config: SipConfig,
+        store: Store,
+        policy: Arc<PolicyEngine>,
+    ) -> anyhow::Result<SipServer> {
+        let (transports, mut inbound) = transport::Transports::bind(&config.listen).await?;
+        let addr = transports.advertised;
+        let core = Arc::new(SipCore {
+            txs: Transactions::new(transports),
+            admission: admission::Admission::new(store.clone()),
+            policy,
+            store,
+            config,
+            dialogs: Mutex::default(),
+        });
+        let dispatcher = core.clone();
+        let task = tokio::spawn(async move {
+            while let Some(msg) = inbound.recv().await {
+                dispatcher.dispatch(msg.msg, msg.peer).await;
+            }
+        });
+        tracing::info!(%addr, "SIP listening (UDP and TCP)");
+        Ok(SipServer { core, addr, task })
+    }
+
+    /// Stop taking messages.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl SipCore {
+    fn dialogs(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<CallEvent>>> {
+        self.dialogs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Live counts.
+    pub fn stats(&self) -> SipStats {
+        let (client_transactions, server_transactions) = self.txs.counts();
+        let dialogs = self.dialogs();
+        SipStats {
+            calls: dialogs.keys().filter(|k| k.starts_with("a:")).count(),
+            dialogs: dialogs.len(),
+            client_transactions,
+            server_transactions,
+        }
+    }
+
+    async fn dispatch(self: &Arc<Self>, msg: Message, peer: Peer) {
+        if msg.status().is_some() {
+            self.txs.incoming_response(msg).await;
+            return;
+        }
+        let tx = match self.txs.incoming_request(&msg, peer).await {
+            Incoming::Absorbed => return,
+            Incoming::AckFor2xx => {
+                if let Some(call) = self.dialog_of(&msg) {
+                    let _ = call.send(CallEvent::Ack(Box::new(msg))).await;
+                }
+                return;
+            }
+            Incoming::New(tx) => tx,
+        };
+        let method = msg.method().cloned().unwrap_or(rsip::Method::Options);
+        match method {
+            rsip::Method::Invite if msg.to_tag().is_none() => {
+                call::start(self.clone(), msg, tx).await;
+            }
+            _ => {
+                if let Some(call) = self.dialog_of(&msg) {
+                    let _ = call
+                        .send(CallEvent::Request {
+                            msg: Box::new(msg),
+                            tx,
+                        })
+                        .await;
+                } else if method == rsip::Method::Options {
+                    let ok = Outgoing::response(&msg, 200, "OK", Some(&call::new_tag()))
+                        .header("Allow", call::ALLOW);
+                    self.txs.respond(&tx, ok).await;
+                } else if method == rsip::Method::Register {
+                    // The registrar is not built yet (see issue 3's note).
+                    let resp = Outgoing::response(&msg, 501, "Not Implemented", None);
+                    self.txs.respond(&tx, resp).await;
+                } else {
+                    let resp =
+                        Outgoing::response(&msg, 481, "Call/Transaction Does Not Exist", None);
+                    self.txs.respond(&tx, resp).await;
+                }
+            }
+        }
+    }
+
+    /// The call a request belongs to: a customer-leg dialog by Call-ID and From tag,
+    /// else one of our vendor legs by Call-ID.
+    fn dialog_of(&self, msg: &Message) -> Option<mpsc::Sender<CallEvent>> {
+        let dialogs = self.dialogs();
+        dialogs
+            .get(&a_key(msg.call_id(), msg.from_tag().unwrap_or_default()))
+            .or_else(|| dialogs.get(&b_key(msg.call_id())))
+            .cloned()
+    }
+}
+
+fn a_key(call_id: &str, from_tag: &str) -> String {
+    format!("a:{call_id}:{from_tag}")
+}
+
+fn b_key(call_id: &str) -> String {
+    format!("b:{call_id}")
+}
+
+/// Whether `ip` is `source` (an address) or inside it (a CIDR prefix).
+pub fn ip_in(source: &str, ip: IpAddr) -> bool {
+    let (net, len) = match source.split_once('/') {
+        Some((net, len)) => (net, len.parse::<u32>().ok()),
+        None => (source, None),
+    };
+    let Ok(net) = net.trim().parse::<IpAddr>() else {
+        return false;
+    };
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => {
+            let len = len.unwrap_or(32).min(32);
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            u32::from(n) & mask == u32::from(i) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) => {
+            let len = len.unwrap_or(128).min(128);
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            u128::from(n) & mask == u128::from(i) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Whether `source` is an IP address or a CIDR prefix.
+pub fn valid_source(source: &str) -> bool {
+    let (net, len) = match source.split_once('/') {
+        Some((net, len)) => (net, Some(len)),
+        None => (source, None),
+    };
+    match (net.parse::<IpAddr>(), len.map(str::parse::<u32>)) {
+        (Ok(_), None) => true,
+        (Ok(IpAddr::V4(_)), Some(Ok(l))) => l <= 32,
+        (Ok(IpAddr::V6(_)), Some(Ok(l))) => l <= 128,
+        _ => false,
+    }
+}
+
+/// A gateway address `host:port` (host may be a name; port defaults to 5060).
+pub fn parse_address(address: &str) -> Option<SocketAddr> {
+    if let Ok(a) = address.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    if let Ok(ip) = address.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, 5060));
+    }
+    let with_port = if address.contains(':') {
+        address.to_string()
+    } else {
+        format!("{address}:5060")
+    };
+    with_port.to_socket_addrs().ok()?.next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_and_prefixes() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(ip_in("127.0.0.0/8", ip("127.1.2.3")));
+        assert!(!ip_in("127.0.0.0/8", ip("10.0.0.1")));
+        assert!(ip_in("10.0.0.1", ip("10.0.0.1")));
+        assert!(ip_in("::1", ip("::1")));
+        assert!(ip_in("0.0.0.0/0", ip("8.8.8.8")));
+        assert!(!ip_in("::/0", ip("8.8.8.8")));
+        assert!(valid_source("192.168.0.0/16") && !valid_source("192.168.0.0/33"));
+        assert!(!valid_source("example"));
+        assert_eq!(
+            parse_address("127.0.0.1"),
+            Some("127.0.0.1:5060".parse().unwrap())
+        );
+        assert_eq!(
+            parse_address("[::1]:5090"),
+            Some("[::1]:5090".parse().unwrap())
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! The WIT call record a module sees, built from the customer's INVITE.
+
+use crate::policy::{Call, Caller, CallerHeader, Header};
+
+use super::message::{display_of, uri_of, user_of, Message};
+use super::transport::Peer;
+
+/// Headers passed to modules besides any `X-` header.
+const PASSED_HEADERS: &[&str] = &[
+    "P-Asserted-Identity",
+    "Privacy",
+    "P-Preferred-Identity",
+    "Remote-Party-ID",
+    "Diversion",
+];
+
+/// Where a call came from, once admitted.
+pub(super) struct Origin<'a> {
+    pub account: &'a str,
+    pub tenant: &'a str,
+    pub ingress_gateway: &'a str,
+    pub callee: &'a str,
+    pub peer: Peer,
+}
+
+/// The call record for `invite`.
+pub(super) fn call_record(invite: &Message, origin: &Origin<'_>, arrived_at_ms: u64) -> Call {
+    let from = invite.header("From").unwrap_or_default();
+    let headers = invite
+        .headers
+        .iter()
+        .filter(|(k, _)| {
+            PASSED_HEADERS.iter().any(|p| p.eq_ignore_ascii_case(k))
+                || k.len() > 2 && k[..2].eq_ignore_ascii_case("x-")
+        })
+        .map(|(name, value)| Header {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    Call {
+        call_id: invite.call_id().to_string(),
+        account: origin.account.to_string(),
+        tenant: origin.tenant.to_string(),
+        ingress_gateway: origin.ingress_gateway.to_string(),
+        source_address: origin.peer.addr.to_string(),
+        caller: Caller {
+            user: user_of(uri_of(from)).to_string(),
+            display: display_of(from).map(str::to_string),
+            source: CallerHeader::From,
+        },
+        callee: origin.callee.to_string(),
+        request_uri: invite
+            .request_uri()
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
+        headers,
+        codecs: offered_codecs(&invite.body),
+        arrived_at_ms,
+    }
+}
+
+/// Codec names offered in an SDP body's audio stream, in preference order.
+pub(super) fn offered_codecs(sdp: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(sdp);
+    let mut payloads: Vec<&str> = Vec::new();
+    let mut rtpmap = std::collections::HashMap::new();
+    let mut in_audio = false;
+    for line in text.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_audio = m.starts_with("audio ");
+            if in_audio {
+                payloads = m.split_whitespace().skip(3).collect();
+            }
+        } else if let Some(map) = line.strip_prefix("a=rtpmap:").filter(|_| in_audio) {
+            if let Some((pt, name)) = map.split_once(' ') {
+                rtpmap.insert(pt.trim(), name.split('/').next().unwrap_or(name).trim());
+            }
+        }
+    }
+    payloads
+        .iter()
+        .filter_map(|pt| {
+            rtpmap.get(pt).map(|n| n.to_string()).or(match *pt {
+                "0" => Some("PCMU".into()),
+                "8" => Some("PCMA".into()),
+                "9" => Some("G722".into()),
+                "18" => Some("G729".into()),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn codecs_from_sdp() {
+        let sdp = b"v=0\r\nm=audio 6000 RTP/AVP 18 0 101\r\na=rtpmap:101 telephone-event/8000\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+        assert_eq!(
+            super::offered_codecs(sdp),
+            ["G729", "PCMU", "telephone-event"]
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! RFC 3261 §17 transactions. Client transactions retransmit over UDP (timers A/E),
+//! time out (B/F), acknowledge non-2xx final responses to INVITE hop by hop and absorb
+//! their retransmissions (D). Server transactions answer INVITE with 100 Trying at
+//! once, absorb request retransmissions by resending the last response, retransmit a
+//! non-2xx final response to INVITE until the ACK (G/H/I), and linger for J.
+//! Transactions are keyed by the topmost Via branch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+
+use super::message::{Message, Outgoing};
+use super::transport::{Peer, Transports};
+
+/// RFC 3261 T1: round-trip estimate.
+pub const T1: Duration = Duration::from_millis(500);
+/// RFC 3261 T2: longest retransmit interval for non-INVITE requests and INVITE responses.
+pub const T2: Duration = Duration::from_secs(4);
+/// 64*T1: Timer B, F, H and J.
+pub const TIMER_64T1: Duration = Duration::from_secs(32);
+
+/// What a client transaction reports to its owner.
+#[derive(Debug)]
+pub enum ClientEvent {
+    /// A response (provisional or final; 2xx retransmissions too, for INVITE).
+    Response(Box<Message>),
+    /// Timer B/F fired with no final response.
+    Timeout,
+}
+
+/// The parts of an INVITE needed to build the hop-by-hop ACK for a non-2xx answer.
+#[derive(Debug, Clone)]
+pub struct AckParts {
+    /// Request-URI of the INVITE.
+    pub uri: String,
+    /// Its Via (with the branch).
+    pub via: String,
+    /// Its From.
+    pub from: String,
+    /// Its Call-ID.
+    pub call_id: String,
+    /// Its CSeq number.
+    pub cseq: u32,
+}
+
+/// A server transaction: the request's peer and the last response sent.
+#[derive(Debug)]
+pub struct ServerTx {
+    /// Where the request came from (responses go back there).
+    pub peer: Peer,
+    is_invite: bool,
+    last_response: Mutex<Option<(u16, Vec<u8>)>>,
+    acked: Notify,
+    key: String,
+}
+
+/// The transaction layer.
+pub struct Transactions {
+    transports: Arc<Transports>,
+    clients: Mutex<HashMap<String, ClientEntry>>,
+    servers: Mutex<HashMap<String, Arc<ServerTx>>>,
+}
+
+struct ClientEntry {
+    events: mpsc::Sender<ClientEvent>,
+    /// Set once a response arrived (stops retransmission).
+    answered: Arc<Notify>,
+    /// For INVITE: how to ACK a non-2xx final.
+    ack: Option<AckParts>,
+    peer: Peer,
+}
+
+/// The outcome of offering a request to the server side.
+pub enum Incoming {
+    /// A new request: the transaction to answer it on.
+    New(Arc<ServerTx>),
+    /// A retransmission or the ACK of a non-2xx final: handled here.
+    Absorbed,
+    /// An ACK that matches no transaction: the ACK of a 2xx, for the dialog.
+    AckFor2xx,
+}
+
+impl Transactions {
+    /// A transaction layer sending through `transports`.
+    pub fn new(transports: Arc<Transports>) -> Arc<Transactions> {
+        Arc::new(Transactions {
+            transports,
+            clients: Mutex::default(),
+            servers: Mutex::default(),
+        })
+    }
+
+    /// The transports.
+    pub fn transports(&self) -> &Arc<Transports> {
+        &self.transports
+    }
+
+    fn servers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ServerTx>>> {
+        self.servers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, ClientEntry>> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of live transactions (client, server), for leak checks.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.clients().len(), self.servers().len())
+    }
+
+    /// Offer an incoming request to the server transactions.
+    pub async fn incoming_request(self: &Arc<Self>, req: &Message, peer: Peer) -> Incoming {
+        let method = req.method().map(|m| m.to_string()).unwrap_or_default();
+        let branch = server_branch(req);
+        if method == "ACK" {
+            let tx = self.servers().get(&format!("{branch}|INVITE")).cloned();
+            return match tx {
+                Some(tx) if tx.final_code().is_some_and(|c| c >= 300) => {
+                    tx.acked.notify_one();
+                    Incoming::Absorbed
+                }
+                _ => Incoming::AckFor2xx,
+            };
+        }
+        let key = format!("{branch}|{method}");
+        let existing = self.servers().get(&key).cloned();
+        if let Some(tx) = existing {
+            let last = tx
+                .last_response
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some((_, bytes)) = last {
+                self.transports.send(bytes, peer).await;
+            }
+            return Incoming::Absorbed;
+        }
+        let tx = Arc::new(ServerTx {
+            peer,
+            is_invite: method == "INVITE",
+            last_response: Mutex::new(None),
+            acked: Notify::new(),
+            key: key.clone(),
+        });
+        self.servers().insert(key, tx.clone());
+        // §17.2.1's 100 Trying is sent by the call layer once it has admitted the
+        // call: an unknown source may be owed silence.
+        Incoming::New(tx)
+    }
+
+    /// The server transaction an in-flight request (same branch, same method) lives in.
+    pub fn server_tx_for(&self, req: &Message, method: &str) -> Option<Arc<ServerTx>> {
+        self.servers()
+            .get(&format!("{}|{method}", server_branch(req)))
+            .cloned()
+    }
+
+    /// Send a response on a server transaction and run its timers.
+    pub async fn respond(self: &Arc<Self>, tx: &Arc<ServerTx>, response: Outgoing) {
+        let bytes = response.to_bytes();
+        let code = status_of(&bytes);
+        {
+            let mut last = tx.last_response.lock().unwrap_or_else(|e| e.into_inner());
+            if last.as_ref().is_some_and(|(c, _)| *c >= 200) {
+                return; // already final: a transaction answers once
+            }
+            *last = Some((code, bytes.clone()));
+        }
+        self.transports.send(bytes.clone(), tx.peer).await;
+        if code < 200 {
+            return;
+        }
+        let me = self.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if tx.is_invite && code >= 300 {
+                // Timers G and H: retransmit until the ACK, give up after 64*T1.
+                let unreliable = !tx.peer.transport.is_reliable();
+                let deadline = tokio::time::sleep(TIMER_64T1);
+                tokio::pin!(deadline);
+                let mut interval = T1;
+                loop {
+                    tokio::select! {
+                        _ = tx.acked.notified() => break,
+                        _ = &mut deadline => break,
+                        _ = tokio::time::sleep(interval), if unreliable => {
+                            me.transports.send(bytes.clone(), tx.peer).await;
+                            interval = (interval * 2).min(T2);
+                        }
+                    }
+                }
+                // Timer I: absorb ACK retransmissions a while longer.
+                if unreliable {
+                    tokio::time::sleep(T2 + T1).await;
+                }
+            } else if !tx.is_invite && !tx.peer.transport.is_reliable() {
+                // Timer J: answer request retransmissions from the cache.
+                tokio::time::sleep(TIMER_64T1).await;
+            } else if tx.is_invite {
+                // A 2xx ends the INVITE server transaction; retransmissions of the
+                // INVITE during the 2xx's lifetime are still absorbed for a while.
+                tokio::time::sleep(TIMER_64T1).await;
+            }
+            me.servers().remove(&tx.key);
+        });
+    }
+
+    /// Leave a request unanswered (silence for unknown sources); its retransmissions
+    /// are absorbed silently for 64*T1, then the transaction is forgotten.
+    pub fn abandon(self: &Arc<Self>, tx: &Arc<ServerTx>) {
+        let me = self.clone();
+        let key = tx.key.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(TIMER_64T1).await;
+            me.servers().remove(&key);
+        });
+    }
+
+    /// Start a client transaction: send `req` to `peer`, retransmitting over UDP until
+    /// answered, and report responses and the timeout on the returned channel.
+    pub async fn request(
+        self: &Arc<Self>,
+        req: Outgoing,
+        branch: &str,
+        method: &str,
+        peer: Peer,
+        ack: Option<AckParts>,
+    ) -> mpsc::Receiver<ClientEvent> {
+        let (events, rx) = mpsc::channel(16);
+        let answered = Arc::new(Notify::new());
+        let key = format!("{branch}|{method}");
+        self.clients().insert(
+            key.clone(),
+            ClientEntry {
+                events: events.clone(),
+                answered: answered.clone(),
+                ack,
+                peer,
+            },
+        );
+        let bytes = req.to_bytes();
+        self.transports.send(bytes.clone(), peer).await;
+        let me = self.clone();
+        let is_invite = method == "INVITE";
+        tokio::spawn(async move {
+            let deadline = tokio::time::sleep(TIMER_64T1);
+            tokio::pin!(deadline);
+            let mut interval = T1;
+            let mut retransmit = !peer.transport.is_reliable();
+            let mut answered_invite = false;
+            loop {
+                tokio::select! {
+                    // The owner hung up on this transaction (call over or gave up).
+                    _ = events.closed() => break,
+                    _ = answered.notified(), if !answered_invite => {
+                        if is_invite {
+                            // Any response stops INVITE retransmission and Timer B; the
+                            // entry stays while the owner listens, so late finals, 2xx
+                            // retransmissions and Timer D's re-ACKs still find it.
+                            retransmit = false;
+                            answered_invite = true;
+                        } else if me.clients().contains_key(&key) {
+                            interval = T2; // provisional: keep going, slower
+                        } else {
+                            break; // final
+                        }
+                    }
+                    _ = &mut deadline, if !answered_invite => {
+                        let _ = events.send(ClientEvent::Timeout).await;
+                        break;
+                    }
+                    _ = tokio::time::sleep(interval), if retransmit => {
+                        me.transports.send(bytes.clone(), peer).await;
+                        interval = if is_invite { interval * 2 } else { (interval * 2).min(T2) };
+                    }
+                }
+            }
+            me.clients().remove(&key);
+        });
+        rx
+    }
+
+    /// Offer an incoming response to the client transactions.
+    pub async fn incoming_response(self: &Arc<Self>, resp: Message) {
+        let Some(branch) = resp.top_via_branch() else {
+            return;
+        };
+        let method = resp.cseq().1.to_string();
+        let key = format!("{branch}|{method}");
+        let code = resp.status().unwrap_or(0);
+        let (events, answered, ack, peer) = {
+            let mut clients = self.clients();
+            let Some(entry) = clients.get(&key) else {
+                tracing::debug!(%branch, code, "response matches no transaction");
+                return;
+            };
+            let found = (
+                entry.events.clone(),
+                entry.answered.clone(),
+                entry.ack.clone(),
+                entry.peer,
+            );
+            if method != "INVITE" && code >= 200 {
+                clients.remove(&key);
+            }
+            found
+        };
+        answered.notify_one();
+        if method == "INVITE" && code >= 300 {
+            if let Some(parts) = ack {
+                let ack = non_2xx_ack(&parts, resp.header("To").unwrap_or_default());
+                self.transports.send(ack.to_bytes(), peer).await;
+            }
+        }
+        let _ = events.send(ClientEvent::Response(Box::new(resp))).await;
+    }
+
+    /// Send a message outside any transaction (ACK for 2xx, 2xx retransmissions).
+    pub async fn send_stateless(&self, msg: &Outgoing, peer: Peer) {
+        self.transports.send(msg.to_bytes(), peer).await;
+    }
+}
+
+impl ServerTx {
+    /// The final status sent, if any.
+    pub fn final_code(&self) -> Option<u16> {
+        self.last_response
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(c, _)| *c)
+            .filter(|c| *c >= 200)
+    }
+}
+
+/// §17.1.1.3: the ACK for a non-2xx final is part of the INVITE transaction.
+fn non_2xx_ack(parts: &AckParts, to: &str) -> Outgoing {
+    Outgoing::request("ACK", &parts.uri)
+        .header("Via", &parts.via)
+        .header("Max-Forwards", "70")
+        .header("From", &parts.from)
+        .header("To", to)
+        .header("Call-ID", &parts.call_id)
+        .header("CSeq", format!("{} ACK", parts.cseq))
+}
+
+/// The branch identifying a server transaction (RFC 2543 peers without a magic-cookie
+/// branch are keyed by Call-ID and CSeq number instead).
+fn server_branch(req: &Message) -> String {
+    match req.top_via_branch() {
+        Some(b) if b.starts_with("z9hG4bK") => b.to_string(),
+        _ => format!("{}|{}", req.call_id(), req.cseq().0),
+    }
+}
+
+fn status_of(bytes: &[u8]) -> u16 {
+    std::str::from_utf8(&bytes[..bytes.len().min(16)])
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,256 @@
+//! UDP and TCP listeners (IPv4 and IPv6) and sending. Every complete message that
+//! arrives is parsed by [`super::wire`] and handed up as an [`Inbound`]; what does
+//! not parse is answered with 400 when it can be, and dropped when it cannot.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use super::wire;
+
+/// The transport a message came over or must go over.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP (RFC 3261 §18.1.1).
+    #[default]
+    Udp,
+    /// TCP, framed by Content-Length.
+    Tcp,
+}
+
+impl Transport {
+    /// The Via token.
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    /// Unreliable transports need retransmission timers.
+    pub fn is_reliable(self) -> bool {
+        self == Transport::Tcp
+    }
+}
+
+/// Where a message came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// Remote address.
+    pub addr: SocketAddr,
+    /// Transport.
+    pub transport: Transport,
+}
+
+/// A parsed message and where it came from.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The message.
+    pub msg: wire::Message,
+    /// Its sender.
+    pub peer: Peer,
+}
+
+/// The bound sockets.
+pub struct Transports {
+    udp: Vec<Arc<UdpSocket>>,
+    /// Open TCP connections by remote address (accepted or dialled).
+    tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    inbound: mpsc::Sender<Inbound>,
+    /// The address put in our Via and Contact headers.
+    pub advertised: SocketAddr,
+}
+
+impl Transports {
+    /// Bind UDP and TCP on every address. The first address is advertised.
+    pub async fn bind(
+        listen: &[SocketAddr],
+    ) -> anyhow::Result<(Arc<Transports>, mpsc::Receiver<Inbound>)> {
+        anyhow::ensure!(!listen.is_empty(), "no SIP listen address");
+        let (inbound, rx) = mpsc::channel(4096);
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        for addr in listen {
+            let socket = UdpSocket::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding SIP UDP {addr}: {e}"))?;
+            // Bind TCP on the port UDP got (it may have been 0).
+            let bound = socket.local_addr()?;
+            let listener = TcpListener::bind(bound)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding SIP TCP {bound}: {e}"))?;
+            udp.push(Arc::new(socket));
+            tcp.push(listener);
+        }
+        let transports = Arc::new(Transports {
+            advertised: udp[0].local_addr()?,
+            udp,
+            tcp: Mutex::default(),
+            inbound,
+        });
+        for socket in &transports.udp {
+            tokio::spawn(read_udp(transports.clone(), socket.clone()));
+        }
+        for listener in tcp {
+            tokio::spawn(accept_tcp(transports.clone(), listener));
+        }
+        Ok((transports, rx))
+    }
+
+    /// Send a message. UDP goes out of the socket of the destination's address family;
+    /// TCP reuses an open connection to the peer or dials one.
+    pub async fn send(self: &Arc<Self>, bytes: Vec<u8>, to: Peer) {
+        match to.transport {
+            Transport::Udp => {
+                let socket = self
+                    .udp
+                    .iter()
+                    .find(|s| {
+                        s.local_addr()
+                            .is_ok_and(|a| a.is_ipv4() == to.addr.is_ipv4())
+                    })
+                    .unwrap_or(&self.udp[0]);
+                if let Err(e) = socket.send_to(&bytes, to.addr).await {
+                    tracing::debug!(to = %to.addr, error = %e, "UDP send failed");
+                }
+            }
+            Transport::Tcp => {
+                let existing = self.tcp_lock().get(&to.addr).cloned();
+                let conn = match existing {
+                    Some(c) if !c.is_closed() => c,
+                    _ => match TcpStream::connect(to.addr).await {
+                        Ok(stream) => self.adopt_tcp(stream, to.addr),
+                        Err(e) => {
+                            tracing::debug!(to = %to.addr, error = %e, "TCP connect failed");
+                            return;
+                        }
+                    },
+                };
+                let _ = conn.send(bytes).await;
+            }
+        }
+    }
+
+    fn tcp_lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>> {
+        self.tcp.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Register a connection for sending and start reading from it.
+    fn adopt_tcp(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) -> mpsc::Sender<Vec<u8>> {
+        let (mut reader, mut writer) = stream.into_split();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+        self.tcp_lock().insert(peer, tx.clone());
+        tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(8192);
+            let mut chunk = vec![0u8; 8192];
+            loop {
+                match reader.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                // Keep-alive CRLFs between messages.
+                while buf.starts_with(b"\r\n") {
+                    buf.drain(..2);
+                }
+                loop {
+                    match wire::frame_len(&buf) {
+                        Ok(Some(len)) => {
+                            let frame: Vec<u8> = buf.drain(..len).collect();
+                            me.deliver(
+                                &frame,
+                                Peer {
+                                    addr: peer,
+                                    transport: Transport::Tcp,
+                                },
+                            )
+                            .await;
+                            while buf.starts_with(b"\r\n") {
+                                buf.drain(..2);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            // The stream cannot be re-synchronised: close it.
+                            tracing::info!(%peer, error = %e, "closing TCP connection");
+                            me.tcp_lock().remove(&peer);
+                            return;
+                        }
+                    }
+                }
+            }
+            me.tcp_lock().remove(&peer);
+        });
+        tx
+    }
+
+    async fn deliver(self: &Arc<Self>, raw: &[u8], peer: Peer) {
+        match wire::parse(raw) {
+            Ok(msg) => {
+                if self.inbound.send(Inbound { msg, peer }).await.is_err() {
+                    tracing::debug!("SIP core stopped; message dropped");
+                }
+            }
+            Err(e) => {
+                tracing::info!(source = %peer.addr, error = %e, "malformed SIP message");
+                if let Some(reply) = wire::bad_request_reply(raw, &e.0) {
+                    self.send(reply, peer).await;
+                }
+            }
+        }
+    }
+}
+
+async fn read_udp(transports: Arc<Transports>, socket: Arc<UdpSocket>) {
+    let mut buf = vec![0u8; wire::MAX_MESSAGE_BYTES + 1];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let raw = &buf[..n];
+                // Keep-alives (CRLF, empty datagrams) carry nothing.
+                if raw.iter().all(|b| b.is_ascii_whitespace()) {
+                    continue;
+                }
+                transports
+                    .deliver(
+                        raw,
+                        Peer {
+                            addr: from,
+                            transport: Transport::Udp,
+                        },
+                    )
+                    .await;
+            }
+            // ICMP errors surface here on some systems; keep reading.
+            Err(e) => tracing::debug!(error = %e, "UDP receive error"),
+        }
+    }
+}
+
+async fn accept_tcp(transports: Arc<Transports>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                transports.adopt_tcp(stream, peer);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

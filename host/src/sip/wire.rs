@@ -1,0 +1,392 @@
+//! Bytes on the wire to `rsip` messages and back.
+//!
+//! rsip 0.4 parses the canonical form only, so this layer first rewrites what RFC 3261
+//! allows and rsip does not take: compact header names (`v: i: f: ...`), any case of a
+//! header name, whitespace before the colon, folded continuation lines, and several
+//! values joined by commas in one Via / Route / Record-Route / Contact line (split
+//! into one line each, so "the topmost Via" is always the first header). Unknown
+//! headers pass through untouched. Nothing here panics on any input; the fuzz target
+//! in `host/fuzz` holds it to that.
+
+use std::fmt;
+
+pub use super::message::Message;
+
+/// Largest message accepted (UDP datagrams and TCP frames alike).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Why bytes are not a SIP message we will handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError(pub String);
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+fn err(msg: impl Into<String>) -> WireError {
+    WireError(msg.into())
+}
+
+/// Compact form (RFC 3261 §7.3.3 and later RFCs) to full header name.
+fn expand_compact(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "v" => "Via",
+        "i" => "Call-ID",
+        "f" => "From",
+        "t" => "To",
+        "m" => "Contact",
+        "l" => "Content-Length",
+        "c" => "Content-Type",
+        "k" => "Supported",
+        "s" => "Subject",
+        "e" => "Content-Encoding",
+        "o" => "Event",
+        "r" => "Refer-To",
+        "b" => "Referred-By",
+        "u" => "Allow-Events",
+        "x" => "Session-Expires",
+        _ => return None,
+    })
+}
+
+/// Headers whose comma-joined values are split into one line each.
+fn is_list_header(name: &str) -> bool {
+    ["Via", "Route", "Record-Route", "Contact"]
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Canonical spelling of well-known names, so rsip (and our own lookups) see one form.
+fn canonical_name(name: &str) -> String {
+    const KNOWN: &[&str] = &[
+        "Via",
+        "Call-ID",
+        "From",
+        "To",
+        "Contact",
+        "Content-Length",
+        "Content-Type",
+        "CSeq",
+        "Max-Forwards",
+        "Route",
+        "Record-Route",
+        "Supported",
+        "Require",
+        "Session-Expires",
+        "Min-SE",
+        "Expires",
+        "Authorization",
+        "Proxy-Authorization",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "P-Asserted-Identity",
+        "P-Preferred-Identity",
+        "Privacy",
+        "Remote-Party-ID",
+        "Diversion",
+        "Reason",
+        "User-Agent",
+        "Allow",
+    ];
+    if let Some(full) = expand_compact(name) {
+        return full.into();
+    }
+    KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(name))
+        .map_or_else(|| name.to_string(), |k| k.to_string())
+}
+
+/// Split a header value at commas that are outside quotes and angle brackets.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    let mut start = 0;
+    for (i, ch) in value.char_indices() {
+        match ch {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                out.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(value[start..].trim());
+    out.retain(|v| !v.is_empty());
+    out
+}
+
+/// One framed message: the head rewritten to canonical form, and its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalized {
+    /// Start line and headers, CRLF-separated, ending with the blank line.
+    pub head: String,
+    /// The body (exactly Content-Length bytes when the header is present).
+    pub body: Vec<u8>,
+}
+
+/// Rewrite one complete message (a UDP datagram or a TCP frame) to the form rsip
+/// parses. For UDP a missing Content-Length means "the rest of the datagram".
+pub fn normalize(raw: &[u8]) -> Result<Normalized, WireError> {
+    if raw.len() > MAX_MESSAGE_BYTES {
+        return Err(err(format!(
+            "message of {} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit",
+            raw.len()
+        )));
+    }
+    let head_end = find(raw, b"\r\n\r\n")
+        .map(|i| (i, i + 4))
+        .or_else(|| find(raw, b"\n\n").map(|i| (i, i + 2)))
+        .ok_or_else(|| err("no blank line after the headers"))?;
+    let head = std::str::from_utf8(&raw[..head_end.0]).map_err(|_| err("headers are not UTF-8"))?;
+    let mut rest = &raw[head_end.1..];
+
+    // Unfold continuation lines (a line starting with SP/HT continues the previous one).
+    let mut lines: Vec<String> = Vec::new();
+    for line in head.split('\n').map(|l| l.trim_end_matches('\r')) {
+        if line.starts_with([' ', '\t']) {
+            let last = lines
+                .last_mut()
+                .ok_or_else(|| err("message starts with whitespace"))?;
+            last.push(' ');
+            last.push_str(line.trim());
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    let mut lines = lines.into_iter();
+    let start = lines
+        .next()
+        .filter(|l| !l.trim().is_empty())
+        .ok_or_else(|| err("empty start line"))?;
+    let mut out = String::with_capacity(head.len() + 64);
+    out.push_str(start.trim());
+    out.push_str("\r\n");
+    let mut content_length = None;
+    for line in lines {
+        if line.is_empty() {
+            continue;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| err(format!("header line without a colon: {line:.60}")))?;
+        let name = name.trim();
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(err(format!("bad header name {name:.40}")));
+        }
+        let name = canonical_name(name);
+        let value = value.trim();
+        if name == "Content-Length" {
+            let n: usize = value
+                .parse()
+                .map_err(|_| err(format!("bad Content-Length {value:.20}")))?;
+            content_length = Some(n);
+        }
+        if is_list_header(&name) && !(name == "Contact" && value == "*") {
+            for v in split_list(value) {
+                push_header(&mut out, &name, v);
+            }
+        } else {
+            push_header(&mut out, &name, value);
+        }
+    }
+    out.push_str("\r\n");
+    if let Some(n) = content_length {
+        if rest.len() < n {
+            return Err(err(format!(
+                "Content-Length {n} but only {} body bytes",
+                rest.len()
+            )));
+        }
+        rest = &rest[..n];
+    }
+    Ok(Normalized {
+        head: out,
+        body: rest.to_vec(),
+    })
+}
+
+fn push_header(out: &mut String, name: &str, value: &str) {
+    out.push_str(name);
+    out.push_str(": ");
+    out.push_str(value);
+    out.push_str("\r\n");
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Parse one complete message: rsip checks the grammar and gives the typed start
+/// line; the canonical header list rides along for cheap lookups.
+pub fn parse(raw: &[u8]) -> Result<Message, WireError> {
+    let n = normalize(raw)?;
+    let mut bytes = n.head.clone().into_bytes();
+    bytes.extend_from_slice(&n.body);
+    // rsip's own parser is not documented as panic-free; contain it.
+    let parsed = std::panic::catch_unwind(|| rsip::SipMessage::try_from(bytes.as_slice()))
+        .map_err(|_| err("unparseable message"))?
+        .map_err(|e| err(format!("unparseable message: {e}")))?;
+    let headers = n
+        .head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let msg = Message {
+        parsed,
+        headers,
+        body: n.body,
+    };
+    msg.check_mandatory().map_err(err)?;
+    Ok(msg)
+}
+
+/// How much of a TCP stream buffer makes the next message, by Content-Length
+/// (RFC 3261 §18.3). `Ok(None)` until the whole message has arrived.
+pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
+    // Keep-alive CRLFs between messages (RFC 5626) are skipped by the caller.
+    let Some(head_end) = find(buf, b"\r\n\r\n") else {
+        if buf.len() > MAX_MESSAGE_BYTES {
+            return Err(err("headers exceed the message size limit"));
+        }
+        return Ok(None);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]);
+    let mut length = None;
+    for line in head.split("\r\n").skip(1) {
+        if let Some((name, value)) = line.split_once(':') {
+            let name = name.trim();
+            if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
+                length = Some(
+                    value
+                        .trim()
+                        .parse::<usize>()
+                        .map_err(|_| err("bad Content-Length"))?,
+                );
+            }
+        }
+    }
+    // Over a stream Content-Length is mandatory.
+    let length = length.ok_or_else(|| err("missing Content-Length on a stream transport"))?;
+    let total = head_end + 4 + length;
+    if total > MAX_MESSAGE_BYTES {
+        return Err(err("message exceeds the size limit"));
+    }
+    Ok((buf.len() >= total).then_some(total))
+}
+
+/// A 400 answer to a request we could not parse, when its raw headers still say where
+/// the answer goes (Via, From, To, Call-ID, CSeq). `None` means drop it silently.
+pub fn bad_request_reply(raw: &[u8], reason: &str) -> Option<Vec<u8>> {
+    let n = normalize(raw).ok()?;
+    let mut lines = n.head.split("\r\n");
+    let start = lines.next()?;
+    if start.starts_with("SIP/") || !start.ends_with("SIP/2.0") {
+        return None; // a response, or not SIP at all
+    }
+    let wanted = ["Via", "From", "To", "Call-ID", "CSeq"];
+    let kept: Vec<&str> = lines
+        .filter(|l| wanted.iter().any(|w| l.split(':').next() == Some(*w)))
+        .collect();
+    if !wanted
+        .iter()
+        .all(|w| kept.iter().any(|l| l.split(':').next() == Some(*w)))
+    {
+        return None;
+    }
+    let reason: String = reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect();
+    let mut out = format!("SIP/2.0 400 Bad Request\r\n");
+    for l in kept {
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!(
+        "Warning: 399 switchyard \"{}\"\r\nContent-Length: 0\r\n\r\n",
+        reason.replace('"', "'")
+    ));
+    Some(out.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMPACT: &str = "INVITE sip:100@127.0.0.1 SIP/2.0\r\n\
+        v: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK0\r\n\
+        f: \"Alice, A\" <sip:alice@127.0.0.1>;tag=1\r\n\
+        t: <sip:100@127.0.0.1>\r\n\
+        i: abc@127.0.0.1\r\n\
+        cseq: 1 INVITE\r\n\
+        m: <sip:alice@127.0.0.1:5061>\r\n\
+        X-Custom : kept\r\n\
+        Subject: folded\r\n  continuation\r\n\
+        c: application/sdp\r\n\
+        l: 4\r\n\r\nv=0\r\nextra";
+
+    #[test]
+    fn compact_forms_case_and_lists_become_canonical() {
+        let msg = parse(COMPACT.as_bytes()).expect("parses");
+        let text = msg.parsed.to_string();
+        assert!(text.contains("Call-ID: abc@127.0.0.1"), "{text}");
+        assert!(
+            text.contains(
+                "Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP 10.0.0.1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("X-Custom: kept"), "{text}");
+        assert!(text.contains("Subject: folded continuation"), "{text}");
+        assert_eq!(msg.body, b"v=0\r");
+        assert_eq!(msg.call_id(), "abc@127.0.0.1");
+        assert_eq!(msg.top_via_branch(), Some("z9hG4bK1"));
+        assert_eq!(msg.header("content-type"), Some("application/sdp"));
+        // The quoted comma in the display name did not split From.
+        assert!(
+            text.contains("From: \"Alice, A\" <sip:alice@127.0.0.1>;tag=1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_not_a_panic() {
+        for bad in [
+            &b""[..],
+            b"\r\n\r\n",
+            b"INVITE sip:x SIP/2.0\r\nVia SIP/2.0/UDP x\r\n\r\n",
+            b"INVITE sip:x SIP/2.0\r\nContent-Length: 99\r\n\r\nshort",
+            b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n",
+            b" leading\r\n\r\n",
+            b"\xff\xfe\r\n\r\n",
+        ] {
+            assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert!(parse(&vec![b'a'; MAX_MESSAGE_BYTES + 1]).is_err());
+    }
+
+    #[test]
+    fn stream_framing_follows_content_length() {
+        let msg = b"OPTIONS sip:x SIP/2.0\r\nl: 3\r\n\r\nabcNEXT";
+        assert_eq!(frame_len(msg), Ok(Some(msg.len() - 4)));
+        assert_eq!(frame_len(&msg[..20]), Ok(None));
+        assert!(frame_len(b"OPTIONS sip:x SIP/2.0\r\n\r\n").is_err());
+    }
+}

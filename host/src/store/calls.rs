@@ -1,0 +1,150 @@
+//! Call records: one per call, written when the call ends, with every attempt the call
+//! made. Until the billing issue rates them, they are kept here and served over REST.
+//! Records are keyed by end time then call id, so listing newest-first is a scan.
+
+use serde::{Deserialize, Serialize};
+
+use super::{from_json, to_json, Result, Store};
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The caller hung up (BYE from the customer side).
+    CallerHangup,
+    /// The callee hung up (BYE from the vendor side).
+    CalleeHangup,
+    /// The caller cancelled before answer.
+    CallerCancel,
+    /// A vendor gave a final answer that ends the call (busy, declined ...).
+    CalleeRejected,
+    /// Every attempt failed.
+    FailoverExhausted,
+    /// The module (or its fallback) answered with nothing to try.
+    NoRoute,
+    /// The module's screen or route rejected the call.
+    RejectedByModule,
+    /// No module is bound for the call.
+    NoPolicy,
+    /// A capacity or rate limit refused the call.
+    Limit,
+    /// The call reached its maximum duration.
+    MaxDuration,
+    /// The session timer expired without a refresh.
+    SessionTimeout,
+    /// The caller never acknowledged our 2xx.
+    AckTimeout,
+    /// The host is shutting down.
+    Shutdown,
+}
+
+/// One outbound attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Routing gateway id.
+    pub gateway: String,
+    /// Call-ID of the outbound leg (empty when the attempt was skipped).
+    pub leg_call_id: String,
+    /// Callee sent to the vendor.
+    pub callee: String,
+    /// Caller sent to the vendor.
+    pub caller: String,
+    /// When the INVITE went out, ms since the epoch.
+    pub started_ms: u64,
+    /// Post-dial delay: INVITE to first ringing/progress, ms.
+    pub pdd_ms: Option<u32>,
+    /// Final SIP code from the vendor.
+    pub code: Option<u16>,
+    /// Reason phrase, or why the attempt was skipped / timed out.
+    pub reason: String,
+    /// No final answer within the attempt's timeout.
+    pub timed_out: bool,
+}
+
+/// A finished call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// Call-ID of the customer leg.
+    pub call_id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Billed account.
+    pub account: String,
+    /// Mapping gateway the call came in on.
+    pub ingress_gateway: String,
+    /// Routing gateway that carried it (the last attempted one when none did).
+    pub egress_gateway: Option<String>,
+    /// Caller as received.
+    pub caller_in: String,
+    /// Callee as received.
+    pub callee_in: String,
+    /// Caller as sent on the carrying (or last) attempt.
+    pub caller_out: Option<String>,
+    /// Callee as sent on the carrying (or last) attempt.
+    pub callee_out: Option<String>,
+    /// INVITE received, ms since the epoch.
+    pub invite_ms: u64,
+    /// First ringing / progress relayed to the caller.
+    pub ring_ms: Option<u64>,
+    /// Answer.
+    pub answer_ms: Option<u64>,
+    /// End.
+    pub end_ms: u64,
+    /// Post-dial delay seen by the caller, ms.
+    pub pdd_ms: Option<u32>,
+    /// Final SIP code given to the caller (200 for answered calls).
+    pub final_code: u16,
+    /// Why it ended.
+    pub reason: EndReason,
+    /// Module that decided the call, `tenant/name`.
+    pub module: Option<String>,
+    /// Its version id.
+    pub module_version: Option<String>,
+    /// Every attempt, in order.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+impl CallRecord {
+    /// Seconds between answer and end (0 when unanswered).
+    pub fn duration_secs(&self) -> u64 {
+        self.answer_ms
+            .map_or(0, |a| self.end_ms.saturating_sub(a) / 1000)
+    }
+}
+
+impl Store {
+    /// Append a finished call. Durable once [`Store::commit`] returns.
+    pub fn put_call_record(&self, record: &CallRecord) -> Result<()> {
+        let mut k = record.end_ms.to_be_bytes().to_vec();
+        k.extend_from_slice(record.call_id.as_bytes());
+        self.calls.insert(k, to_json(record)?)?;
+        Ok(())
+    }
+
+    /// The newest `limit` records, optionally only a tenant's, newest first.
+    pub fn call_records(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<CallRecord>> {
+        let mut out = Vec::new();
+        for kv in self.calls.iter().rev() {
+            let (_, v) = kv?;
+            let r: CallRecord = from_json(&v)?;
+            if tenant.is_none_or(|t| t == r.tenant) {
+                out.push(r);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One record by customer Call-ID (newest if repeated).
+    pub fn call_record(&self, call_id: &str) -> Result<Option<CallRecord>> {
+        for kv in self.calls.iter().rev() {
+            let (k, v) = kv?;
+            if k.len() >= 8 && &k[8..] == call_id.as_bytes() {
+                return Ok(Some(from_json(&v)?));
+            }
+        }
+        Ok(None)
+    }
+}
