@@ -28,7 +28,14 @@ fn serve() -> Served {
     let data = std::env::temp_dir().join(format!("switchyard-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--api-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--no-demo",
+        ])
         .arg("--data")
         .arg(&data)
         .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)

@@ -4,4 +4,5 @@ mod api_modules;
 mod bindings;
 mod host_services;
 mod hostile;
+mod sip_calls;
 mod tenancy;

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod sip;
+
 use anyhow::{Context, Result};
 use serde_json::Value;
 use switchyard::config::Config;
@@ -50,17 +52,27 @@ impl TestServer {
 
     /// Start with a module size limit.
     pub async fn start_with(data_dir: &Path, max_module_bytes: usize) -> Result<TestServer> {
-        let config = Config {
+        Self::start_configured(data_dir, |c| c.max_module_bytes = max_module_bytes).await
+    }
+
+    /// Start with test defaults (SIP on a free loopback port, no demo carrier) changed
+    /// by `configure`.
+    pub async fn start_configured(
+        data_dir: &Path,
+        configure: impl FnOnce(&mut Config),
+    ) -> Result<TestServer> {
+        let mut config = Config {
             data_dir: data_dir.into(),
             api_listen: "127.0.0.1:0".parse()?,
             admin_token: Some(ADMIN.into()),
-            max_module_bytes,
+            max_module_bytes: switchyard::policy::limits::DEFAULT_MAX_MODULE_BYTES,
             sip: switchyard::sip::SipConfig {
                 listen: vec!["127.0.0.1:0".parse()?],
                 ..Default::default()
             },
             demo: false,
         };
+        configure(&mut config);
         Ok(TestServer {
             server: switchyard::server::start(config).await?,
             data_dir: data_dir.into(),

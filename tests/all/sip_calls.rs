@@ -1,0 +1,296 @@
+//! Calls through the B2BUA with SIPp peers on loopback: the customer is a SIPp uac,
+//! each vendor a SIPp uas (or nothing, for a silent vendor); the prefix-router module
+//! decides; call records over REST tell what happened.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+use switchyard_tests::sip::{
+    carrier, raw_invite, raw_request, scenario, wait_for_no_calls, wait_for_records, Sipp, Vendor,
+};
+use switchyard_tests::{TempDir, TestServer};
+
+fn path(name: &str) -> String {
+    scenario(name).to_string_lossy().into_owned()
+}
+
+fn codes(record: &Value) -> Vec<Value> {
+    record["attempts"]
+        .as_array()
+        .map(|a| a.iter().map(|a| a["code"].clone()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn basic_call_completes_and_leaves_a_call_record() -> Result<()> {
+    let dir = TempDir::new("sip-basic");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 1)?;
+    Sipp::uac(
+        s.server.sip.addr,
+        &["-sn", "uac", "-s", "442071234567"],
+        1,
+        1,
+    )?
+    .succeeds()
+    .await?;
+    uas.succeeds().await?;
+    let records = wait_for_records(&s, 1).await?;
+    let r = &records[0];
+    assert_eq!(r["final_code"], 200, "{r}");
+    assert_eq!(r["reason"], "caller_hangup", "{r}");
+    assert_eq!(r["ingress_gateway"], "customers");
+    assert_eq!(r["egress_gateway"], "vendor-a");
+    assert_eq!(r["callee_in"], "442071234567");
+    assert_eq!(r["module"], "default/router");
+    assert!(r["answer_ms"].as_u64() >= r["invite_ms"].as_u64());
+    // The vendor leg is a dialog of its own: a different Call-ID.
+    assert_ne!(r["attempts"][0]["leg_call_id"], r["call_id"]);
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn failover_from_503_past_a_silent_vendor_to_an_answer() -> Result<()> {
+    let dir = TempDir::new("sip-failover");
+    let s = TestServer::start(&dir.0).await?;
+    let (busy, silent, good) = (
+        Vendor::new("vendor-503"),
+        Vendor {
+            invite_timeout_ms: 1_000,
+            ..Vendor::new("vendor-silent")
+        },
+        Vendor::new("vendor-ok"),
+    );
+    carrier(&s, json!({}), &[&busy, &silent, &good]).await?;
+    let rejecting = Sipp::uas(busy.port, &["-sf", &path("uas_unavailable.xml")], 1)?;
+    let answering = Sipp::uas(good.port, &["-sn", "uas"], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sn", "uac"], 1, 1)?
+        .succeeds()
+        .await?;
+    rejecting.succeeds().await?;
+    answering.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(codes(r), [json!(503), Value::Null, json!(200)], "{r}");
+    assert_eq!(r["attempts"][1]["timed_out"], true, "{r}");
+    assert_eq!(r["egress_gateway"], "vendor-ok");
+    assert_eq!(r["final_code"], 200);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn busy_vendor_ends_the_call_without_failover() -> Result<()> {
+    let dir = TempDir::new("sip-busy");
+    let s = TestServer::start(&dir.0).await?;
+    let (busy, spare) = (Vendor::new("vendor-busy"), Vendor::new("vendor-spare"));
+    carrier(&s, json!({}), &[&busy, &spare]).await?;
+    let rejecting = Sipp::uas(busy.port, &["-sf", &path("uas_busy.xml")], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sf", &path("uac_fail.xml")], 1, 1)?
+        .succeeds()
+        .await?;
+    rejecting.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(r["final_code"], 486, "{r}");
+    assert_eq!(codes(r), [json!(486)], "486 stops switching: {r}");
+    assert_eq!(r["reason"], "callee_rejected");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn caller_cancel_while_ringing_cancels_the_vendor_leg() -> Result<()> {
+    let dir = TempDir::new("sip-cancel");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-ring");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let ringing = Sipp::uas(vendor.port, &["-sf", &path("uas_ring.xml")], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sf", &path("uac_cancel.xml")], 1, 1)?
+        .succeeds()
+        .await?;
+    // The vendor saw our CANCEL, answered 487 and got its ACK.
+    ringing.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(
+        (r["final_code"].clone(), r["reason"].clone()),
+        (json!(487), json!("caller_cancel")),
+        "{r}"
+    );
+    assert!(r["ring_ms"].is_u64(), "the 180 was relayed: {r}");
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn compact_header_invite_completes() -> Result<()> {
+    let dir = TempDir::new("sip-compact");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sf", &path("uac_compact.xml")], 1, 1)?
+        .succeeds()
+        .await?;
+    uas.succeeds().await?;
+    assert_eq!(wait_for_records(&s, 1).await?[0]["final_code"], 200);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn unknown_source_gets_403_or_silence() -> Result<()> {
+    let dir = TempDir::new("sip-unknown");
+    let s = TestServer::start(&dir.0).await?;
+    carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
+    // 127.0.0.2 is not among the mapping gateway's sources (127.0.0.1/32).
+    let answer = raw_request(
+        "127.0.0.2:0",
+        s.server.sip.addr,
+        &raw_invite("unknown-1", "4420"),
+        Duration::from_secs(2),
+    )
+    .await?;
+    assert!(
+        answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("SIP/2.0 403")),
+        "{answer:?}"
+    );
+    s.stop().await?;
+
+    let dir = TempDir::new("sip-silent");
+    let s = TestServer::start_configured(&dir.0, |c| c.sip.reply_unauthorized = false).await?;
+    carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
+    let answer = raw_request(
+        "127.0.0.2:0",
+        s.server.sip.addr,
+        &raw_invite("unknown-2", "4420"),
+        Duration::from_secs(2),
+    )
+    .await?;
+    assert_eq!(answer, None, "unknown sources get no answer at all");
+    // A known source is still served by the same server.
+    let known = raw_request(
+        "127.0.0.1:0",
+        s.server.sip.addr,
+        &raw_invite("known-1", "4420"),
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert!(known.is_some(), "a known source gets an answer");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn cps_limit_answers_503_with_a_reason() -> Result<()> {
+    let dir = TempDir::new("sip-cps");
+    let s = TestServer::start(&dir.0).await?;
+    // The vendor is silent: admitted calls ring out; only the limit's answers matter.
+    carrier(
+        &s,
+        json!({ "cps_limit": 2 }),
+        &[&Vendor::new("vendor-silent")],
+    )
+    .await?;
+    let mut limited = 0;
+    let mut answers = Vec::new();
+    for i in 0..5 {
+        let invite = raw_invite(&format!("cps-{i}"), "4420");
+        let answer = raw_request(
+            "127.0.0.1:0",
+            s.server.sip.addr,
+            &invite,
+            Duration::from_millis(150),
+        )
+        .await?;
+        if let Some(a) = &answer {
+            if a.starts_with("SIP/2.0 503") && a.contains("CPS limit 2") {
+                limited += 1;
+            }
+        }
+        answers.push(answer);
+    }
+    assert_eq!(limited, 3, "{answers:?}");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_and_the_host_keeps_serving() -> Result<()> {
+    let dir = TempDir::new("sip-malformed");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let bad = "INVITE sip:4420@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bKbad\r\n\
+               From: <sip:a@LOCAL>;tag=1\r\nTo: <sip:4420@127.0.0.1>\r\nCall-ID: bad-1\r\n\
+               CSeq: one INVITE\r\nContent-Length: 0\r\n\r\n";
+    let answer = raw_request(
+        "127.0.0.1:0",
+        s.server.sip.addr,
+        bad,
+        Duration::from_secs(2),
+    )
+    .await?;
+    assert!(
+        answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("SIP/2.0 400")),
+        "{answer:?}"
+    );
+    for junk in ["\r\n\r\n", "GARBAGE\r\n\r\n", "INVITE\r\n\r\n\u{0}\u{1}"] {
+        raw_request(
+            "127.0.0.1:0",
+            s.server.sip.addr,
+            junk,
+            Duration::from_millis(100),
+        )
+        .await?;
+    }
+    // Still serving.
+    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sn", "uac"], 1, 1)?
+        .succeeds()
+        .await?;
+    uas.succeeds().await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn calls_complete_under_10_percent_packet_loss() -> Result<()> {
+    let dir = TempDir::new("sip-loss");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 20)?;
+    Sipp::uac(s.server.sip.addr, &["-sn", "uac", "-lost", "10"], 20, 10)?
+        .succeeds()
+        .await?;
+    uas.succeeds().await?;
+    let records = wait_for_records(&s, 20).await?;
+    assert!(
+        records.iter().all(|r| r["final_code"] == 200),
+        "{records:?}"
+    );
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_thousand_calls_at_a_steady_rate_leave_no_dialog_behind() -> Result<()> {
+    let dir = TempDir::new("sip-thousand");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 1000)?;
+    Sipp::uac(s.server.sip.addr, &["-sn", "uac"], 1000, 100)?
+        .succeeds()
+        .await?;
+    uas.succeeds().await?;
+    let records = wait_for_records(&s, 1000).await?;
+    assert_eq!(
+        records.iter().filter(|r| r["final_code"] == 200).count(),
+        1000
+    );
+    let stats = wait_for_no_calls(&s).await?;
+    assert_eq!(stats["sip"]["client_transactions"], 0, "{stats}");
+    s.stop().await
+}
