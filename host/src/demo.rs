@@ -57,6 +57,9 @@ pub fn seed_if_empty(store: &Store, policy: &Arc<PolicyEngine>) -> anyhow::Resul
             transport: crate::sip::Transport::Udp,
             invite_timeout_ms: None,
             progress_timeout_ms: None,
+            options_interval_secs: None,
+            down_after: 3,
+            up_after: 2,
         },
     )?;
     // An empty prefix matches every number: the catch-all route.

@@ -294,3 +294,66 @@ async fn a_thousand_calls_at_a_steady_rate_leave_no_dialog_behind() -> Result<()
     assert_eq!(stats["sip"]["client_transactions"], 0, "{stats}");
     s.stop().await
 }
+
+#[tokio::test]
+async fn re_invite_and_update_are_relayed_across_the_dialogs() -> Result<()> {
+    let dir = TempDir::new("sip-reinvite");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let uas = Sipp::uas(vendor.port, &["-sf", &path("uas_reinvite.xml")], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sf", &path("uac_reinvite.xml")], 1, 1)?
+        .succeeds()
+        .await?;
+    // The vendor checked the relayed re-INVITE carried the caller's new SDP.
+    uas.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(
+        (r["final_code"].clone(), r["reason"].clone()),
+        (json!(200), json!("caller_hangup")),
+        "{r}"
+    );
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn vendor_down_by_options_is_skipped_without_an_invite() -> Result<()> {
+    let dir = TempDir::new("sip-options");
+    let s = TestServer::start(&dir.0).await?;
+    let (dead, alive) = (Vendor::new("vendor-dead"), Vendor::new("vendor-alive"));
+    carrier(&s, json!({}), &[&dead, &alive]).await?;
+    // Ping the dead vendor every second; two silences mark it down.
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/routing-gateways/vendor-dead",
+            Some(json!({ "address": format!("127.0.0.1:{}", dead.port), "options_interval_secs": 1, "down_after": 2 })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let mut down = false;
+    for _ in 0..100 {
+        if s.server.policy.services().gateway_live("vendor-dead").down {
+            down = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(down, "vendor-dead was not marked down within 10 s");
+    let uas = Sipp::uas(alive.port, &["-sn", "uas"], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sn", "uac"], 1, 1)?
+        .succeeds()
+        .await?;
+    uas.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    // The prefix router itself leaves down gateways out; the host would skip them too.
+    assert_eq!(r["egress_gateway"], "vendor-alive", "{r}");
+    assert!(
+        r["attempts"].as_array().is_some_and(|a| a
+            .iter()
+            .all(|a| a["gateway"] != "vendor-dead" || a["leg_call_id"] == "")),
+        "no INVITE went to the down vendor: {r}"
+    );
+    s.stop().await
+}

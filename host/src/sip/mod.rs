@@ -7,10 +7,12 @@
 //! - [`transaction`] implements RFC 3261 transactions and their timers;
 //! - [`admission`] decides who may call and enforces CPS / concurrency limits;
 //! - [`call`] runs one call: policy, attempts with failover, the two dialogs;
+//! - [`health`] pings routing gateways with OPTIONS and marks them down / up;
 //! - this file routes each incoming message to the transaction or call it belongs to.
 
 pub mod admission;
 mod call;
+mod health;
 pub mod message;
 mod record;
 pub mod transaction;
@@ -116,6 +118,7 @@ pub struct SipServer {
     /// Where it listens (the first address, after port 0 was resolved).
     pub addr: SocketAddr,
     task: JoinHandle<()>,
+    health: JoinHandle<()>,
 }
 
 impl SipServer {
@@ -141,13 +144,20 @@ impl SipServer {
                 dispatcher.dispatch(msg.msg, msg.peer).await;
             }
         });
+        let health = tokio::spawn(health::run(core.clone()));
         tracing::info!(%addr, "SIP listening (UDP and TCP)");
-        Ok(SipServer { core, addr, task })
+        Ok(SipServer {
+            core,
+            addr,
+            task,
+            health,
+        })
     }
 
     /// Stop taking messages.
     pub fn stop(&self) {
         self.task.abort();
+        self.health.abort();
     }
 }
 

@@ -98,6 +98,23 @@ pub struct RoutingGateway {
     /// Provisional but no final answer within this time fails the attempt over; ms.
     #[serde(default)]
     pub progress_timeout_ms: Option<u32>,
+    /// Send an OPTIONS ping this often, seconds; none = no health checks.
+    #[serde(default)]
+    pub options_interval_secs: Option<u32>,
+    /// Unanswered pings in a row that mark it down.
+    #[serde(default = "three")]
+    pub down_after: u32,
+    /// Answered pings in a row that bring it back up.
+    #[serde(default = "two")]
+    pub up_after: u32,
+}
+
+fn three() -> u32 {
+    3
+}
+
+fn two() -> u32 {
+    2
 }
 
 fn yes() -> bool {
