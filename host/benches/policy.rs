@@ -17,8 +17,12 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(default)
     };
     let (routes, iterations) = (arg("--routes", 1_000), arg("--iterations", 20_000));
-    let wasm = std::env::var("BENCH_WASM")
-        .unwrap_or_else(|_| "target/wasm32-wasip2/release/prefix_router.wasm".into());
+    // cargo runs benches from the package directory: find the shared target dir.
+    let wasm = std::env::var("BENCH_WASM").unwrap_or_else(|_| {
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
+        format!("{target}/wasm32-wasip2/release/prefix_router.wasm")
+    });
     let bytes = std::fs::read(&wasm)
         .map_err(|e| anyhow::anyhow!("{wasm}: {e} (run scripts/build-guests)"))?;
 

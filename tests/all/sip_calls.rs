@@ -357,3 +357,157 @@ async fn vendor_down_by_options_is_skipped_without_an_invite() -> Result<()> {
     );
     s.stop().await
 }
+
+#[tokio::test]
+async fn phone_registers_and_its_invite_is_challenged() -> Result<()> {
+    let dir = TempDir::new("sip-phone");
+    // SIPp answers MD5 challenges only; SHA-256 is covered by the lockout test.
+    let s = TestServer::start_configured(&dir.0, |c| {
+        c.sip.digest_algorithms = vec![switchyard::sip::digest::Algorithm::Md5]
+    })
+    .await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/phones/alice",
+            Some(json!({ "mapping_gateway": "customers", "password": "alice-secret-1" })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.get("password").is_none(),
+        "the password is never returned: {body}"
+    );
+    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 1)?;
+    // From 127.0.0.2: not the mapping gateway's address, so only the credentials admit it.
+    Sipp::uac(
+        s.server.sip.addr,
+        &[
+            "-sf",
+            &path("uac_phone.xml"),
+            "-i",
+            "127.0.0.2",
+            "-key",
+            "user",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "alice-secret-1",
+        ],
+        1,
+        1,
+    )?
+    .succeeds()
+    .await?;
+    uas.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(
+        (r["final_code"].clone(), r["ingress_gateway"].clone()),
+        (json!(200), json!("customers")),
+        "{r}"
+    );
+    let (_, stats) = s.admin("GET", "/api/v1/sip/stats", None).await?;
+    assert_eq!(stats["sip"]["registrations"], 1, "{stats}");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn wrong_passwords_lock_the_phone_out_even_with_the_right_one() -> Result<()> {
+    use switchyard::sip::digest::{ha1, response, Algorithm, REALM};
+    let dir = TempDir::new("sip-lockout");
+    let s = TestServer::start_configured(&dir.0, |c| c.sip.auth_max_retry = 3).await?;
+    carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
+    s.admin(
+        "PUT",
+        "/api/v1/phones/bob",
+        Some(json!({ "mapping_gateway": "customers", "password": "bob-secret-22" })),
+    )
+    .await?;
+    let register = |cseq: u32, authorization: Option<String>| {
+        let auth = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bKlock{cseq}\r\n\
+             From: <sip:bob@127.0.0.1>;tag=b1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: lock-1\r\n\
+             CSeq: {cseq} REGISTER\r\nContact: <sip:bob@LOCAL>\r\nExpires: 300\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let credentials = |challenge: &str, password: &str| {
+        let nonce = challenge
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|n| n.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        let h = ha1(Algorithm::Sha256, "bob", REALM, password);
+        let r = response(
+            Algorithm::Sha256,
+            &h,
+            "REGISTER",
+            "sip:127.0.0.1",
+            &nonce,
+            Some(("auth", "00000001", "c0ffee")),
+        );
+        format!("Digest username=\"bob\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", response=\"{r}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c0ffee\"")
+    };
+    let switch = s.server.sip.addr;
+    let wait = Duration::from_secs(2);
+    let challenge = raw_request("127.0.0.3:0", switch, &register(1, None), wait)
+        .await?
+        .unwrap_or_default();
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    assert!(
+        challenge.contains("algorithm=SHA-256"),
+        "SHA-256 is offered first: {challenge}"
+    );
+    // The right password is accepted...
+    let ok = raw_request(
+        "127.0.0.3:0",
+        switch,
+        &register(2, Some(credentials(&challenge, "bob-secret-22"))),
+        wait,
+    )
+    .await?;
+    assert!(
+        ok.as_deref().is_some_and(|a| a.starts_with("SIP/2.0 200")),
+        "{ok:?}"
+    );
+    // ...three wrong ones suspend the user...
+    let mut last = None;
+    for cseq in 3..6 {
+        last = raw_request(
+            "127.0.0.3:0",
+            switch,
+            &register(cseq, Some(credentials(&challenge, "guess"))),
+            wait,
+        )
+        .await?;
+    }
+    assert!(
+        last.as_deref()
+            .is_some_and(|a| a.starts_with("SIP/2.0 403")),
+        "{last:?}"
+    );
+    // ...and then even the right one is refused.
+    let fresh = raw_request("127.0.0.3:0", switch, &register(7, None), wait)
+        .await?
+        .unwrap_or_default();
+    let refused = raw_request(
+        "127.0.0.3:0",
+        switch,
+        &register(8, Some(credentials(&fresh, "bob-secret-22"))),
+        wait,
+    )
+    .await?;
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|a| a.starts_with("SIP/2.0 403")),
+        "{refused:?}"
+    );
+    s.stop().await
+}

@@ -1,4 +1,5 @@
-//! Accounts, mapping gateways and routing gateways: one generic set of handlers per kind.
+//! Accounts, mapping gateways, routing gateways and phones: one generic set of handlers
+//! per kind.
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -6,13 +7,14 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiJson, ApiResult, AppState, Caller};
-use crate::store::{Account, CarrierObject, MappingGateway, RoutingGateway};
+use crate::store::{Account, CarrierObject, MappingGateway, Phone, RoutingGateway};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .merge(kind::<Account>())
         .merge(kind::<MappingGateway>())
         .merge(kind::<RoutingGateway>())
+        .merge(kind::<Phone>())
 }
 
 fn kind<T: CarrierObject>() -> Router<AppState> {
@@ -75,6 +77,7 @@ async fn put<T: CarrierObject>(
     }
     object.set_tenant(caller.tenant.clone());
     object.validate().map_err(ApiError::BadRequest)?;
+    object.prepare(&id);
     state.store.carrier_put(&id, &object)?;
     state.store.commit().await?;
     Ok(ApiJson(object))

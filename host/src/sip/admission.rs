@@ -87,6 +87,18 @@ impl Admission {
         let Some((_, gateway_id, callee, gateway)) = found else {
             return Admit::Unknown;
         };
+        self.limit(gateway_id, gateway, callee)
+    }
+
+    /// Admit a call on a known gateway (an authenticated phone's), applying its limits.
+    pub fn admit_on(&self, gateway_id: &str, callee: &str) -> Admit {
+        match self.store.carrier_get::<MappingGateway>(gateway_id) {
+            Ok(Some(gateway)) => self.limit(gateway_id.to_string(), gateway, callee.to_string()),
+            _ => Admit::Limited(format!("mapping gateway {gateway_id:?} is missing")),
+        }
+    }
+
+    fn limit(&self, gateway_id: String, gateway: MappingGateway, callee: String) -> Admit {
         let now = Instant::now();
         let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
         let u = usage.entry(gateway_id.clone()).or_default();

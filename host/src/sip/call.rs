@@ -63,8 +63,18 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         .map(|u| user_of(&u.to_string()).to_string())
         .unwrap_or_default();
     let arrived_at_ms = crate::now_ms();
-    let (gateway_id, gateway, callee, slot) = match core.admission.admit(peer.addr.ip(), &requested)
-    {
+    let mut admitted = core.admission.admit(peer.addr.ip(), &requested);
+    if matches!(admitted, Admit::Unknown) {
+        // Not a gateway's address: perhaps a phone, which must prove who it is.
+        match authenticate_phone(&core, &invite, &tx).await {
+            PhoneAuth::Admitted(gateway_id) => {
+                admitted = core.admission.admit_on(&gateway_id, &requested)
+            }
+            PhoneAuth::Answered => return,
+            PhoneAuth::NotAPhone => {}
+        }
+    }
+    let (gateway_id, gateway, callee, slot) = match admitted {
         Admit::Accepted {
             gateway_id,
             gateway,
@@ -165,6 +175,66 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         _slot: slot,
     };
     tokio::spawn(call.run().instrument(span));
+}
+
+enum PhoneAuth {
+    /// Authenticated: its mapping gateway.
+    Admitted(String),
+    /// Challenged or refused; the INVITE is answered.
+    Answered,
+    /// The From user is no phone of ours.
+    NotAPhone,
+}
+
+/// Digest-authenticate an INVITE whose From user is a phone (spec decision 1).
+async fn authenticate_phone(
+    core: &Arc<SipCore>,
+    invite: &Message,
+    tx: &Arc<ServerTx>,
+) -> PhoneAuth {
+    let user = user_of(uri_of(invite.header("From").unwrap_or_default())).to_string();
+    let Ok(Some(phone)) = core.store.carrier_get::<crate::store::Phone>(&user) else {
+        return PhoneAuth::NotAPhone;
+    };
+    let proxy = core.config.auth_challenge_code != 401;
+    let credentials = invite.header(if proxy {
+        "Proxy-Authorization"
+    } else {
+        "Authorization"
+    });
+    let source = tx.peer.addr.ip();
+    let verified = core.auth.verify(
+        credentials,
+        "INVITE",
+        source,
+        &user,
+        super::registrar::ha1_of(&phone),
+    );
+    let refusal = match verified {
+        Ok(()) => return PhoneAuth::Admitted(phone.mapping_gateway),
+        Err(r) => r,
+    };
+    let tag = new_tag();
+    let resp = match refusal {
+        super::digest::Refusal::Suspended => {
+            tracing::info!(%user, %source, "INVITE refused: suspended after failed authentication");
+            Outgoing::response(invite, 403, "Suspended", Some(&tag))
+        }
+        _ => {
+            let (code, reason, header) = if proxy {
+                (407, "Proxy Authentication Required", "Proxy-Authenticate")
+            } else {
+                (401, "Unauthorized", "WWW-Authenticate")
+            };
+            let mut resp = Outgoing::response(invite, code, reason, Some(&tag));
+            for c in core.auth.challenges() {
+                resp.push(header, c);
+            }
+            resp
+        }
+    };
+    core.txs.respond(tx, resp).await;
+    PhoneAuth::Answered
 }
 
 /// One side of the call, as a dialog we take part in.

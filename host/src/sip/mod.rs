@@ -6,15 +6,18 @@
 //! - [`transport`] owns the UDP/TCP sockets;
 //! - [`transaction`] implements RFC 3261 transactions and their timers;
 //! - [`admission`] decides who may call and enforces CPS / concurrency limits;
+//! - [`digest`] and [`registrar`] authenticate phones and bind their contacts;
 //! - [`call`] runs one call: policy, attempts with failover, the two dialogs;
 //! - [`health`] pings routing gateways with OPTIONS and marks them down / up;
 //! - this file routes each incoming message to the transaction or call it belongs to.
 
 pub mod admission;
 mod call;
+pub mod digest;
 mod health;
 pub mod message;
 mod record;
+pub mod registrar;
 pub mod transaction;
 pub mod transport;
 pub mod wire;
@@ -58,6 +61,21 @@ pub struct SipConfig {
     /// Longest call when no session timer runs, s; 0 = none
     /// (SS_SIP_NO_TIMER_REINVITE_INTERVAL, see spec decision 4).
     pub no_timer_max_duration_secs: u32,
+    /// Digest algorithms offered, most preferred first (RFC 8760).
+    pub digest_algorithms: Vec<digest::Algorithm>,
+    /// Failed authentications before suspension, 0 = no limit (SS_AUTHENTICATION_MAX_RETRY).
+    pub auth_max_retry: u32,
+    /// Suspension after too many failures, s (SS_AUTHENTICATION_FAILED_SUSPEND, 60-3600).
+    pub auth_failed_suspend_secs: u32,
+    /// Challenge code for INVITEs from phones: 401 or 407.
+    pub auth_challenge_code: u16,
+    /// A REGISTER from a new address replaces a live registration
+    /// (SS_ENDPOINT_REGISTER_REPLACE).
+    pub register_replace: bool,
+    /// Shortest registration accepted, s (shorter gets 423).
+    pub register_min_expires_secs: u32,
+    /// Longest registration granted, s.
+    pub register_max_expires_secs: u32,
 }
 
 impl Default for SipConfig {
@@ -71,6 +89,13 @@ impl Default for SipConfig {
             progress_timeout_ms: 60_000,
             stop_switch_after_invite_timeout: false,
             no_timer_max_duration_secs: 7_200,
+            digest_algorithms: vec![digest::Algorithm::Sha256, digest::Algorithm::Md5],
+            auth_max_retry: 6,
+            auth_failed_suspend_secs: 180,
+            auth_challenge_code: 407,
+            register_replace: true,
+            register_min_expires_secs: 60,
+            register_max_expires_secs: 3_600,
         }
     }
 }
@@ -94,6 +119,9 @@ pub struct SipCore {
     store: Store,
     config: SipConfig,
     admission: admission::Admission,
+    auth: digest::DigestAuth,
+    /// Phones' registrations.
+    pub registrar: registrar::Registrar,
     /// Live dialogs: `a:<call-id>:<from-tag>` for customer legs, `b:<call-id>` for ours.
     dialogs: Mutex<HashMap<String, mpsc::Sender<CallEvent>>>,
 }
@@ -109,6 +137,8 @@ pub struct SipStats {
     pub client_transactions: usize,
     /// Server transactions alive (they linger up to 32 s after answering).
     pub server_transactions: usize,
+    /// Phones registered.
+    pub registrations: usize,
 }
 
 /// The running SIP layer.
@@ -133,6 +163,14 @@ impl SipServer {
         let core = Arc::new(SipCore {
             txs: Transactions::new(transports),
             admission: admission::Admission::new(store.clone()),
+            auth: digest::DigestAuth::new(
+                config.digest_algorithms.clone(),
+                config.auth_max_retry,
+                std::time::Duration::from_secs(u64::from(
+                    config.auth_failed_suspend_secs.clamp(60, 3600),
+                )),
+            ),
+            registrar: registrar::Registrar::default(),
             policy,
             store,
             config,
@@ -175,6 +213,7 @@ impl SipCore {
             dialogs: dialogs.len(),
             client_transactions,
             server_transactions,
+            registrations: self.registrar.count(),
         }
     }
 
@@ -211,9 +250,7 @@ impl SipCore {
                         .header("Allow", call::ALLOW);
                     self.txs.respond(&tx, ok).await;
                 } else if method == rsip::Method::Register {
-                    // The registrar is not built yet (see issue 3's note).
-                    let resp = Outgoing::response(&msg, 501, "Not Implemented", None);
-                    self.txs.respond(&tx, resp).await;
+                    registrar::handle(self, msg, tx).await;
                 } else {
                     let resp =
                         Outgoing::response(&msg, 481, "Call/Transaction Does Not Exist", None);

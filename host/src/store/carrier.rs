@@ -19,6 +19,8 @@ pub trait CarrierObject: Serialize + DeserializeOwned + Clone + Send + Sync + 's
     fn validate(&self) -> Result<(), String> {
         Ok(())
     }
+    /// Derive stored fields from given ones before saving (the object's id given).
+    fn prepare(&mut self, _id: &str) {}
 }
 
 impl MappingGateway {
@@ -107,6 +109,51 @@ pub struct RoutingGateway {
     /// Answered pings in a row that bring it back up.
     #[serde(default = "two")]
     pub up_after: u32,
+}
+
+/// A phone: a SIP user that registers and places calls with digest credentials. Its id
+/// is the username. The password given in a PUT is replaced by its HA1 values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phone {
+    /// Owning tenant (set by the server).
+    #[serde(default)]
+    pub tenant: String,
+    /// Mapping gateway whose account, limits and module binding its calls use.
+    pub mapping_gateway: String,
+    /// The password, on input only: never stored or returned.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    /// MD5(user:realm:password).
+    #[serde(default)]
+    pub ha1_md5: String,
+    /// SHA-256(user:realm:password).
+    #[serde(default)]
+    pub ha1_sha256: String,
+}
+
+impl CarrierObject for Phone {
+    const KIND: &'static str = "phones";
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    fn set_tenant(&mut self, tenant: String) {
+        self.tenant = tenant;
+    }
+    fn validate(&self) -> Result<(), String> {
+        match &self.password {
+            Some(p) if p.len() < 8 => Err("password must be at least 8 characters".into()),
+            None if self.ha1_md5.is_empty() => Err("password is required".into()),
+            _ => Ok(()),
+        }
+    }
+    fn prepare(&mut self, id: &str) {
+        use crate::sip::digest::{ha1, Algorithm, REALM};
+        if let Some(password) = self.password.take() {
+            self.ha1_md5 = ha1(Algorithm::Md5, id, REALM, &password);
+            self.ha1_sha256 = ha1(Algorithm::Sha256, id, REALM, &password);
+        }
+    }
 }
 
 fn three() -> u32 {

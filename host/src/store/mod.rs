@@ -19,7 +19,7 @@ mod tokens;
 
 pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope};
 pub use calls::{AttemptRecord, CallRecord, EndReason};
-pub use carrier::{Account, CarrierObject, MappingGateway, RoutingGateway};
+pub use carrier::{Account, CarrierObject, MappingGateway, Phone, RoutingGateway};
 pub use error::{Error, Result};
 pub use modules::{ModuleKey, ModuleVersion};
 pub use tables::{Row, TableIndex, TableInfo};
