@@ -511,3 +511,54 @@ async fn wrong_passwords_lock_the_phone_out_even_with_the_right_one() -> Result<
     );
     s.stop().await
 }
+
+#[tokio::test]
+async fn session_interval_below_min_se_gets_422() -> Result<()> {
+    let dir = TempDir::new("sip-422");
+    let s = TestServer::start(&dir.0).await?;
+    carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
+    let invite = raw_invite("se-1", "4420").replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nSupported: timer\r\nSession-Expires: 30\r\n",
+    );
+    let answer = raw_request(
+        "127.0.0.1:0",
+        s.server.sip.addr,
+        &invite,
+        Duration::from_secs(2),
+    )
+    .await?;
+    let answer = answer.unwrap_or_default();
+    assert!(answer.starts_with("SIP/2.0 422"), "{answer}");
+    assert!(answer.contains("Min-SE: 90"), "{answer}");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn unrefreshed_session_is_hung_up_on_both_legs() -> Result<()> {
+    let dir = TempDir::new("sip-session");
+    // RFC 4028's 90 s floor is lowered so the test takes seconds.
+    let s = TestServer::start_configured(&dir.0, |c| c.sip.session_min_se_secs = 2).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 1)?;
+    Sipp::uac(
+        s.server.sip.addr,
+        &["-sf", &path("uac_timer_silent.xml")],
+        1,
+        1,
+    )?
+    .succeeds()
+    .await?;
+    // The vendor got its BYE too (the stock uas scenario ends on it).
+    uas.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(r["reason"], "session_timeout", "{r}");
+    let held = r["end_ms"].as_u64().unwrap_or(0) - r["answer_ms"].as_u64().unwrap_or(0);
+    assert!(
+        (2_000..4_000).contains(&held),
+        "hung up {held} ms after answer: {r}"
+    );
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}

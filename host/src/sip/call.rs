@@ -19,6 +19,7 @@ use crate::store::{AttemptRecord, CallRecord, EndReason, RoutingGateway};
 use super::admission::{Admit, Slot};
 use super::message::{param, uri_of, user_of, Message, Outgoing};
 use super::record::{call_record, Origin};
+use super::session_timer::{parse_session_expires, LegTimer};
 use super::transaction::{AckParts, ClientEvent, ServerTx, T1, T2, TIMER_64T1};
 use super::transport::{Peer, Transport};
 use super::{a_key, b_key, parse_address, CallEvent, SipCore};
@@ -104,6 +105,18 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
             return;
         }
     };
+    // RFC 4028: a session interval below our minimum is refused with 422.
+    let min_se = core.config.session_min_se_secs;
+    if let Some((secs, _)) = invite
+        .header("Session-Expires")
+        .and_then(parse_session_expires)
+    {
+        if secs < min_se {
+            let resp =
+                reply(422, "Session Interval Too Small").header("Min-SE", min_se.to_string());
+            return core.txs.respond(&tx, resp).await;
+        }
+    }
     core.txs
         .respond(&tx, Outgoing::response(&invite, 100, "Trying", None))
         .await;
@@ -350,16 +363,11 @@ impl CallTask {
         self.record.module = Some(format!("{}/{}", key.tenant, key.name));
         self.record.module_version = Some(key.version.clone());
 
-        let mut max_duration = self.core.config.no_timer_max_duration_secs;
+        // The screen's limit holds whatever the session timers do.
+        let mut max_duration = 0;
         match policy.screen(&self.wit).await.value {
             Verdict::Allow => {}
-            Verdict::AllowWithLimits(l) => {
-                if l.max_duration_secs > 0
-                    && (max_duration == 0 || l.max_duration_secs < max_duration)
-                {
-                    max_duration = l.max_duration_secs;
-                }
-            }
+            Verdict::AllowWithLimits(l) => max_duration = l.max_duration_secs,
             Verdict::Reject(r) => {
                 tracing::info!(code = r.code, reason = %r.reason, "screen rejected the call");
                 self.record.final_code = r.code;
@@ -535,7 +543,13 @@ impl CallTask {
             .header("Call-ID", &call_id)
             .header("CSeq", "1 INVITE")
             .header("Contact", self.contact(gateway.transport))
-            .header("Allow", ALLOW);
+            .header("Allow", ALLOW)
+            .header("Supported", "timer")
+            .header(
+                "Session-Expires",
+                self.core.config.session_ttl_secs.to_string(),
+            )
+            .header("Min-SE", self.core.config.session_min_se_secs.to_string());
         for name in CARRIED_HEADERS {
             for v in self.invite.headers_named(name) {
                 req.push(name, v);
@@ -801,10 +815,44 @@ impl CallTask {
     ) -> EndReason {
         let via_b = self.via(b.peer.transport);
         send_ack(&self.core, &b, 1, &via_b).await;
-        let ok = Outgoing::response(&self.invite, 200, "OK", Some(&self.a_tag))
+        let config = &self.core.config;
+        let timer = |secs: u32, we_refresh: bool| {
+            LegTimer::new(
+                secs,
+                we_refresh,
+                config.session_update_segment,
+                config.session_timeout_early_hangup_secs,
+            )
+        };
+        // The caller's leg: its Session-Expires, refreshed by whom it asked (uac default).
+        let mut a_timer = self
+            .invite
+            .header("Session-Expires")
+            .and_then(parse_session_expires)
+            .map(|(secs, refresher)| timer(secs, refresher.as_deref() == Some("uas")));
+        // The vendor's leg: what its 2xx says; "uac" is us.
+        let mut b_timer = answer
+            .header("Session-Expires")
+            .and_then(parse_session_expires)
+            .map(|(secs, refresher)| timer(secs, refresher.as_deref() != Some("uas")));
+        let mut ok = Outgoing::response(&self.invite, 200, "OK", Some(&self.a_tag))
             .header("Contact", self.contact(self.a.peer.transport))
-            .header("Allow", ALLOW)
-            .body(answer.content_type(), &answer.body);
+            .header("Allow", ALLOW);
+        if let Some(t) = &a_timer {
+            ok.push("Session-Expires", session_expires(t, true));
+            ok.push("Require", "timer");
+        }
+        let ok = ok.body(answer.content_type(), &answer.body);
+        // Spec decision 4: the no-timer maximum applies when neither leg runs a timer.
+        let no_timer_limit = if a_timer.is_none() && b_timer.is_none() {
+            config.no_timer_max_duration_secs
+        } else {
+            0
+        };
+        let max_duration_secs = match (max_duration_secs, no_timer_limit) {
+            (0, n) | (n, 0) => n,
+            (a, b) => a.min(b),
+        };
         let ok_bytes = ok.clone();
         self.core.txs.respond(&self.tx, ok).await;
         let now = crate::now_ms();
@@ -826,6 +874,8 @@ impl CallTask {
         let max_end = (max_duration_secs > 0)
             .then(|| answered_at + Duration::from_secs(u64::from(max_duration_secs)));
         let mut relayed: Option<Relayed> = None;
+        // Our own session refresh in flight: (on the caller's leg?, its responses).
+        let mut refreshing: Option<(bool, mpsc::Receiver<ClientEvent>)> = None;
         let far_future = answered_at + Duration::from_secs(86400 * 365);
 
         let reason = loop {
@@ -842,6 +892,39 @@ impl CallTask {
                 _ = sleep_until(max_end.unwrap_or(far_future)), if max_end.is_some() => {
                     tracing::info!(max_duration_secs, "maximum call duration reached");
                     break EndReason::MaxDuration;
+                }
+                _ = sleep_until(next_timer(&a_timer, &b_timer).unwrap_or(far_future)), if next_timer(&a_timer, &b_timer).is_some() => {
+                    let on_a = a_timer.as_ref().is_some_and(|t| t.due <= Instant::now());
+                    let t = if on_a { a_timer.as_mut() } else { b_timer.as_mut() }.expect("a timer is due");
+                    if !t.we_refresh {
+                        tracing::info!(leg = if on_a { "caller" } else { "vendor" }, "session not refreshed in time");
+                        break EndReason::SessionTimeout;
+                    }
+                    t.refreshing();
+                    let header = session_expires(t, false);
+                    let (leg, via) = if on_a { (&mut self.a, &via_a) } else { (&mut b, &via_b) };
+                    let peer = leg.peer;
+                    let (mut update, branch) = leg.request("UPDATE", via);
+                    update.push("Session-Expires", header);
+                    update.push("Supported", "timer");
+                    let rx = self.core.txs.request(update, &branch, "UPDATE", peer, None).await;
+                    refreshing = Some((on_a, rx));
+                }
+                Some(event) = async { match refreshing.as_mut() { Some((_, rx)) => rx.recv().await, None => std::future::pending().await } } => {
+                    let on_a = refreshing.as_ref().is_some_and(|(a, _)| *a);
+                    let code = match &event { ClientEvent::Response(r) => r.status().unwrap_or(0), ClientEvent::Timeout => 408 };
+                    if code < 200 { continue; }
+                    refreshing = None;
+                    let t = if on_a { a_timer.as_mut() } else { b_timer.as_mut() };
+                    match (code, t) {
+                        ((200..=299), Some(t)) => t.refreshed(),
+                        // Glare: try again shortly.
+                        (491, Some(t)) => t.due = Instant::now() + Duration::from_secs(2),
+                        _ => {
+                            tracing::info!(code, leg = if on_a { "caller" } else { "vendor" }, "session refresh failed");
+                            break EndReason::SessionTimeout;
+                        }
+                    }
                 }
                 // The vendor retransmits its 200 when our ACK was lost.
                 Some(ClientEvent::Response(resp)) = b_invite.recv() => {
@@ -861,9 +944,21 @@ impl CallTask {
                             let code = resp.status().unwrap_or(0);
                             if code == 100 { continue; }
                             let from_a = r.from_a;
-                            let out = Outgoing::response(&r.origin_req, code, &resp.reason(), None)
-                                .header("Contact", self.contact(if from_a { self.a.peer.transport } else { b.peer.transport }))
-                                .body(resp.content_type(), &resp.body);
+                            let mut out = Outgoing::response(&r.origin_req, code, &resp.reason(), None)
+                                .header("Contact", self.contact(if from_a { self.a.peer.transport } else { b.peer.transport }));
+                            if (200..300).contains(&code) && matches!(r.method.as_str(), "INVITE" | "UPDATE") {
+                                // A successful re-INVITE / UPDATE refreshes both legs' sessions.
+                                let (origin_timer, other_timer) = if from_a { (&mut a_timer, &mut b_timer) } else { (&mut b_timer, &mut a_timer) };
+                                if let Some(t) = origin_timer.as_mut() {
+                                    t.refreshed();
+                                    out.push("Session-Expires", session_expires(t, from_a));
+                                    out.push("Require", "timer");
+                                }
+                                if let Some(t) = other_timer.as_mut() {
+                                    t.refreshed();
+                                }
+                            }
+                            let out = out.body(resp.content_type(), &resp.body);
                             self.core.txs.respond(&r.origin, out).await;
                             if code >= 200 {
                                 if r.method == "INVITE" && code < 300 {
@@ -911,10 +1006,15 @@ impl CallTask {
                             if matches!(method.as_str(), "INVITE" | "UPDATE") {
                                 req.push("Contact", self.contact(contact_transport));
                             }
-                            for name in ["Session-Expires", "Min-SE", "Supported", "Require", "Content-Disposition"] {
+                            // Session timers are per leg: the target leg gets its own.
+                            for name in ["Supported", "Content-Disposition"] {
                                 for v in msg.headers_named(name) {
                                     req.push(name, v);
                                 }
+                            }
+                            let target_timer = if from_a { &b_timer } else { &a_timer };
+                            if let (Some(t), true) = (target_timer, matches!(method.as_str(), "INVITE" | "UPDATE")) {
+                                req.push("Session-Expires", session_expires(t, !from_a));
                             }
                             let req = req.body(msg.content_type(), &msg.body);
                             let ack = (method == "INVITE").then(|| {
@@ -980,6 +1080,21 @@ impl CallTask {
             tracing::error!(error = %e, "flushing the call record failed");
         }
     }
+}
+
+/// The Session-Expires value for a leg's timer. `we_are_uas`: we answered that leg's
+/// INVITE (the caller's leg), so "uas" names us there and "uac" names the caller.
+fn session_expires(t: &LegTimer, we_are_uas: bool) -> String {
+    let refresher = match (t.we_refresh, we_are_uas) {
+        (true, true) | (false, false) => "uas",
+        _ => "uac",
+    };
+    format!("{};refresher={refresher}", t.interval.as_secs())
+}
+
+/// The earliest due time of the legs' timers.
+fn next_timer(a: &Option<LegTimer>, b: &Option<LegTimer>) -> Option<Instant> {
+    [a, b].into_iter().flatten().map(|t| t.due).min()
 }
 
 /// The ACK of a 2xx: its own transaction-less request in the dialog.

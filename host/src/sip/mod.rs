@@ -8,6 +8,7 @@
 //! - [`admission`] decides who may call and enforces CPS / concurrency limits;
 //! - [`digest`] and [`registrar`] authenticate phones and bind their contacts;
 //! - [`call`] runs one call: policy, attempts with failover, the two dialogs;
+//! - [`session_timer`] keeps RFC 4028 session timers per leg;
 //! - [`health`] pings routing gateways with OPTIONS and marks them down / up;
 //! - this file routes each incoming message to the transaction or call it belongs to.
 
@@ -18,6 +19,7 @@ mod health;
 pub mod message;
 mod record;
 pub mod registrar;
+mod session_timer;
 pub mod transaction;
 pub mod transport;
 pub mod wire;
@@ -76,6 +78,16 @@ pub struct SipConfig {
     pub register_min_expires_secs: u32,
     /// Longest registration granted, s.
     pub register_max_expires_secs: u32,
+    /// Session-Expires we offer vendors, s (SS_SIP_SESSION_TTL, 60-86400).
+    pub session_ttl_secs: u32,
+    /// Smallest session interval accepted; smaller gets 422 (SS_SIP_SESSION_MIN_SE,
+    /// 90-3600; RFC 4028 forbids less than 90 outside tests).
+    pub session_min_se_secs: u32,
+    /// We refresh every interval / this (SS_SIP_SESSION_UPDATE_SEGMENT, 2-10).
+    pub session_update_segment: u32,
+    /// Hang up this long before an unrefreshed session expires, s
+    /// (SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP, 0-3600).
+    pub session_timeout_early_hangup_secs: u32,
 }
 
 impl Default for SipConfig {
@@ -96,6 +108,10 @@ impl Default for SipConfig {
             register_replace: true,
             register_min_expires_secs: 60,
             register_max_expires_secs: 3_600,
+            session_ttl_secs: 600,
+            session_min_se_secs: 90,
+            session_update_segment: 2,
+            session_timeout_early_hangup_secs: 0,
         }
     }
 }
