@@ -722,7 +722,8 @@ impl CallTask {
     /// vendor's 180 is not relayed again; a first SDP (early media) still is.
     async fn relay_provisional(&mut self, resp: &Message) {
         let has_sdp = !resp.body.is_empty();
-        if self.relayed_ringing && !(has_sdp && !self.relayed_sdp) {
+        let first_early_media = has_sdp && !self.relayed_sdp;
+        if self.relayed_ringing && !first_early_media {
             return;
         }
         let code = resp.status().unwrap_or(180);

@@ -314,7 +314,7 @@ pub fn bad_request_reply(raw: &[u8], reason: &str) -> Option<Vec<u8>> {
         .filter(|c| !c.is_control())
         .take(100)
         .collect();
-    let mut out = format!("SIP/2.0 400 Bad Request\r\n");
+    let mut out = String::from("SIP/2.0 400 Bad Request\r\n");
     for l in kept {
         out.push_str(l);
         out.push_str("\r\n");
