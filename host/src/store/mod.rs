@@ -1,10 +1,12 @@
 //! Durable state in sled: module versions and their compiled artifacts, bindings,
 //! data tables, tokens, carrier objects, module key-value state and call records.
 //!
-//! Every change that the REST API acknowledges goes through [`Store::commit`], which
-//! flushes sled before returning: sled's own timer flushes only every 500 ms, and an
-//! acknowledged configuration change must survive a crash. Concurrent commits share
-//! one flush (sled coalesces them), which is our group commit.
+//! Every change that the REST API acknowledges, and every call record, goes through
+//! [`Store::commit`], which flushes sled before returning: sled's own timer flushes
+//! only every 500 ms, and an acknowledged change must survive a crash. Commits go to
+//! one flusher thread that runs one `flush` for every commit waiting (group commit).
+//! One flush at a time is also a necessity: many concurrent `flush_async` calls were
+//! seen to deadlock sled 0.34 (1,000 calls ending at once, each flushing its record).
 //!
 //! This layer knows nothing of wasmtime or HTTP.
 
@@ -39,6 +41,30 @@ pub struct Store {
     module_state: sled::Tree,
     carrier: sled::Tree,
     calls: sled::Tree,
+    flusher: std::sync::mpsc::Sender<FlushRequest>,
+}
+
+/// A commit waiting for the next flush. It carries its own handle on the database,
+/// so the flusher thread holds none while idle and ends with the last `Store`.
+struct FlushRequest {
+    db: sled::Db,
+    done: Box<dyn FnOnce(Result<()>) + Send>,
+}
+
+/// Run one flush per batch of waiting commits until every `Store` is gone.
+fn run_flusher(requests: std::sync::mpsc::Receiver<FlushRequest>) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        batch.extend(requests.try_iter());
+        let outcome = batch[0].db.flush().map(drop).map_err(|e| e.to_string());
+        for request in batch {
+            (request.done)(
+                outcome
+                    .clone()
+                    .map_err(|e| Error::Db(sled::Error::Io(std::io::Error::other(e)))),
+            );
+        }
+    }
 }
 
 impl Store {
@@ -49,7 +75,16 @@ impl Store {
             source: e,
         })?;
         let db = sled::Config::new().path(dir.join("db")).open()?;
+        let (flusher, requests) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("store-flusher".into())
+            .spawn(move || run_flusher(requests))
+            .map_err(|e| Error::Io {
+                path: dir.display().to_string(),
+                source: e,
+            })?;
         Ok(Store {
+            flusher,
             modules: db.open_tree("modules")?,
             module_bytes: db.open_tree("module_bytes")?,
             artifacts: db.open_tree("artifacts")?,
@@ -66,15 +101,36 @@ impl Store {
 
     /// Make every write so far durable. Call before acknowledging a change.
     pub async fn commit(&self) -> Result<()> {
-        self.db.flush_async().await?;
-        Ok(())
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.request_flush(Box::new(move |r| {
+            let _ = tx.send(r);
+        }))?;
+        rx.await.unwrap_or_else(|_| Err(flusher_gone()))
     }
 
     /// Blocking [`Store::commit`], for code already off the async reactor.
     pub fn commit_blocking(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.request_flush(Box::new(move |r| {
+            let _ = tx.send(r);
+        }))?;
+        rx.recv().unwrap_or_else(|_| Err(flusher_gone()))
     }
+
+    fn request_flush(&self, done: Box<dyn FnOnce(Result<()>) + Send>) -> Result<()> {
+        self.flusher
+            .send(FlushRequest {
+                db: self.db.clone(),
+                done,
+            })
+            .map_err(|_| flusher_gone())
+    }
+}
+
+fn flusher_gone() -> Error {
+    Error::Db(sled::Error::Io(std::io::Error::other(
+        "the store flusher thread stopped",
+    )))
 }
 
 /// Keys joined with a NUL, which no name we accept contains.
