@@ -562,3 +562,24 @@ async fn unrefreshed_session_is_hung_up_on_both_legs() -> Result<()> {
     wait_for_no_calls(&s).await?;
     s.stop().await
 }
+
+#[tokio::test]
+async fn calls_over_tcp_complete() -> Result<()> {
+    let dir = TempDir::new("sip-tcp");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 3)?;
+    // The customer calls over TCP (one connection); the vendor answers over UDP.
+    Sipp::uac(s.server.sip.addr, &["-sn", "uac", "-t", "t1"], 3, 3)?
+        .succeeds()
+        .await?;
+    uas.succeeds().await?;
+    let records = wait_for_records(&s, 3).await?;
+    assert!(
+        records.iter().all(|r| r["final_code"] == 200),
+        "{records:?}"
+    );
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
