@@ -32,7 +32,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Stop serving, wait for in-flight requests, and release the store.
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.sip.stop();
+        self.sip.stop().await;
         let _ = self.stop.send(());
         self.task.await??;
         Ok(())

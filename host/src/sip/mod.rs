@@ -208,10 +208,13 @@ impl SipServer {
         })
     }
 
-    /// Stop taking messages.
-    pub fn stop(&self) {
+    /// Stop taking messages, and wait until the dispatcher and the health checker are
+    /// gone (they hold the store, which a restart in the same process reopens).
+    pub async fn stop(self) {
         self.task.abort();
         self.health.abort();
+        let _ = self.task.await;
+        let _ = self.health.await;
     }
 }
 

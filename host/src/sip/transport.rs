@@ -78,14 +78,7 @@ impl Transports {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for addr in listen {
-            let socket = UdpSocket::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("binding SIP UDP {addr}: {e}"))?;
-            // Bind TCP on the port UDP got (it may have been 0).
-            let bound = socket.local_addr()?;
-            let listener = TcpListener::bind(bound)
-                .await
-                .map_err(|e| anyhow::anyhow!("binding SIP TCP {bound}: {e}"))?;
+            let (socket, listener) = bind_pair(*addr).await?;
             udp.push(Arc::new(socket));
             tcp.push(listener);
         }
@@ -213,6 +206,24 @@ impl Transports {
             }
         }
     }
+}
+
+/// UDP and TCP on one port. With port 0 the port UDP gets may be taken for TCP (by
+/// some other connection's ephemeral port): try again with another.
+async fn bind_pair(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {
+    let tries = if addr.port() == 0 { 20 } else { 1 };
+    let mut last_error = None;
+    for _ in 0..tries {
+        let socket = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding SIP UDP {addr}: {e}"))?;
+        let bound = socket.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(listener) => return Ok((socket, listener)),
+            Err(e) => last_error = Some(anyhow::anyhow!("binding SIP TCP {bound}: {e}")),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("binding SIP {addr}")))
 }
 
 async fn read_udp(transports: Arc<Transports>, socket: Arc<UdpSocket>) {
