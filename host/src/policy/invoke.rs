@@ -30,6 +30,10 @@ pub struct LoadedModule {
 /// Which hook to run, with its arguments.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "hook")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one lives per decision, never in bulk; boxing would only add an allocation"
+)]
 pub enum HookCall {
     /// `screen(call)`.
     Screen {

@@ -25,11 +25,15 @@ pub struct GatewayLive {
 /// Length of the gateway statistics window reported to modules, seconds.
 pub const GATEWAY_STATS_WINDOW_SECS: u32 = 300;
 
+/// One module's sliding-window counters: event times (ms) per counter key.
+type CounterWindows = HashMap<String, VecDeque<u64>>;
+
 /// Services shared by all invocations.
 pub struct Services {
     pub(crate) store: Store,
     tables: RwLock<HashMap<(String, String), Arc<TableIndex>>>,
-    counters: Mutex<HashMap<(String, String), HashMap<String, VecDeque<u64>>>>,
+    /// By (tenant, module).
+    counters: Mutex<HashMap<(String, String), CounterWindows>>,
     live: RwLock<HashMap<String, GatewayLive>>,
 }
 
