@@ -271,13 +271,15 @@ impl Leg {
     fn request(&mut self, method: &str, via: &str) -> (Outgoing, String) {
         self.cseq += 1;
         let branch = new_branch();
-        let req = Outgoing::request(method, &self.target)
-            .header("Via", format!("{via};branch={branch};rport"))
-            .header("Max-Forwards", "70")
-            .header("From", &self.local)
-            .header("To", &self.remote)
-            .header("Call-ID", &self.call_id)
-            .header("CSeq", format!("{} {method}", self.cseq));
+        let req = Outgoing::dialog_request(
+            method,
+            &self.target,
+            &format!("{via};branch={branch};rport"),
+            &self.local,
+            &self.remote,
+            &self.call_id,
+            self.cseq,
+        );
         (req, branch)
     }
 }
@@ -580,7 +582,7 @@ impl CallTask {
             .dialogs()
             .insert(b_key.clone(), self.events_tx.clone());
         self.keys.push(b_key);
-        let ack = AckParts {
+        let invite = AckParts {
             uri: uri.clone(),
             via: via.clone(),
             from: from.clone(),
@@ -589,7 +591,7 @@ impl CallTask {
         };
         let mut responses = core
             .txs
-            .request(req.clone(), &branch, "INVITE", peer, Some(ack))
+            .request(req, &branch, "INVITE", peer, Some(invite.clone()))
             .await;
         tracing::info!(gateway = %attempt.gateway, %addr, leg = %call_id, callee = %attempt.callee, "attempt {index}");
         let started = Instant::now();
@@ -652,7 +654,6 @@ impl CallTask {
                                 target: resp.header("Contact").map(|c| uri_of(c).to_string()).unwrap_or(uri.clone()),
                                 cseq: 1,
                             };
-                            self.set_attempt_result(Some(code), resp.reason(), false, pdd_ms);
                             break AttemptEnd::Answered { b, b_invite: responses, answer: resp };
                         }
                         break AttemptEnd::Failed(outcome(Some(code), resp.reason(), false, pdd_ms));
@@ -660,20 +661,16 @@ impl CallTask {
                 },
                 _ = sleep_until(deadline) => {
                     tracing::info!(gateway = %attempt.gateway, provisional, "attempt timed out");
-                    self.cancel_leg(&req, &uri, &via, &from, &to, &call_id, peer, provisional, responses).await;
-                    let end = AttemptEnd::Failed(outcome(None, if provisional { "no answer after ringing" } else { "no response" }.into(), true, pdd_ms));
-                    self.release_gateway();
-                    if let AttemptEnd::Failed(o) = &end { self.set_attempt_result(None, o.reason.clone(), true, pdd_ms); }
-                    return end;
+                    self.cancel_leg(&invite, &to, peer, provisional, responses).await;
+                    let reason = if provisional { "no answer after ringing" } else { "no response" };
+                    break AttemptEnd::Failed(outcome(None, reason.into(), true, pdd_ms));
                 }
                 event = self.events.recv() => match event {
                     Some(CallEvent::Request { msg, tx }) if msg.is(rsip::Method::Cancel) => {
                         core.txs.respond(&tx, Outgoing::response(&msg, 200, "OK", None)).await;
                         self.reply(487, "Request Terminated").await;
-                        self.cancel_leg(&req, &uri, &via, &from, &to, &call_id, peer, provisional, responses).await;
-                        self.set_attempt_result(None, "caller cancelled".into(), false, pdd_ms);
-                        self.release_gateway();
-                        return AttemptEnd::CallerCancelled;
+                        self.cancel_leg(&invite, &to, peer, provisional, responses).await;
+                        break AttemptEnd::CallerCancelled;
                     }
                     Some(CallEvent::Request { msg, tx }) => {
                         // Nothing else belongs in an early dialog we relay.
@@ -684,8 +681,20 @@ impl CallTask {
                 },
             }
         };
-        if let AttemptEnd::Failed(o) = &end {
-            self.set_attempt_result(o.code, o.reason.clone(), o.timed_out, pdd_ms);
+        // The attempt's record and the gateway's call count follow how it ended.
+        match &end {
+            AttemptEnd::Answered { answer, .. } => {
+                self.set_attempt_result(answer.status(), answer.reason(), false, pdd_ms)
+            }
+            AttemptEnd::Failed(o) => {
+                self.set_attempt_result(o.code, o.reason.clone(), o.timed_out, pdd_ms)
+            }
+            AttemptEnd::CallerCancelled => {
+                self.set_attempt_result(None, "caller cancelled".into(), false, pdd_ms)
+            }
+            AttemptEnd::Skipped(_) => {}
+        }
+        if !matches!(end, AttemptEnd::Answered { .. }) {
             self.release_gateway();
         }
         end
@@ -743,29 +752,28 @@ impl CallTask {
     /// Give up on a vendor INVITE: CANCEL it once it has a provisional answer (RFC 3261
     /// §9.1), and keep its transaction open a while to ACK the 487 — or to ACK and BYE
     /// a 200 that crossed our CANCEL.
-    #[allow(clippy::too_many_arguments)]
     async fn cancel_leg(
         &self,
-        _invite: &Outgoing,
-        uri: &str,
-        via: &str,
-        from: &str,
+        invite: &AckParts,
         to: &str,
-        call_id: &str,
         peer: Peer,
         provisional: bool,
         mut responses: mpsc::Receiver<ClientEvent>,
     ) {
         let core = self.core.clone();
         if provisional {
-            let cancel = Outgoing::request("CANCEL", uri)
-                .header("Via", via)
-                .header("Max-Forwards", "70")
-                .header("From", from)
-                .header("To", to)
-                .header("Call-ID", call_id)
-                .header("CSeq", "1 CANCEL");
-            let branch = param(via, "branch").unwrap_or_default().to_string();
+            // §9.1: the CANCEL copies the INVITE's Request-URI, Via, From, To, Call-ID
+            // and CSeq number.
+            let cancel = Outgoing::dialog_request(
+                "CANCEL",
+                &invite.uri,
+                &invite.via,
+                &invite.from,
+                to,
+                &invite.call_id,
+                invite.cseq,
+            );
+            let branch = param(&invite.via, "branch").unwrap_or_default().to_string();
             let mut cancel_rx = core
                 .txs
                 .request(cancel, &branch, "CANCEL", peer, None)
@@ -773,8 +781,7 @@ impl CallTask {
             tokio::spawn(async move { while cancel_rx.recv().await.is_some() {} });
         }
         let via_base = self.via(peer.transport);
-        let from = from.to_string();
-        let call_id = call_id.to_string();
+        let (from, call_id) = (invite.from.clone(), invite.call_id.clone());
         tokio::spawn(async move {
             let deadline = Instant::now() + TIMER_64T1;
             while let Ok(Some(ClientEvent::Response(resp))) =
@@ -791,11 +798,11 @@ impl CallTask {
                             .header("Contact")
                             .map(|c| uri_of(c).to_string())
                             .unwrap_or_default(),
-                        cseq: 0,
+                        // The INVITE was CSeq 1: the BYE follows it.
+                        cseq: 1,
                     };
                     send_ack(&core, &leg, 1, &via_base).await;
-                    let (bye, branch) = leg.request("BYE", &via_base);
-                    let _ = core.txs.request(bye, &branch, "BYE", peer, None).await;
+                    send_bye(&core, &mut leg, &via_base).await;
                     break;
                 }
                 if code >= 300 {
@@ -1100,13 +1107,15 @@ fn next_timer(a: &Option<LegTimer>, b: &Option<LegTimer>) -> Option<Instant> {
 
 /// The ACK of a 2xx: its own transaction-less request in the dialog.
 async fn send_ack(core: &Arc<SipCore>, leg: &Leg, cseq: u32, via: &str) {
-    let ack = Outgoing::request("ACK", &leg.target)
-        .header("Via", format!("{via};branch={};rport", new_branch()))
-        .header("Max-Forwards", "70")
-        .header("From", &leg.local)
-        .header("To", &leg.remote)
-        .header("Call-ID", &leg.call_id)
-        .header("CSeq", format!("{cseq} ACK"));
+    let ack = Outgoing::dialog_request(
+        "ACK",
+        &leg.target,
+        &format!("{via};branch={};rport", new_branch()),
+        &leg.local,
+        &leg.remote,
+        &leg.call_id,
+        cseq,
+    );
     core.txs.send_stateless(&ack, leg.peer).await;
 }
 

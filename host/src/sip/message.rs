@@ -123,9 +123,13 @@ impl Message {
                 return Err(format!("missing {name}"));
             }
         }
-        let (n, method) = self.cseq();
-        if n == 0 && !self.header("CSeq").unwrap_or_default().starts_with('0') || method.is_empty()
-        {
+        let (_, method) = self.cseq();
+        let number = self
+            .header("CSeq")
+            .unwrap_or_default()
+            .split_whitespace()
+            .next();
+        if number.and_then(|n| n.parse::<u32>().ok()).is_none() || method.is_empty() {
             return Err("bad CSeq".into());
         }
         if let Some(m) = self.method() {
@@ -193,6 +197,27 @@ impl Outgoing {
             headers: Vec::new(),
             body: Vec::new(),
         }
+    }
+
+    /// A request carrying the headers RFC 3261 §8.1.1 requires of every request we send
+    /// in a dialog or transaction: Via (with its branch), Max-Forwards 70, From, To,
+    /// Call-ID and CSeq naming `method`.
+    pub fn dialog_request(
+        method: &str,
+        uri: &str,
+        via: &str,
+        from: &str,
+        to: &str,
+        call_id: &str,
+        cseq: u32,
+    ) -> Outgoing {
+        Outgoing::request(method, uri)
+            .header("Via", via)
+            .header("Max-Forwards", "70")
+            .header("From", from)
+            .header("To", to)
+            .header("Call-ID", call_id)
+            .header("CSeq", format!("{cseq} {method}"))
     }
 
     /// A response to `req` with `code`: Via, From, To, Call-ID and CSeq copied, a tag

@@ -337,13 +337,15 @@ impl ServerTx {
 
 /// §17.1.1.3: the ACK for a non-2xx final is part of the INVITE transaction.
 fn non_2xx_ack(parts: &AckParts, to: &str) -> Outgoing {
-    Outgoing::request("ACK", &parts.uri)
-        .header("Via", &parts.via)
-        .header("Max-Forwards", "70")
-        .header("From", &parts.from)
-        .header("To", to)
-        .header("Call-ID", &parts.call_id)
-        .header("CSeq", format!("{} ACK", parts.cseq))
+    Outgoing::dialog_request(
+        "ACK",
+        &parts.uri,
+        &parts.via,
+        &parts.from,
+        to,
+        &parts.call_id,
+        parts.cseq,
+    )
 }
 
 /// The branch identifying a server transaction (RFC 2543 peers without a magic-cookie

@@ -270,8 +270,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
     let mut length = None;
     for line in head.split("\r\n").skip(1) {
         if let Some((name, value)) = line.split_once(':') {
-            let name = name.trim();
-            if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
+            if canonical_name(name.trim()) == "Content-Length" {
                 length = Some(
                     value
                         .trim()
