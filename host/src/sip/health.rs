@@ -31,18 +31,18 @@ pub(super) async fn run(core: Arc<SipCore>) {
     let mut scan = tokio::time::interval(SCAN_EVERY);
     loop {
         scan.tick().await;
-        let gateways = match core.store.carrier_list::<RoutingGateway>(None) {
+        let gateways = match core.store.carrier_snapshot::<RoutingGateway>() {
             Ok(g) => g,
             Err(e) => {
                 tracing::warn!(error = %e, "health check: reading routing gateways");
                 continue;
             }
         };
-        streaks.retain(|id, _| gateways.iter().any(|(g, _)| g == id));
+        streaks.retain(|id, _| gateways.contains_key(id));
         let now = tokio::time::Instant::now();
         // Pings of one round run concurrently: a silent gateway does not delay the others.
         let mut round = tokio::task::JoinSet::new();
-        for (id, gateway) in gateways {
+        for (id, gateway) in gateways.iter() {
             let Some(interval) = gateway.options_interval_secs.filter(|s| *s > 0) else {
                 continue;
             };
@@ -54,7 +54,7 @@ pub(super) async fn run(core: Arc<SipCore>) {
                 continue;
             }
             streak.next_due = Some(now + Duration::from_secs(u64::from(interval)));
-            let core = core.clone();
+            let (core, id, gateway) = (core.clone(), id.clone(), gateway.clone());
             round.spawn(async move {
                 let peer = Peer {
                     addr,

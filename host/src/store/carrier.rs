@@ -3,6 +3,10 @@
 //! gateways (vendor side, with their cost table). Ids are global, because the SIP
 //! layer finds them by id; each object belongs to one tenant.
 
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{from_json, key, to_json, Result, Store};
@@ -209,40 +213,171 @@ owned_by_tenant!(RoutingGateway, "routing-gateways", |g| {
     }
 });
 
+/// Decoded carrier objects, one snapshot per kind, loaded from sled on first use and
+/// dropped by every change to that kind. The SIP layer reads gateways on every INVITE
+/// and modules on every decision; they change only through the API.
+#[derive(Default)]
+pub(crate) struct CarrierCache {
+    /// `KIND` → `Arc<BTreeMap<String, T>>` of that kind's type.
+    kinds: std::sync::RwLock<HashMap<&'static str, Arc<dyn Any + Send + Sync>>>,
+}
+
+/// Every object of one kind by id.
+pub type Snapshot<T> = Arc<BTreeMap<String, T>>;
+
 impl Store {
+    /// Every object of a kind by id, from memory.
+    pub fn carrier_snapshot<T: CarrierObject>(&self) -> Result<Snapshot<T>> {
+        let cached = |kinds: &HashMap<&'static str, Arc<dyn Any + Send + Sync>>| {
+            kinds
+                .get(T::KIND)
+                .and_then(|any| any.clone().downcast::<BTreeMap<String, T>>().ok())
+        };
+        if let Some(snapshot) = cached(
+            &self
+                .carrier_cache
+                .kinds
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+        ) {
+            return Ok(snapshot);
+        }
+        // Load under the write lock, so a change that lands meanwhile cannot be
+        // overwritten by an older snapshot.
+        let mut kinds = self
+            .carrier_cache
+            .kinds
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(snapshot) = cached(&kinds) {
+            return Ok(snapshot);
+        }
+        let prefix = key(&[T::KIND, ""]);
+        let mut all = BTreeMap::new();
+        for kv in self.carrier.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            all.insert(
+                String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                from_json::<T>(&v)?,
+            );
+        }
+        let snapshot = Arc::new(all);
+        kinds.insert(T::KIND, snapshot.clone());
+        Ok(snapshot)
+    }
+
     /// One object by id.
     pub fn carrier_get<T: CarrierObject>(&self, id: &str) -> Result<Option<T>> {
-        self.carrier
-            .get(key(&[T::KIND, id]))?
-            .map(|v| from_json(&v))
-            .transpose()
+        Ok(self.carrier_snapshot::<T>()?.get(id).cloned())
     }
 
     /// Create or replace an object.
     pub fn carrier_put<T: CarrierObject>(&self, id: &str, object: &T) -> Result<()> {
+        let mut kinds = self
+            .carrier_cache
+            .kinds
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         self.carrier.insert(key(&[T::KIND, id]), to_json(object)?)?;
+        kinds.remove(T::KIND);
         Ok(())
     }
 
     /// Remove an object; false when it did not exist.
     pub fn carrier_delete<T: CarrierObject>(&self, id: &str) -> Result<bool> {
-        Ok(self.carrier.remove(key(&[T::KIND, id]))?.is_some())
+        let mut kinds = self
+            .carrier_cache
+            .kinds
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let existed = self.carrier.remove(key(&[T::KIND, id]))?.is_some();
+        kinds.remove(T::KIND);
+        Ok(existed)
     }
 
     /// Every object of a kind with its id, optionally only a tenant's.
     pub fn carrier_list<T: CarrierObject>(&self, tenant: Option<&str>) -> Result<Vec<(String, T)>> {
-        let prefix = key(&[T::KIND, ""]);
-        let mut out = Vec::new();
-        for kv in self.carrier.scan_prefix(&prefix) {
-            let (k, v) = kv?;
-            let object: T = from_json(&v)?;
-            if tenant.is_none_or(|t| t == object.tenant()) {
-                out.push((
-                    String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
-                    object,
-                ));
-            }
+        Ok(self
+            .carrier_snapshot::<T>()?
+            .iter()
+            .filter(|(_, object)| tenant.is_none_or(|t| t == object.tenant()))
+            .map(|(id, object)| (id.clone(), object.clone()))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway(tenant: &str, account: &str) -> MappingGateway {
+        MappingGateway {
+            tenant: tenant.into(),
+            account: account.into(),
+            sources: vec![],
+            tech_prefix: None,
+            cps_limit: 0,
+            max_calls: 0,
         }
-        Ok(out)
+    }
+
+    #[test]
+    fn cached_reads_follow_every_change_and_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("switchyard-carrier-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let store = Store::open(&dir).unwrap();
+            assert!(store.carrier_get::<MappingGateway>("gw").unwrap().is_none());
+            store.carrier_put("gw", &gateway("a", "acct-1")).unwrap();
+            assert_eq!(
+                store
+                    .carrier_get::<MappingGateway>("gw")
+                    .unwrap()
+                    .unwrap()
+                    .account,
+                "acct-1"
+            );
+            store.carrier_put("gw", &gateway("a", "acct-2")).unwrap();
+            store.carrier_put("other", &gateway("b", "acct-3")).unwrap();
+            assert_eq!(
+                store
+                    .carrier_get::<MappingGateway>("gw")
+                    .unwrap()
+                    .unwrap()
+                    .account,
+                "acct-2"
+            );
+            let ids = |t| {
+                store
+                    .carrier_list::<MappingGateway>(t)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(ids(Some("b")), ["other"]);
+            assert_eq!(ids(None), ["gw", "other"]);
+            // Another kind under the same id is a different object.
+            assert!(store.carrier_get::<RoutingGateway>("gw").unwrap().is_none());
+            assert!(store.carrier_delete::<MappingGateway>("other").unwrap());
+            assert!(!store.carrier_delete::<MappingGateway>("other").unwrap());
+            assert_eq!(ids(None), ["gw"]);
+            store.commit_blocking().unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(
+            store
+                .carrier_get::<MappingGateway>("gw")
+                .unwrap()
+                .unwrap()
+                .account,
+            "acct-2"
+        );
+        assert!(store
+            .carrier_get::<MappingGateway>("other")
+            .unwrap()
+            .is_none());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

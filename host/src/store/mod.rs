@@ -10,6 +10,8 @@
 //!
 //! This layer knows nothing of wasmtime or HTTP.
 
+use std::sync::Arc;
+
 mod bindings;
 mod calls;
 mod carrier;
@@ -21,7 +23,7 @@ mod tokens;
 
 pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope};
 pub use calls::{AttemptRecord, CallRecord, EndReason};
-pub use carrier::{Account, CarrierObject, MappingGateway, Phone, RoutingGateway};
+pub use carrier::{Account, CarrierObject, MappingGateway, Phone, RoutingGateway, Snapshot};
 pub use error::{Error, Result};
 pub use modules::{ModuleKey, ModuleVersion};
 pub use tables::{Row, TableIndex, TableInfo};
@@ -41,6 +43,7 @@ pub struct Store {
     module_state: sled::Tree,
     carrier: sled::Tree,
     calls: sled::Tree,
+    carrier_cache: Arc<carrier::CarrierCache>,
     flusher: std::sync::mpsc::Sender<FlushRequest>,
 }
 
@@ -95,6 +98,7 @@ impl Store {
             module_state: db.open_tree("module_state")?,
             carrier: db.open_tree("carrier")?,
             calls: db.open_tree("calls")?,
+            carrier_cache: Arc::default(),
             db,
         })
     }

@@ -5,11 +5,11 @@ use super::{internal, PolicyState};
 use crate::store::RoutingGateway;
 
 impl PolicyState {
-    fn gateway_view(&self, id: String, config: RoutingGateway) -> Gateway {
+    fn gateway_view(&self, id: String, config: &RoutingGateway) -> Gateway {
         let live = self.ctx.services.gateway_live(&id);
         Gateway {
             id,
-            groups: config.groups,
+            groups: config.groups.clone(),
             up: config.enabled && !live.down,
             capacity: config.capacity,
             current_calls: live.current_calls,
@@ -24,15 +24,11 @@ impl PolicyState {
 impl Host for PolicyState {
     fn snapshot(&mut self) -> Vec<Gateway> {
         let tenant = self.ctx.tenant.clone();
-        match self
-            .ctx
-            .services
-            .store
-            .carrier_list::<RoutingGateway>(Some(&tenant))
-        {
-            Ok(list) => list
-                .into_iter()
-                .map(|(id, g)| self.gateway_view(id, g))
+        match self.ctx.services.store.carrier_snapshot::<RoutingGateway>() {
+            Ok(all) => all
+                .iter()
+                .filter(|(_, g)| g.tenant == tenant)
+                .map(|(id, g)| self.gateway_view(id.clone(), g))
                 .collect(),
             Err(e) => {
                 tracing::error!(call_id = %self.ctx.call_id, error = %e, "gateway snapshot failed");
@@ -42,13 +38,13 @@ impl Host for PolicyState {
     }
 
     fn get(&mut self, id: String) -> Result<Gateway, Error> {
-        match self
+        let all = self
             .ctx
             .services
             .store
-            .carrier_get::<RoutingGateway>(&id)
-            .map_err(internal)?
-        {
+            .carrier_snapshot::<RoutingGateway>()
+            .map_err(internal)?;
+        match all.get(&id) {
             Some(g) if g.tenant == self.ctx.tenant => Ok(self.gateway_view(id, g)),
             _ => Err(Error::NotFound(format!("routing gateway {id:?}"))),
         }
