@@ -48,18 +48,8 @@ pub fn seed_if_empty(store: &Store, policy: &Arc<PolicyEngine>) -> anyhow::Resul
         "demo-vendor",
         &RoutingGateway {
             tenant: DEMO_TENANT.into(),
-            groups: Vec::new(),
-            capacity: 0,
-            priority: 0,
-            enabled: true,
-            cost_table: None,
             address: Some("127.0.0.1:5090".into()),
-            transport: crate::sip::Transport::Udp,
-            invite_timeout_ms: None,
-            progress_timeout_ms: None,
-            options_interval_secs: None,
-            down_after: 3,
-            up_after: 2,
+            ..RoutingGateway::default()
         },
     )?;
     // An empty prefix matches every number: the catch-all route.

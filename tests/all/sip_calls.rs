@@ -583,3 +583,94 @@ async fn calls_over_tcp_complete() -> Result<()> {
     wait_for_no_calls(&s).await?;
     s.stop().await
 }
+
+#[tokio::test]
+async fn vendor_digest_challenge_is_answered_with_the_gateways_credentials() -> Result<()> {
+    let dir = TempDir::new("sip-vendor-auth");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-auth");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/routing-gateways/vendor-auth",
+            Some(json!({ "address": format!("127.0.0.1:{}", vendor.port),
+                         "auth_user": "carrier", "auth_password": "s3cret" })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let uas = Sipp::uas(vendor.port, &["-sf", &path("uas_challenge.xml")], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sn", "uac"], 1, 1)?
+        .succeeds()
+        .await?;
+    uas.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(r["final_code"], 200, "{r}");
+    // One attempt: the challenge was answered within it, not failed over.
+    assert_eq!(codes(r), [json!(200)], "{r}");
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
+
+/// How many successful registrations the server reports with each gateway.
+async fn upstream_registrations(s: &TestServer) -> Result<Value> {
+    let (status, body) = s.admin("GET", "/api/v1/sip/stats", None).await?;
+    anyhow::ensure!(status == 200, "{status} {body}");
+    Ok(body["upstream"].clone())
+}
+
+#[tokio::test]
+async fn registers_upstream_refreshes_and_unregisters_on_removal_and_on_shutdown() -> Result<()> {
+    let dir = TempDir::new("sip-upstream");
+    let s = TestServer::start(&dir.0).await?;
+    let (removed, kept) = (Vendor::new("vendor-removed"), Vendor::new("vendor-kept"));
+    let registrar = path("uas_registrar.xml");
+    let removed_uas = Sipp::uas(removed.port, &["-sf", &registrar], 1)?;
+    let kept_uas = Sipp::uas(kept.port, &["-sf", &registrar], 1)?;
+    for v in [&removed, &kept] {
+        let (status, body) = s
+            .admin(
+                "PUT",
+                &format!("/api/v1/routing-gateways/{}", v.id),
+                Some(
+                    json!({ "address": format!("127.0.0.1:{}", v.port), "register": true,
+                             "auth_user": "carrier", "auth_password": "s3cret" }),
+                ),
+            )
+            .await?;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.get("auth_password").is_none_or(Value::is_null),
+            "password shown: {body}"
+        );
+    }
+    // Registered after the challenge, then refreshed halfway through the 2 s granted.
+    let mut upstream = Value::Null;
+    for _ in 0..100 {
+        upstream = upstream_registrations(&s).await?;
+        if [removed.id, kept.id]
+            .iter()
+            .all(|id| upstream[id]["registrations"].as_u64() >= Some(2))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in [removed.id, kept.id] {
+        assert_eq!(upstream[id]["registered"], true, "{upstream}");
+        assert_eq!(upstream[id]["granted_secs"], 3600, "{upstream}");
+    }
+    // Removing a gateway unregisters from it; the scenario checks Expires: 0.
+    let (status, body) = s
+        .admin(
+            "DELETE",
+            &format!("/api/v1/routing-gateways/{}", removed.id),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    removed_uas.succeeds().await?;
+    // Shutting down unregisters from the rest before the listeners close.
+    s.stop().await?;
+    kept_uas.succeeds().await
+}

@@ -54,5 +54,6 @@ async fn show(
 async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJson<Value>> {
     caller.require_admin()?;
     let sip = state.sip.as_ref().map(|s| s.stats());
-    Ok(ApiJson(json!({ "sip": sip })))
+    let upstream = state.sip.as_ref().map(|s| s.upstream_status());
+    Ok(ApiJson(json!({ "sip": sip, "upstream": upstream })))
 }

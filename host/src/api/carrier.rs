@@ -43,7 +43,10 @@ async fn list<T: CarrierObject>(
         .store
         .carrier_list::<T>(Some(&caller.tenant))?
         .into_iter()
-        .map(|(id, o)| json!({ "id": id, "object": o }))
+        .map(|(id, mut o)| {
+            o.redact();
+            json!({ "id": id, "object": o })
+        })
         .collect();
     Ok(ApiJson(json!({ T::KIND: items })))
 }
@@ -54,7 +57,10 @@ async fn show<T: CarrierObject>(
     Path(id): Path<String>,
 ) -> ApiResult<ApiJson<T>> {
     owned::<T>(&state, &caller, &id)?
-        .map(ApiJson)
+        .map(|mut o| {
+            o.redact();
+            ApiJson(o)
+        })
         .ok_or_else(|| ApiError::NotFound(format!("{} {id:?}", T::KIND)))
 }
 
@@ -65,21 +71,22 @@ async fn put<T: CarrierObject>(
     ApiJson(mut object): ApiJson<T>,
 ) -> ApiResult<ApiJson<T>> {
     crate::names::check("id", &id).map_err(ApiError::BadRequest)?;
-    if state
-        .store
-        .carrier_get::<T>(&id)?
-        .is_some_and(|o| o.tenant() != caller.tenant)
-    {
+    let old = state.store.carrier_get::<T>(&id)?;
+    if old.as_ref().is_some_and(|o| o.tenant() != caller.tenant) {
         return Err(ApiError::Conflict(format!(
             "{} id {id:?} is taken",
             T::KIND
         )));
+    }
+    if let Some(old) = &old {
+        object.keep_secrets(old);
     }
     object.set_tenant(caller.tenant.clone());
     object.validate().map_err(ApiError::BadRequest)?;
     object.prepare(&id);
     state.store.carrier_put(&id, &object)?;
     state.store.commit().await?;
+    object.redact();
     Ok(ApiJson(object))
 }
 

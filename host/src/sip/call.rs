@@ -17,12 +17,14 @@ use crate::policy::{Attempt, Call, Decision, NextStep, Outcome, Verdict};
 use crate::store::{AttemptRecord, CallRecord, EndReason, RoutingGateway};
 
 use super::admission::{Admit, Slot};
+use super::digest::Challenge;
 use super::message::{param, uri_of, user_of, Message, Outgoing};
 use super::record::{call_record, Origin};
 use super::session_timer::{parse_session_expires, LegTimer};
 use super::transaction::{AckParts, ClientEvent, ServerTx, T1, T2, TIMER_64T1};
 use super::transport::{Peer, Transport};
 use super::{a_key, b_key, parse_address, CallEvent, SipCore};
+use super::{new_branch, new_tag};
 
 /// Methods we accept, for Allow headers.
 pub(super) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
@@ -34,15 +36,6 @@ const CARRIED_HEADERS: &[&str] = &[
     "P-Preferred-Identity",
     "Diversion",
 ];
-
-/// A fresh tag.
-pub(super) fn new_tag() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
-fn new_branch() -> String {
-    format!("z9hG4bK{:016x}", rand::random::<u64>())
-}
 
 /// Decide on a new INVITE and, when admitted, start its call task.
 pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>) {
@@ -302,6 +295,18 @@ struct CallTask {
     _slot: Slot,
 }
 
+/// INVITEs one attempt may send after the first: a challenge and a 422, with room for a
+/// stale nonce.
+const MAX_RESENDS: u32 = 3;
+
+/// What changes when an attempt INVITEs its vendor again.
+enum Resend {
+    /// Answer this digest challenge.
+    Authorize(Challenge),
+    /// Offer this session interval (and Min-SE).
+    SessionInterval(u32),
+}
+
 /// How one attempt ended.
 enum AttemptEnd {
     Answered {
@@ -333,14 +338,7 @@ impl CallTask {
     }
 
     fn contact(&self, transport: Transport) -> String {
-        let t = match transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-        };
-        format!(
-            "<sip:switchyard@{}{t}>",
-            self.core.txs.transports().advertised
-        )
+        self.core.contact("switchyard", transport)
     }
 
     async fn reply(&self, code: u16, reason: &str) {
@@ -516,12 +514,7 @@ impl CallTask {
 
         let advertised = core.txs.transports().advertised;
         let caller = self.caller_for(attempt);
-        let call_id = format!(
-            "{:016x}{:08x}@{}",
-            rand::random::<u64>(),
-            rand::random::<u32>(),
-            advertised.ip()
-        );
+        let call_id = core.new_call_id();
         let tag = new_tag();
         let branch = new_branch();
         let uri = format!("sip:{}@{}", attempt.callee, addr);
@@ -575,14 +568,14 @@ impl CallTask {
             req.push(&h.name, &h.value);
         }
         // Media passes end to end until the media issue lands the relay.
-        let req = req.body(self.invite.content_type(), &self.invite.body);
+        let mut req = req.body(self.invite.content_type(), &self.invite.body);
 
         let b_key = b_key(&call_id);
         self.core
             .dialogs()
             .insert(b_key.clone(), self.events_tx.clone());
         self.keys.push(b_key);
-        let invite = AckParts {
+        let mut invite = AckParts {
             uri: uri.clone(),
             via: via.clone(),
             from: from.clone(),
@@ -591,8 +584,9 @@ impl CallTask {
         };
         let mut responses = core
             .txs
-            .request(req, &branch, "INVITE", peer, Some(invite.clone()))
+            .request(req.clone(), &branch, "INVITE", peer, Some(invite.clone()))
             .await;
+        let mut resends = 0;
         tracing::info!(gateway = %attempt.gateway, %addr, leg = %call_id, callee = %attempt.callee, "attempt {index}");
         let started = Instant::now();
         self.record.attempts.push(AttemptRecord {
@@ -652,9 +646,37 @@ impl CallTask {
                                 local: from.clone(),
                                 remote: resp.header("To").unwrap_or(&to).to_string(),
                                 target: resp.header("Contact").map(|c| uri_of(c).to_string()).unwrap_or(uri.clone()),
-                                cseq: 1,
+                                cseq: invite.cseq,
                             };
                             break AttemptEnd::Answered { b, b_invite: responses, answer: resp };
+                        }
+                        if resends < MAX_RESENDS {
+                            if let Some(change) = self.resend_change(&resp, &gateway) {
+                                // Same dialog, next CSeq, new transaction; the transaction
+                                // layer has ACKed the refusal hop by hop.
+                                resends += 1;
+                                let branch = new_branch();
+                                invite.via = format!("{};branch={branch};rport", self.via(gateway.transport));
+                                invite.cseq += 1;
+                                req.set("Via", &invite.via);
+                                req.set("CSeq", format!("{} INVITE", invite.cseq));
+                                match change {
+                                    Resend::Authorize(mut challenge) => {
+                                        let user = gateway.auth_user.as_deref().unwrap_or_default();
+                                        let password = gateway.auth_password.as_deref().unwrap_or_default();
+                                        let answer = challenge.answer(user, password, "INVITE", &uri);
+                                        req.set(challenge.answer_header, answer);
+                                    }
+                                    Resend::SessionInterval(secs) => {
+                                        req.set("Session-Expires", secs.to_string());
+                                        req.set("Min-SE", secs.to_string());
+                                    }
+                                }
+                                tracing::info!(gateway = %attempt.gateway, code, "attempt {index}: INVITE again");
+                                responses = core.txs.request(req.clone(), &branch, "INVITE", peer, Some(invite.clone())).await;
+                                deadline = Instant::now() + invite_timeout;
+                                continue;
+                            }
                         }
                         break AttemptEnd::Failed(outcome(Some(code), resp.reason(), false, pdd_ms));
                     }
@@ -698,6 +720,21 @@ impl CallTask {
             self.release_gateway();
         }
         end
+    }
+
+    /// How to INVITE a vendor again after its refusal `resp`, if we can: answer its
+    /// digest challenge with the gateway's credentials (RFC 3261 §22.2), or offer the
+    /// session interval its 422 asks for (RFC 4028 §6).
+    fn resend_change(&self, resp: &Message, gateway: &RoutingGateway) -> Option<Resend> {
+        match resp.status()? {
+            401 | 407 if gateway.auth_user.is_some() => Challenge::of(resp).map(Resend::Authorize),
+            422 => resp
+                .header("Min-SE")
+                .and_then(|v| v.split(';').next()?.trim().parse().ok())
+                .filter(|secs| *secs > self.core.config.session_ttl_secs.min(86_400))
+                .map(Resend::SessionInterval),
+            _ => None,
+        }
     }
 
     fn set_attempt_result(
@@ -781,7 +818,8 @@ impl CallTask {
             tokio::spawn(async move { while cancel_rx.recv().await.is_some() {} });
         }
         let via_base = self.via(peer.transport);
-        let (from, call_id) = (invite.from.clone(), invite.call_id.clone());
+        let (from, call_id, invite_cseq) =
+            (invite.from.clone(), invite.call_id.clone(), invite.cseq);
         tokio::spawn(async move {
             let deadline = Instant::now() + TIMER_64T1;
             while let Ok(Some(ClientEvent::Response(resp))) =
@@ -798,10 +836,10 @@ impl CallTask {
                             .header("Contact")
                             .map(|c| uri_of(c).to_string())
                             .unwrap_or_default(),
-                        // The INVITE was CSeq 1: the BYE follows it.
-                        cseq: 1,
+                        // The BYE follows the INVITE.
+                        cseq: invite_cseq,
                     };
-                    send_ack(&core, &leg, 1, &via_base).await;
+                    send_ack(&core, &leg, invite_cseq, &via_base).await;
                     send_bye(&core, &mut leg, &via_base).await;
                     break;
                 }
@@ -822,7 +860,9 @@ impl CallTask {
         max_duration_secs: u32,
     ) -> EndReason {
         let via_b = self.via(b.peer.transport);
-        send_ack(&self.core, &b, 1, &via_b).await;
+        // Our INVITE's CSeq: its 2xx retransmissions are ACKed again with it.
+        let invite_cseq = b.cseq;
+        send_ack(&self.core, &b, invite_cseq, &via_b).await;
         let config = &self.core.config;
         let timer = |secs: u32, we_refresh: bool| {
             LegTimer::new(
@@ -936,8 +976,8 @@ impl CallTask {
                 }
                 // The vendor retransmits its 200 when our ACK was lost.
                 Some(ClientEvent::Response(resp)) = b_invite.recv() => {
-                    if resp.status().is_some_and(|c| (200..300).contains(&c)) && resp.cseq().0 == 1 {
-                        send_ack(&self.core, &b, 1, &via_b).await;
+                    if resp.status().is_some_and(|c| (200..300).contains(&c)) && resp.cseq().0 == invite_cseq {
+                        send_ack(&self.core, &b, invite_cseq, &via_b).await;
                     }
                 }
                 Some(event) = async { match relayed.as_mut() { Some(r) => r.responses.recv().await, None => std::future::pending().await } } => {

@@ -86,6 +86,81 @@ pub fn credentials(value: &str) -> Option<HashMap<String, String>> {
     Some(out)
 }
 
+/// A server's challenge we can answer: from a 401's WWW-Authenticate or a 407's
+/// Proxy-Authenticate.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// "Authorization" or "Proxy-Authorization": where the answer goes.
+    pub answer_header: &'static str,
+    algorithm: Algorithm,
+    realm: String,
+    nonce: String,
+    opaque: Option<String>,
+    qop_auth: bool,
+    /// Requests answered with this nonce so far (the `nc` count).
+    uses: u32,
+}
+
+impl Challenge {
+    /// The challenge of a 401 / 407 response, preferring SHA-256 when several are
+    /// offered; none when it has no digest challenge we support.
+    pub fn of(resp: &super::message::Message) -> Option<Challenge> {
+        let (challenge_header, answer_header) = match resp.status()? {
+            401 => ("WWW-Authenticate", "Authorization"),
+            407 => ("Proxy-Authenticate", "Proxy-Authorization"),
+            _ => return None,
+        };
+        resp.headers_named(challenge_header)
+            .filter_map(|value| {
+                let p = credentials(value)?;
+                let algorithm = match p.get("algorithm").map(|a| a.to_ascii_uppercase()) {
+                    None => Algorithm::Md5,
+                    Some(a) if a == "MD5" => Algorithm::Md5,
+                    Some(a) if a == "SHA-256" => Algorithm::Sha256,
+                    Some(_) => return None,
+                };
+                Some(Challenge {
+                    answer_header,
+                    algorithm,
+                    realm: p.get("realm")?.clone(),
+                    nonce: p.get("nonce")?.clone(),
+                    opaque: p.get("opaque").cloned(),
+                    qop_auth: p
+                        .get("qop")
+                        .is_some_and(|q| q.split(',').any(|q| q.trim() == "auth")),
+                    uses: 0,
+                })
+            })
+            .max_by_key(|c| c.algorithm == Algorithm::Sha256)
+    }
+
+    /// The credentials header value answering it for `method uri`.
+    pub fn answer(&mut self, user: &str, password: &str, method: &str, uri: &str) -> String {
+        self.uses += 1;
+        let ha1 = ha1(self.algorithm, user, &self.realm, password);
+        let nc = format!("{:08x}", self.uses);
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let qop = self
+            .qop_auth
+            .then_some(("auth", nc.as_str(), cnonce.as_str()));
+        let response = response(self.algorithm, &ha1, method, uri, &self.nonce, qop);
+        let mut out = format!(
+            "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", \
+             response=\"{response}\", algorithm={}",
+            self.realm,
+            self.nonce,
+            self.algorithm.name()
+        );
+        if self.qop_auth {
+            out.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
+        }
+        if let Some(opaque) = &self.opaque {
+            out.push_str(&format!(", opaque=\"{opaque}\""));
+        }
+        out
+    }
+}
+
 /// Why credentials were not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -306,5 +381,40 @@ mod tests {
         );
         assert!(auth.suspended("bob", ip));
         assert!(auth.suspended("alice", "127.0.0.10".parse().unwrap()));
+    }
+
+    #[test]
+    fn our_answer_to_a_challenge_verifies() {
+        let auth = DigestAuth::new(vec![Algorithm::Sha256, Algorithm::Md5], 0, Duration::ZERO);
+        let mut raw = String::from(
+            "SIP/2.0 407 Proxy Authentication Required\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\n\
+             From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n",
+        );
+        // Offered MD5 first: the answer still picks SHA-256.
+        for c in auth.challenges().iter().rev() {
+            raw.push_str(&format!("Proxy-Authenticate: {c}, opaque=\"o1\"\r\n"));
+        }
+        raw.push_str("Content-Length: 0\r\n\r\n");
+        let resp = super::super::wire::parse(raw.as_bytes()).unwrap();
+        let mut challenge = Challenge::of(&resp).expect("a digest challenge");
+        assert_eq!(challenge.answer_header, "Proxy-Authorization");
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let stored = |a| Some(ha1(a, "carrier", REALM, "pw"));
+        for _ in 0..2 {
+            let answer = challenge.answer("carrier", "pw", "INVITE", "sip:1@h");
+            assert!(answer.contains("algorithm=SHA-256") && answer.contains("opaque=\"o1\""));
+            assert_eq!(
+                auth.verify(Some(&answer), "INVITE", ip, "carrier", stored),
+                Ok(())
+            );
+        }
+        assert!(challenge
+            .answer("carrier", "pw", "INVITE", "sip:1@h")
+            .contains("nc=00000003"));
+        let wrong = challenge.answer("carrier", "bad", "INVITE", "sip:1@h");
+        assert_eq!(
+            auth.verify(Some(&wrong), "INVITE", ip, "carrier", stored),
+            Err(Refusal::Wrong)
+        );
     }
 }

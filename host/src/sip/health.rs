@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::call::new_tag;
 use super::message::Outgoing;
-use super::transaction::ClientEvent;
+use super::transaction::final_response;
 use super::transport::Peer;
+use super::{new_branch, new_tag};
 use super::{parse_address, SipCore};
 use crate::store::RoutingGateway;
 
@@ -91,35 +91,22 @@ pub(super) async fn run(core: Arc<SipCore>) {
 /// One OPTIONS; true when anything answered within the interval (at most 5 s).
 async fn ping(core: &Arc<SipCore>, peer: Peer, interval_secs: u32) -> bool {
     let advertised = core.txs.transports().advertised;
-    let branch = format!("z9hG4bK{:016x}", rand::random::<u64>());
+    let branch = new_branch();
     let uri = format!("sip:{}", peer.addr);
-    let req = Outgoing::request("OPTIONS", &uri)
-        .header(
-            "Via",
-            format!(
-                "SIP/2.0/{} {advertised};branch={branch};rport",
-                peer.transport.via_name()
-            ),
-        )
-        .header("Max-Forwards", "70")
-        .header("From", format!("<sip:ping@{advertised}>;tag={}", new_tag()))
-        .header("To", format!("<{uri}>"))
-        .header(
-            "Call-ID",
-            format!("{:016x}@{}", rand::random::<u64>(), advertised.ip()),
-        )
-        .header("CSeq", "1 OPTIONS")
-        .header("Accept", "application/sdp");
+    let req = Outgoing::dialog_request(
+        "OPTIONS",
+        &uri,
+        &core.via(peer.transport, &branch),
+        &format!("<sip:ping@{advertised}>;tag={}", new_tag()),
+        &format!("<{uri}>"),
+        &core.new_call_id(),
+        1,
+    )
+    .header("Accept", "application/sdp");
     let mut rx = core.txs.request(req, &branch, "OPTIONS", peer, None).await;
     let wait = Duration::from_secs(u64::from(interval_secs.clamp(1, 5)));
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(ClientEvent::Response(r))) if r.status().is_some_and(|c| c >= 200) => {
-                return true
-            }
-            Ok(Some(ClientEvent::Response(_))) => continue,
-            _ => return false,
-        }
-    }
+    matches!(
+        tokio::time::timeout(wait, final_response(&mut rx)).await,
+        Ok(Some(_))
+    )
 }

@@ -261,6 +261,18 @@ impl Outgoing {
         self.headers.push((clean(name), clean(value.as_ref())));
     }
 
+    /// Replace the first header of a name in place (keeping its position), or add it.
+    pub fn set(&mut self, name: &str, value: impl AsRef<str>) {
+        match self
+            .headers
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            Some((_, v)) => *v = clean(value.as_ref()),
+            None => self.push(name, value),
+        }
+    }
+
     /// Remove every header of a name.
     pub fn remove(&mut self, name: &str) {
         self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));

@@ -10,6 +10,7 @@
 //! - [`call`] runs one call: policy, attempts with failover, the two dialogs;
 //! - [`session_timer`] keeps RFC 4028 session timers per leg;
 //! - [`health`] pings routing gateways with OPTIONS and marks them down / up;
+//! - [`upstream`] registers with routing gateways that want REGISTER;
 //! - this file routes each incoming message to the transaction or call it belongs to.
 
 pub mod admission;
@@ -22,6 +23,7 @@ pub mod registrar;
 mod session_timer;
 pub mod transaction;
 pub mod transport;
+pub mod upstream;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -88,6 +90,15 @@ pub struct SipConfig {
     /// Hang up this long before an unrefreshed session expires, s
     /// (SS_SIP_SESSION_TIMEOUT_EARLY_HANGUP, 0-3600).
     pub session_timeout_early_hangup_secs: u32,
+    /// Unregister (Expires: 0) from routing gateways we registered with, on shutdown
+    /// and when the gateway is removed (SS_SIP_USER_AGENT_SEND_UNREGISTER).
+    pub ua_send_unregister: bool,
+    /// Registration expiry we ask gateways for, s; we keep to whatever they grant
+    /// ("auto negotiation") (SS_SIP_USER_AGENT_EXPIRE, 20-7200).
+    pub ua_register_expires_secs: u32,
+    /// Wait before registering again after a failure, s (SS_SIP_USER_AGENT_RETRY_DELAY,
+    /// 30-600).
+    pub ua_register_retry_delay_secs: u32,
 }
 
 impl Default for SipConfig {
@@ -112,6 +123,9 @@ impl Default for SipConfig {
             session_min_se_secs: 90,
             session_update_segment: 2,
             session_timeout_early_hangup_secs: 0,
+            ua_send_unregister: true,
+            ua_register_expires_secs: 3_600,
+            ua_register_retry_delay_secs: 60,
         }
     }
 }
@@ -140,6 +154,8 @@ pub struct SipCore {
     pub registrar: registrar::Registrar,
     /// Live dialogs: `a:<call-id>:<from-tag>` for customer legs, `b:<call-id>` for ours.
     dialogs: Mutex<HashMap<String, mpsc::Sender<CallEvent>>>,
+    /// Our registrations with routing gateways, by gateway id.
+    upstream: Mutex<HashMap<String, upstream::UpstreamStatus>>,
 }
 
 /// Live counts, for operators and leak checks.
@@ -165,6 +181,8 @@ pub struct SipServer {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
     health: JoinHandle<()>,
+    upstream: JoinHandle<()>,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl SipServer {
@@ -191,6 +209,7 @@ impl SipServer {
             store,
             config,
             dialogs: Mutex::default(),
+            upstream: Mutex::default(),
         });
         let dispatcher = core.clone();
         let task = tokio::spawn(async move {
@@ -199,18 +218,25 @@ impl SipServer {
             }
         });
         let health = tokio::spawn(health::run(core.clone()));
+        let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
+        let upstream = tokio::spawn(upstream::run(core.clone(), shutting_down));
         tracing::info!(%addr, "SIP listening (UDP and TCP)");
         Ok(SipServer {
             core,
             addr,
             task,
             health,
+            upstream,
+            shutdown,
         })
     }
 
-    /// Stop taking messages, and wait until the dispatcher and the health checker are
-    /// gone (they hold the store, which a restart in the same process reopens).
+    /// Unregister from upstream gateways (the dispatcher still runs to take their
+    /// answers), then stop taking messages, and wait until the dispatcher and the health
+    /// checker are gone (they hold the store, which a restart in the same process reopens).
     pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.upstream.await;
         self.task.abort();
         self.health.abort();
         let _ = self.task.await;
@@ -218,7 +244,64 @@ impl SipServer {
     }
 }
 
+/// A fresh tag.
+pub(crate) fn new_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// A fresh RFC 3261 branch (magic cookie first).
+pub(crate) fn new_branch() -> String {
+    format!("z9hG4bK{:016x}", rand::random::<u64>())
+}
+
 impl SipCore {
+    /// Our Via for a request over `transport` with `branch`.
+    fn via(&self, transport: Transport, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            transport.via_name(),
+            self.txs.transports().advertised
+        )
+    }
+
+    /// Our Contact for `user` over `transport`.
+    fn contact(&self, user: &str, transport: Transport) -> String {
+        let t = match transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
+        format!("<sip:{user}@{}{t}>", self.txs.transports().advertised)
+    }
+
+    /// A fresh Call-ID of ours.
+    fn new_call_id(&self) -> String {
+        format!(
+            "{:016x}{:08x}@{}",
+            rand::random::<u64>(),
+            rand::random::<u32>(),
+            self.txs.transports().advertised.ip()
+        )
+    }
+
+    /// How our registrations with routing gateways stand, by gateway id.
+    pub fn upstream_status(&self) -> std::collections::BTreeMap<String, upstream::UpstreamStatus> {
+        self.upstream()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn upstream(&self) -> std::sync::MutexGuard<'_, HashMap<String, upstream::UpstreamStatus>> {
+        self.upstream.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_upstream(&self, gateway: &str, change: impl FnOnce(&mut upstream::UpstreamStatus)) {
+        let mut all = self.upstream();
+        let status = all.entry(gateway.to_string()).or_default();
+        change(status);
+        status.updated_ms = crate::now_ms();
+    }
+
     fn dialogs(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<CallEvent>>> {
         self.dialogs.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -265,7 +348,7 @@ impl SipCore {
                         })
                         .await;
                 } else if method == rsip::Method::Options {
-                    let ok = Outgoing::response(&msg, 200, "OK", Some(&call::new_tag()))
+                    let ok = Outgoing::response(&msg, 200, "OK", Some(&new_tag()))
                         .header("Allow", call::ALLOW);
                     self.txs.respond(&tx, ok).await;
                 } else if method == rsip::Method::Register {

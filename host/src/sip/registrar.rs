@@ -64,9 +64,8 @@ pub(super) async fn handle(core: &Arc<SipCore>, req: Message, tx: Arc<ServerTx>)
     let peer = tx.peer;
     let to = req.header("To").unwrap_or_default();
     let user = user_of(uri_of(to)).to_string();
-    let reply = |code: u16, reason: &str| {
-        Outgoing::response(&req, code, reason, Some(&super::call::new_tag()))
-    };
+    let reply =
+        |code: u16, reason: &str| Outgoing::response(&req, code, reason, Some(&super::new_tag()));
     let phone = match core.store.carrier_get::<Phone>(&user) {
         Ok(Some(p)) => p,
         _ => {

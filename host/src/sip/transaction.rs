@@ -30,6 +30,17 @@ pub enum ClientEvent {
     Timeout,
 }
 
+/// The final response of a non-INVITE client transaction; none when it timed out.
+pub async fn final_response(events: &mut mpsc::Receiver<ClientEvent>) -> Option<Box<Message>> {
+    loop {
+        match events.recv().await? {
+            ClientEvent::Response(r) if r.status().is_some_and(|c| c >= 200) => return Some(r),
+            ClientEvent::Response(_) => continue,
+            ClientEvent::Timeout => return None,
+        }
+    }
+}
+
 /// The parts of an INVITE needed to build the hop-by-hop ACK for a non-2xx answer.
 #[derive(Debug, Clone)]
 pub struct AckParts {

@@ -25,6 +25,10 @@ pub trait CarrierObject: Serialize + DeserializeOwned + Clone + Send + Sync + 's
     }
     /// Derive stored fields from given ones before saving (the object's id given).
     fn prepare(&mut self, _id: &str) {}
+    /// Take secrets a replacement left out from the object it replaces.
+    fn keep_secrets(&mut self, _old: &Self) {}
+    /// Remove secrets before the object is shown.
+    fn redact(&mut self) {}
 }
 
 impl MappingGateway {
@@ -113,6 +117,21 @@ pub struct RoutingGateway {
     /// Answered pings in a row that bring it back up.
     #[serde(default = "two")]
     pub up_after: u32,
+    /// Digest username answering the gateway's 401/407 challenges (calls and
+    /// registration); also the user we register as.
+    #[serde(default)]
+    pub auth_user: Option<String>,
+    /// Its password. Kept, since answering a challenge needs it, but never shown: the
+    /// API leaves it out, and a PUT without one keeps the stored one for the same user.
+    #[serde(default)]
+    pub auth_password: Option<String>,
+    /// Register to the gateway as a user agent (needs `address` and `auth_user`).
+    #[serde(default)]
+    pub register: bool,
+    /// Registration expiry asked for, s (20-7200); none = the server's
+    /// `ua_register_expires_secs` (SS_SIP_USER_AGENT_EXPIRE).
+    #[serde(default)]
+    pub register_expires_secs: Option<u32>,
 }
 
 /// A phone: a SIP user that registers and places calls with digest credentials. Its id
@@ -156,6 +175,31 @@ impl CarrierObject for Phone {
         if let Some(password) = self.password.take() {
             self.ha1_md5 = ha1(Algorithm::Md5, id, REALM, &password);
             self.ha1_sha256 = ha1(Algorithm::Sha256, id, REALM, &password);
+        }
+    }
+}
+
+impl Default for RoutingGateway {
+    /// What a PUT of `{}` stores.
+    fn default() -> Self {
+        RoutingGateway {
+            tenant: String::new(),
+            groups: Vec::new(),
+            capacity: 0,
+            priority: 0,
+            enabled: yes(),
+            cost_table: None,
+            address: None,
+            transport: crate::sip::Transport::Udp,
+            invite_timeout_ms: None,
+            progress_timeout_ms: None,
+            options_interval_secs: None,
+            down_after: three(),
+            up_after: two(),
+            auth_user: None,
+            auth_password: None,
+            register: false,
+            register_expires_secs: None,
         }
     }
 }
@@ -204,14 +248,39 @@ owned_by_tenant!(MappingGateway, "mapping-gateways", |g| {
         None => Ok(()),
     }
 });
-owned_by_tenant!(RoutingGateway, "routing-gateways", |g| {
-    match &g.address {
-        Some(a) if crate::sip::parse_address(a).is_none() => {
-            Err(format!("address {a:?} is not host:port"))
-        }
-        _ => Ok(()),
+impl CarrierObject for RoutingGateway {
+    const KIND: &'static str = "routing-gateways";
+    fn tenant(&self) -> &str {
+        &self.tenant
     }
-});
+    fn set_tenant(&mut self, tenant: String) {
+        self.tenant = tenant;
+    }
+    fn validate(&self) -> Result<(), String> {
+        if let Some(a) = &self.address {
+            if crate::sip::parse_address(a).is_none() {
+                return Err(format!("address {a:?} is not host:port"));
+            }
+        }
+        if self.register && (self.address.is_none() || self.auth_user.is_none()) {
+            return Err("register needs address and auth_user".into());
+        }
+        match self.register_expires_secs {
+            Some(s) if !(20..=7200).contains(&s) => {
+                Err(format!("register_expires_secs {s} is outside 20-7200"))
+            }
+            _ => Ok(()),
+        }
+    }
+    fn keep_secrets(&mut self, old: &Self) {
+        if self.auth_password.is_none() && self.auth_user == old.auth_user {
+            self.auth_password = old.auth_password.clone();
+        }
+    }
+    fn redact(&mut self) {
+        self.auth_password = None;
+    }
+}
 
 /// Decoded carrier objects, one snapshot per kind, loaded from sled on first use and
 /// dropped by every change to that kind. The SIP layer reads gateways on every INVITE
@@ -319,6 +388,12 @@ mod tests {
             cps_limit: 0,
             max_calls: 0,
         }
+    }
+
+    #[test]
+    fn an_empty_routing_gateway_gets_the_defaults() {
+        let parsed: RoutingGateway = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed, RoutingGateway::default());
     }
 
     #[test]
