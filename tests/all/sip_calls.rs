@@ -585,6 +585,39 @@ async fn calls_over_tcp_complete() -> Result<()> {
 }
 
 #[tokio::test]
+async fn calls_over_ipv6_complete_on_both_legs() -> Result<()> {
+    let dir = TempDir::new("sip-ipv6");
+    let s = TestServer::start_configured(&dir.0, |c| {
+        c.sip.listen = vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()]
+    })
+    .await?;
+    let switch_v6 = s.server.sip.addrs[1];
+    assert!(switch_v6.is_ipv6(), "{:?}", s.server.sip.addrs);
+    let vendor = Vendor::new("vendor-v6");
+    carrier(&s, json!({ "sources": ["::1"] }), &[&vendor]).await?;
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/routing-gateways/vendor-v6",
+            Some(json!({ "address": format!("[::1]:{}", vendor.port) })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let port = vendor.port.to_string();
+    let uas = Sipp::spawn(&["-i", "::1", "-p", &port, "-m", "1", "-sn", "uas"])?;
+    let target = switch_v6.to_string();
+    Sipp::spawn(&[&target, "-i", "::1", "-m", "1", "-r", "1", "-sn", "uac"])?
+        .succeeds()
+        .await?;
+    uas.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(r["final_code"], 200, "{r}");
+    assert_eq!(r["ingress_gateway"], "customers", "{r}");
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
 async fn vendor_digest_challenge_is_answered_with_the_gateways_credentials() -> Result<()> {
     let dir = TempDir::new("sip-vendor-auth");
     let s = TestServer::start(&dir.0).await?;

@@ -22,7 +22,7 @@ use super::message::{param, uri_of, user_of, Message, Outgoing};
 use super::record::{call_record, Origin};
 use super::session_timer::{parse_session_expires, LegTimer};
 use super::transaction::{AckParts, ClientEvent, ServerTx, T1, T2, TIMER_64T1};
-use super::transport::{Peer, Transport};
+use super::transport::Peer;
 use super::{a_key, b_key, parse_address, CallEvent, SipCore};
 use super::{new_branch, new_tag};
 
@@ -54,7 +54,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
     }
     let requested = invite
         .request_uri()
-        .map(|u| user_of(&u.to_string()).to_string())
+        .map(|u| user_of(u).to_string())
         .unwrap_or_default();
     let arrived_at_ms = crate::now_ms();
     let mut admitted = core.admission.admit(peer.addr.ip(), &requested);
@@ -329,16 +329,17 @@ struct Relayed {
 }
 
 impl CallTask {
-    fn via(&self, transport: Transport) -> String {
+    /// Our Via towards `peer`, without its branch.
+    fn via(&self, peer: Peer) -> String {
         format!(
             "SIP/2.0/{} {}",
-            transport.via_name(),
-            self.core.txs.transports().advertised
+            peer.transport.via_name(),
+            self.core.txs.transports().advertised_for(peer.addr)
         )
     }
 
-    fn contact(&self, transport: Transport) -> String {
-        self.core.contact("switchyard", transport)
+    fn contact(&self, peer: Peer) -> String {
+        self.core.contact("switchyard", peer)
     }
 
     async fn reply(&self, code: u16, reason: &str) {
@@ -512,7 +513,7 @@ impl CallTask {
         };
         self.hold_gateway(&attempt.gateway);
 
-        let advertised = core.txs.transports().advertised;
+        let advertised = core.txs.transports().advertised_for(peer.addr);
         let caller = self.caller_for(attempt);
         let call_id = core.new_call_id();
         let tag = new_tag();
@@ -528,7 +529,7 @@ impl CallTask {
             None => format!("{from_addr};tag={tag}"),
         };
         let to = format!("<{uri}>");
-        let via = format!("{};branch={branch};rport", self.via(gateway.transport));
+        let via = format!("{};branch={branch};rport", self.via(peer));
         let max_forwards = self.invite.max_forwards().unwrap_or(70).saturating_sub(1);
         let mut req = Outgoing::request("INVITE", &uri)
             .header("Via", &via)
@@ -537,7 +538,7 @@ impl CallTask {
             .header("To", &to)
             .header("Call-ID", &call_id)
             .header("CSeq", "1 INVITE")
-            .header("Contact", self.contact(gateway.transport))
+            .header("Contact", self.contact(peer))
             .header("Allow", ALLOW)
             .header("Supported", "timer")
             .header(
@@ -656,7 +657,7 @@ impl CallTask {
                                 // layer has ACKed the refusal hop by hop.
                                 resends += 1;
                                 let branch = new_branch();
-                                invite.via = format!("{};branch={branch};rport", self.via(gateway.transport));
+                                invite.via = format!("{};branch={branch};rport", self.via(peer));
                                 invite.cseq += 1;
                                 req.set("Via", &invite.via);
                                 req.set("CSeq", format!("{} INVITE", invite.cseq));
@@ -774,7 +775,7 @@ impl CallTask {
         }
         let code = resp.status().unwrap_or(180);
         let out = Outgoing::response(&self.invite, code, &resp.reason(), Some(&self.a_tag))
-            .header("Contact", self.contact(self.a.peer.transport))
+            .header("Contact", self.contact(self.a.peer))
             .body(resp.content_type(), &resp.body);
         self.core.txs.respond(&self.tx, out).await;
         self.relayed_ringing = true;
@@ -817,7 +818,7 @@ impl CallTask {
                 .await;
             tokio::spawn(async move { while cancel_rx.recv().await.is_some() {} });
         }
-        let via_base = self.via(peer.transport);
+        let via_base = self.via(peer);
         let (from, call_id, invite_cseq) =
             (invite.from.clone(), invite.call_id.clone(), invite.cseq);
         tokio::spawn(async move {
@@ -859,7 +860,7 @@ impl CallTask {
         attempt: &Attempt,
         max_duration_secs: u32,
     ) -> EndReason {
-        let via_b = self.via(b.peer.transport);
+        let via_b = self.via(b.peer);
         // Our INVITE's CSeq: its 2xx retransmissions are ACKed again with it.
         let invite_cseq = b.cseq;
         send_ack(&self.core, &b, invite_cseq, &via_b).await;
@@ -884,7 +885,7 @@ impl CallTask {
             .and_then(parse_session_expires)
             .map(|(secs, refresher)| timer(secs, refresher.as_deref() != Some("uas")));
         let mut ok = Outgoing::response(&self.invite, 200, "OK", Some(&self.a_tag))
-            .header("Contact", self.contact(self.a.peer.transport))
+            .header("Contact", self.contact(self.a.peer))
             .header("Allow", ALLOW);
         if let Some(t) = &a_timer {
             ok.push("Session-Expires", session_expires(t, true));
@@ -914,7 +915,7 @@ impl CallTask {
         }
         tracing::info!(gateway = %attempt.gateway, "answered");
 
-        let via_a = self.via(self.a.peer.transport);
+        let via_a = self.via(self.a.peer);
         // Our 2xx is retransmitted until the caller's ACK (RFC 3261 §13.3.1.4).
         let answered_at = Instant::now();
         let mut retransmit_at = Some(answered_at + T1);
@@ -993,7 +994,7 @@ impl CallTask {
                             if code == 100 { continue; }
                             let from_a = r.from_a;
                             let mut out = Outgoing::response(&r.origin_req, code, &resp.reason(), None)
-                                .header("Contact", self.contact(if from_a { self.a.peer.transport } else { b.peer.transport }));
+                                .header("Contact", self.contact(if from_a { self.a.peer } else { b.peer }));
                             if (200..300).contains(&code) && matches!(r.method.as_str(), "INVITE" | "UPDATE") {
                                 // A successful re-INVITE / UPDATE refreshes both legs' sessions.
                                 let (origin_timer, other_timer) = if from_a { (&mut a_timer, &mut b_timer) } else { (&mut b_timer, &mut a_timer) };
@@ -1050,9 +1051,8 @@ impl CallTask {
                             let (leg, via) = if from_a { (&mut b, &via_b) } else { (&mut self.a, &via_a) };
                             let peer = leg.peer;
                             let (mut req, branch) = leg.request(&method, via);
-                            let contact_transport = peer.transport;
                             if matches!(method.as_str(), "INVITE" | "UPDATE") {
-                                req.push("Contact", self.contact(contact_transport));
+                                req.push("Contact", self.contact(peer));
                             }
                             // Session timers are per leg: the target leg gets its own.
                             for name in ["Supported", "Content-Disposition"] {

@@ -90,13 +90,13 @@ pub(super) async fn run(core: Arc<SipCore>) {
 
 /// One OPTIONS; true when anything answered within the interval (at most 5 s).
 async fn ping(core: &Arc<SipCore>, peer: Peer, interval_secs: u32) -> bool {
-    let advertised = core.txs.transports().advertised;
+    let advertised = core.txs.transports().advertised_for(peer.addr);
     let branch = new_branch();
     let uri = format!("sip:{}", peer.addr);
     let req = Outgoing::dialog_request(
         "OPTIONS",
         &uri,
-        &core.via(peer.transport, &branch),
+        &core.via(peer, &branch),
         &format!("<sip:ping@{advertised}>;tag={}", new_tag()),
         &format!("<{uri}>"),
         &core.new_call_id(),

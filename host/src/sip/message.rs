@@ -8,8 +8,11 @@ use std::fmt::Write as _;
 /// A message that passed [`super::wire::parse`].
 #[derive(Debug, Clone)]
 pub struct Message {
-    /// rsip's model (typed method, status code, Request-URI).
+    /// rsip's model (typed method, status code). Its Request-URI may be a stand-in:
+    /// use [`Message::request_uri`].
     pub parsed: rsip::SipMessage,
+    /// The Request-URI as received (requests only).
+    pub uri: Option<String>,
     /// Headers in order, names canonical (compact forms expanded), lists split.
     pub headers: Vec<(String, String)>,
     /// The body.
@@ -60,12 +63,9 @@ impl Message {
         .unwrap_or_default()
     }
 
-    /// The Request-URI of a request.
-    pub fn request_uri(&self) -> Option<&rsip::Uri> {
-        match &self.parsed {
-            rsip::SipMessage::Request(r) => Some(&r.uri),
-            rsip::SipMessage::Response(_) => None,
-        }
+    /// The Request-URI of a request, as received.
+    pub fn request_uri(&self) -> Option<&str> {
+        self.uri.as_deref()
     }
 
     /// Call-ID.

@@ -47,7 +47,8 @@ pub const DEFAULT_SIP_LISTEN: &str = "127.0.0.1:5060";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SipConfig {
-    /// UDP and TCP listen addresses; the first is advertised in Via and Contact.
+    /// UDP and TCP listen addresses (IPv4 and IPv6); towards a peer we advertise the
+    /// first of its address family in Via and Contact.
     pub listen: Vec<SocketAddr>,
     /// Answer requests from unknown sources (SS_REPLY_UNAUTHORIZED); off = silence.
     pub reply_unauthorized: bool,
@@ -179,6 +180,8 @@ pub struct SipServer {
     pub core: Arc<SipCore>,
     /// Where it listens (the first address, after port 0 was resolved).
     pub addr: SocketAddr,
+    /// Every address it listens on, in the order configured.
+    pub addrs: Vec<SocketAddr>,
     task: JoinHandle<()>,
     health: JoinHandle<()>,
     upstream: JoinHandle<()>,
@@ -193,7 +196,7 @@ impl SipServer {
         policy: Arc<PolicyEngine>,
     ) -> anyhow::Result<SipServer> {
         let (transports, mut inbound) = transport::Transports::bind(&config.listen).await?;
-        let addr = transports.advertised;
+        let (addr, addrs) = (transports.advertised, transports.local_addrs());
         let core = Arc::new(SipCore {
             txs: Transactions::new(transports),
             admission: admission::Admission::new(store.clone()),
@@ -220,10 +223,11 @@ impl SipServer {
         let health = tokio::spawn(health::run(core.clone()));
         let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
         let upstream = tokio::spawn(upstream::run(core.clone(), shutting_down));
-        tracing::info!(%addr, "SIP listening (UDP and TCP)");
+        tracing::info!(?addrs, "SIP listening (UDP and TCP)");
         Ok(SipServer {
             core,
             addr,
+            addrs,
             task,
             health,
             upstream,
@@ -255,22 +259,23 @@ pub(crate) fn new_branch() -> String {
 }
 
 impl SipCore {
-    /// Our Via for a request over `transport` with `branch`.
-    fn via(&self, transport: Transport, branch: &str) -> String {
+    /// Our Via for a request to `peer` with `branch`.
+    fn via(&self, peer: Peer, branch: &str) -> String {
         format!(
             "SIP/2.0/{} {};branch={branch};rport",
-            transport.via_name(),
-            self.txs.transports().advertised
+            peer.transport.via_name(),
+            self.txs.transports().advertised_for(peer.addr)
         )
     }
 
-    /// Our Contact for `user` over `transport`.
-    fn contact(&self, user: &str, transport: Transport) -> String {
-        let t = match transport {
+    /// Our Contact for `user` in a request to (or response for) `peer`.
+    fn contact(&self, user: &str, peer: Peer) -> String {
+        let t = match peer.transport {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
         };
-        format!("<sip:{user}@{}{t}>", self.txs.transports().advertised)
+        let us = self.txs.transports().advertised_for(peer.addr);
+        format!("<sip:{user}@{us}{t}>")
     }
 
     /// A fresh Call-ID of ours.

@@ -50,10 +50,7 @@ pub(super) fn call_record(invite: &Message, origin: &Origin<'_>, arrived_at_ms: 
             source: CallerHeader::From,
         },
         callee: origin.callee.to_string(),
-        request_uri: invite
-            .request_uri()
-            .map(|u| u.to_string())
-            .unwrap_or_default(),
+        request_uri: invite.request_uri().unwrap_or_default().to_string(),
         headers,
         codecs: offered_codecs(&invite.body),
         arrived_at_ms,

@@ -97,6 +97,22 @@ impl Transports {
         Ok((transports, rx))
     }
 
+    /// The address to advertise to `peer`: our first of its address family.
+    pub fn advertised_for(&self, peer: SocketAddr) -> SocketAddr {
+        self.local_addrs()
+            .into_iter()
+            .find(|a| a.is_ipv4() == peer.is_ipv4())
+            .unwrap_or(self.advertised)
+    }
+
+    /// Every address we listen on.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
     /// Send a message. UDP goes out of the socket of the destination's address family;
     /// TCP reuses an open connection to the peer or dials one.
     pub async fn send(self: &Arc<Self>, bytes: Vec<u8>, to: Peer) {

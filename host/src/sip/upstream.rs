@@ -171,15 +171,16 @@ impl Registration {
         let address = gateway.address.as_deref()?;
         let addr = parse_address(address)?;
         let user = gateway.auth_user.clone()?;
+        let peer = Peer {
+            addr,
+            transport: gateway.transport,
+        };
         Some(Registration {
             gateway: id.to_string(),
-            peer: Peer {
-                addr,
-                transport: gateway.transport,
-            },
+            peer,
             uri: format!("sip:{address}"),
             aor: format!("<sip:{user}@{address}>"),
-            contact: core.contact(&user, gateway.transport),
+            contact: core.contact(&user, peer),
             password: gateway.auth_password.clone().unwrap_or_default(),
             user,
             call_id: core.new_call_id(),
@@ -200,7 +201,7 @@ impl Registration {
             let mut req = Outgoing::dialog_request(
                 "REGISTER",
                 &self.uri,
-                &core.via(self.peer.transport, &branch),
+                &core.via(self.peer, &branch),
                 &format!("{};tag={}", self.aor, self.from_tag),
                 &self.aor,
                 &self.call_id,

@@ -234,7 +234,19 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// line; the canonical header list rides along for cheap lookups.
 pub fn parse(raw: &[u8]) -> Result<Message, WireError> {
     let n = normalize(raw)?;
-    let mut bytes = n.head.clone().into_bytes();
+    let (start, rest) = n.head.split_once("\r\n").unwrap_or((&n.head, ""));
+    let uri = (!start.starts_with("SIP/"))
+        .then(|| start.split(' ').nth(1).map(str::to_string))
+        .flatten();
+    // rsip 0.4 cannot parse an IPv6 reference (`sip:u@[::1]:5060`) in the request
+    // line; it gets a stand-in, and the real Request-URI is kept beside it.
+    let mut bytes = match &uri {
+        Some(u) if u.contains('[') => {
+            let method = start.split(' ').next().unwrap_or_default();
+            format!("{method} sip:ipv6-reference.invalid SIP/2.0\r\n{rest}").into_bytes()
+        }
+        _ => n.head.clone().into_bytes(),
+    };
     bytes.extend_from_slice(&n.body);
     // rsip's own parser is not documented as panic-free; contain it.
     let parsed = std::panic::catch_unwind(|| rsip::SipMessage::try_from(bytes.as_slice()))
@@ -249,6 +261,7 @@ pub fn parse(raw: &[u8]) -> Result<Message, WireError> {
         .collect();
     let msg = Message {
         parsed,
+        uri,
         headers,
         body: n.body,
     };
@@ -387,6 +400,24 @@ mod tests {
         assert_eq!(frame_len(msg), Ok(Some(msg.len() - 4)));
         assert_eq!(frame_len(&msg[..20]), Ok(None));
         assert!(frame_len(b"OPTIONS sip:x SIP/2.0\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn ipv6_references_parse_everywhere_and_the_request_uri_is_kept() {
+        for uri in [
+            "sip:service@[::1]:35629",
+            "sip:[2001:db8::1]",
+            "sip:a@127.0.0.1:5060",
+        ] {
+            let raw = format!(
+                "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP [::1]:5060;branch=z9hG4bK1\r\n\
+                 From: <{uri}>;tag=1\r\nTo: <{uri}>\r\nCall-ID: 1-2@::1\r\nContact: <{uri}>\r\n\
+                 CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            );
+            let msg = parse(raw.as_bytes()).unwrap_or_else(|e| panic!("{uri}: {e:?}"));
+            assert_eq!(msg.request_uri(), Some(uri));
+            assert!(msg.is(rsip::Method::Invite));
+        }
     }
 
     /// A cheap in-CI fuzz: 20,000 seeded mutations (byte flips, truncations, spliced
