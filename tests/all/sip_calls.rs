@@ -49,6 +49,13 @@ async fn basic_call_completes_and_leaves_a_call_record() -> Result<()> {
     assert!(r["answer_ms"].as_u64() >= r["invite_ms"].as_u64());
     // The vendor leg is a dialog of its own: a different Call-ID.
     assert_ne!(r["attempts"][0]["leg_call_id"], r["call_id"]);
+    let call_id = r["call_id"].as_str().unwrap_or_default();
+    let (status, one) = s
+        .admin("GET", &format!("/api/v1/calls/{call_id}"), None)
+        .await?;
+    assert_eq!((status, &one), (200, r));
+    let (status, _) = s.admin("GET", "/api/v1/calls/no-such-call", None).await?;
+    assert_eq!(status, 404);
     wait_for_no_calls(&s).await?;
     s.stop().await
 }
@@ -211,6 +218,17 @@ async fn cps_limit_answers_503_with_a_reason() -> Result<()> {
         answers.push(answer);
     }
     assert_eq!(limited, 3, "{answers:?}");
+    // Each refusal leaves a record of its own on the customer's account.
+    let records = wait_for_records(&s, 3).await?;
+    let refused: Vec<_> = records.iter().filter(|r| r["reason"] == "limit").collect();
+    assert_eq!(refused.len(), 3, "{records:?}");
+    for r in refused {
+        assert_eq!(r["final_code"], 503, "{r}");
+        assert_eq!(r["account"], "acme", "{r}");
+        assert_eq!(r["ingress_gateway"], "customers", "{r}");
+        assert_eq!(r["callee_in"], "4420", "{r}");
+        assert!(r["attempts"].as_array().is_some_and(Vec::is_empty), "{r}");
+    }
     s.stop().await
 }
 

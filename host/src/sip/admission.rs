@@ -25,7 +25,21 @@ pub enum Admit {
     /// No mapping gateway matches.
     Unknown,
     /// A limit refused it; the text goes in the 503's Reason header.
-    Limited(String),
+    Limited {
+        /// Why.
+        why: String,
+        /// The gateway whose limit it was (id, gateway), when one matched.
+        gateway: Option<Box<(String, MappingGateway)>>,
+    },
+}
+
+impl Admit {
+    fn limited(why: impl Into<String>) -> Admit {
+        Admit::Limited {
+            why: why.into(),
+            gateway: None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -70,7 +84,7 @@ impl Admission {
             Ok(g) => g,
             Err(e) => {
                 tracing::error!(error = %e, "reading mapping gateways");
-                return Admit::Limited("configuration unavailable".into());
+                return Admit::limited("configuration unavailable");
             }
         };
         // A gateway with a matching tech prefix wins over one without.
@@ -92,7 +106,7 @@ impl Admission {
     pub fn admit_on(&self, gateway_id: &str, callee: &str) -> Admit {
         match self.store.carrier_get::<MappingGateway>(gateway_id) {
             Ok(Some(gateway)) => self.limit(gateway_id.to_string(), gateway, callee.to_string()),
-            _ => Admit::Limited(format!("mapping gateway {gateway_id:?} is missing")),
+            _ => Admit::limited(format!("mapping gateway {gateway_id:?} is missing")),
         }
     }
 
@@ -107,14 +121,21 @@ impl Admission {
         {
             u.recent.pop_front();
         }
-        if gateway.cps_limit > 0 && u.recent.len() >= gateway.cps_limit as usize {
-            return Admit::Limited(format!("CPS limit {} reached", gateway.cps_limit));
-        }
-        if gateway.max_calls > 0 && u.active >= gateway.max_calls {
-            return Admit::Limited(format!(
+        let refused = if gateway.cps_limit > 0 && u.recent.len() >= gateway.cps_limit as usize {
+            Some(format!("CPS limit {} reached", gateway.cps_limit))
+        } else if gateway.max_calls > 0 && u.active >= gateway.max_calls {
+            Some(format!(
                 "concurrent call limit {} reached",
                 gateway.max_calls
-            ));
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            return Admit::Limited {
+                why,
+                gateway: Some(Box::new((gateway_id, gateway))),
+            };
         }
         u.recent.push_back(now);
         u.active += 1;

@@ -90,11 +90,27 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
             }
             return;
         }
-        Admit::Limited(why) => {
+        Admit::Limited { why, gateway } => {
             tracing::info!(%call_id, source = %peer.addr, reason = %why, "call refused by a limit");
             let resp = reply(503, "Service Unavailable")
                 .header("Reason", format!("SIP;cause=503;text=\"{why}\""));
             core.txs.respond(&tx, resp).await;
+            // A refusal on a known gateway is the customer's call: it leaves a record.
+            if let Some((gateway_id, gateway)) = gateway.map(|g| *g) {
+                let origin = Origin {
+                    account: &gateway.account,
+                    tenant: &gateway.tenant,
+                    ingress_gateway: &gateway_id,
+                    callee: &requested,
+                    peer,
+                };
+                let wit = call_record(&invite, &origin, arrived_at_ms);
+                let mut record = new_call_record(&origin, &wit, &requested);
+                record.final_code = 503;
+                record.end_ms = crate::now_ms();
+                record.reason = EndReason::Limit;
+                save_call_record(&core.store, &record).await;
+            }
             return;
         }
     };
@@ -114,18 +130,15 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         .respond(&tx, Outgoing::response(&invite, 100, "Trying", None))
         .await;
 
-    let tenant = gateway.tenant.clone();
-    let wit = call_record(
-        &invite,
-        &Origin {
-            account: &gateway.account,
-            tenant: &tenant,
-            ingress_gateway: &gateway_id,
-            callee: &callee,
-            peer,
-        },
-        arrived_at_ms,
-    );
+    let origin = Origin {
+        account: &gateway.account,
+        tenant: &gateway.tenant,
+        ingress_gateway: &gateway_id,
+        callee: &callee,
+        peer,
+    };
+    let wit = call_record(&invite, &origin, arrived_at_ms);
+    let record = new_call_record(&origin, &wit, &requested);
     let (events_tx, events) = mpsc::channel(32);
     let a_tag = new_tag();
     let from = invite.header("From").unwrap_or_default().to_string();
@@ -141,27 +154,6 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
             .map(|c| uri_of(c).to_string())
             .unwrap_or_else(|| format!("sip:{}", peer.addr)),
         cseq: 0,
-    };
-    let record = CallRecord {
-        call_id: call_id.clone(),
-        tenant,
-        account: gateway.account.clone(),
-        ingress_gateway: gateway_id,
-        egress_gateway: None,
-        caller_in: wit.caller.user.clone(),
-        callee_in: requested,
-        caller_out: None,
-        callee_out: None,
-        invite_ms: arrived_at_ms,
-        ring_ms: None,
-        answer_ms: None,
-        end_ms: 0,
-        pdd_ms: None,
-        final_code: 0,
-        reason: EndReason::FailoverExhausted,
-        module: None,
-        module_version: None,
-        attempts: Vec::new(),
     };
     let span = tracing::info_span!("call", call_id = %call_id);
     let call = CallTask {
@@ -181,6 +173,44 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         _slot: slot,
     };
     tokio::spawn(call.run().instrument(span));
+}
+
+/// The record of a call as it arrives; `callee_in` is the number as dialled (before
+/// the tech prefix is stripped).
+fn new_call_record(origin: &Origin<'_>, wit: &Call, callee_in: &str) -> CallRecord {
+    CallRecord {
+        call_id: wit.call_id.clone(),
+        tenant: origin.tenant.to_string(),
+        account: origin.account.to_string(),
+        ingress_gateway: origin.ingress_gateway.to_string(),
+        egress_gateway: None,
+        caller_in: wit.caller.user.clone(),
+        callee_in: callee_in.to_string(),
+        caller_out: None,
+        callee_out: None,
+        invite_ms: wit.arrived_at_ms,
+        ring_ms: None,
+        answer_ms: None,
+        end_ms: 0,
+        pdd_ms: None,
+        final_code: 0,
+        reason: EndReason::FailoverExhausted,
+        module: None,
+        module_version: None,
+        attempts: Vec::new(),
+    }
+}
+
+/// Store a finished call's record and flush it: call records are money, so they are
+/// durable (group commit) before the call is forgotten.
+async fn save_call_record(store: &crate::store::Store, record: &CallRecord) {
+    if let Err(e) = store.put_call_record(record) {
+        tracing::error!(call_id = %record.call_id, error = %e, "writing the call record failed");
+        return;
+    }
+    if let Err(e) = store.commit().await {
+        tracing::error!(call_id = %record.call_id, error = %e, "flushing the call record failed");
+    }
 }
 
 enum PhoneAuth {
@@ -1118,15 +1148,7 @@ impl CallTask {
             }
         }
         tracing::info!(reason = ?reason, code = self.record.final_code, attempts = self.record.attempts.len(), "call ended");
-        let store = self.core.store.clone();
-        if let Err(e) = store.put_call_record(&self.record) {
-            tracing::error!(error = %e, "writing the call record failed");
-            return;
-        }
-        // Call records are money: flushed (group commit) before the call is forgotten.
-        if let Err(e) = store.commit().await {
-            tracing::error!(error = %e, "flushing the call record failed");
-        }
+        save_call_record(&self.core.store, &self.record).await;
     }
 }
 

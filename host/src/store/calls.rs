@@ -117,7 +117,9 @@ impl Store {
     pub fn put_call_record(&self, record: &CallRecord) -> Result<()> {
         let mut k = record.end_ms.to_be_bytes().to_vec();
         k.extend_from_slice(record.call_id.as_bytes());
-        self.calls.insert(k, to_json(record)?)?;
+        self.calls.insert(k.as_slice(), to_json(record)?)?;
+        // The newest record of a Call-ID wins the index, as lookups promise.
+        self.call_index.insert(record.call_id.as_bytes(), k)?;
         Ok(())
     }
 
@@ -139,12 +141,9 @@ impl Store {
 
     /// One record by customer Call-ID (newest if repeated).
     pub fn call_record(&self, call_id: &str) -> Result<Option<CallRecord>> {
-        for kv in self.calls.iter().rev() {
-            let (k, v) = kv?;
-            if k.len() >= 8 && &k[8..] == call_id.as_bytes() {
-                return Ok(Some(from_json(&v)?));
-            }
-        }
-        Ok(None)
+        let Some(k) = self.call_index.get(call_id.as_bytes())? else {
+            return Ok(None);
+        };
+        self.calls.get(k)?.map(|v| from_json(&v)).transpose()
     }
 }

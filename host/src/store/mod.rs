@@ -43,6 +43,8 @@ pub struct Store {
     module_state: sled::Tree,
     carrier: sled::Tree,
     calls: sled::Tree,
+    /// Customer Call-ID → key in `calls`.
+    call_index: sled::Tree,
     carrier_cache: Arc<carrier::CarrierCache>,
     flusher: std::sync::mpsc::Sender<FlushRequest>,
 }
@@ -98,6 +100,7 @@ impl Store {
             module_state: db.open_tree("module_state")?,
             carrier: db.open_tree("carrier")?,
             calls: db.open_tree("calls")?,
+            call_index: db.open_tree("call_index")?,
             carrier_cache: Arc::default(),
             db,
         })
