@@ -603,6 +603,22 @@ async fn calls_over_tcp_complete() -> Result<()> {
 }
 
 #[tokio::test]
+async fn late_offer_answer_in_the_callers_ack_reaches_the_vendor() -> Result<()> {
+    let dir = TempDir::new("sip-late-offer");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let uas = Sipp::uas(vendor.port, &["-sf", &path("uas_late_offer.xml")], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sf", &path("uac_late_offer.xml")], 1, 1)?
+        .succeeds()
+        .await?;
+    uas.succeeds().await?;
+    assert_eq!(wait_for_records(&s, 1).await?[0]["final_code"], 200);
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
 async fn calls_over_ipv6_complete_on_both_legs() -> Result<()> {
     let dir = TempDir::new("sip-ipv6");
     let s = TestServer::start_configured(&dir.0, |c| {

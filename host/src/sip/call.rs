@@ -893,7 +893,15 @@ impl CallTask {
         let via_b = self.via(b.peer);
         // Our INVITE's CSeq: its 2xx retransmissions are ACKed again with it.
         let invite_cseq = b.cseq;
-        send_ack(&self.core, &b, invite_cseq, &via_b).await;
+        // A late offer (the caller's INVITE had no SDP; the vendor's 2xx makes the
+        // offer) is answered in the caller's ACK, so the vendor's ACK waits for it.
+        // Otherwise the vendor is ACKed now.
+        let mut b_ack: Option<SdpBody> = None;
+        if !self.invite.body.is_empty() {
+            let body = SdpBody::default();
+            send_ack_with(&self.core, &b, invite_cseq, &via_b, &body).await;
+            b_ack = Some(body);
+        }
         let config = &self.core.config;
         let timer = |secs: u32, we_refresh: bool| {
             LegTimer::new(
@@ -1008,7 +1016,9 @@ impl CallTask {
                 // The vendor retransmits its 200 when our ACK was lost.
                 Some(ClientEvent::Response(resp)) = b_invite.recv() => {
                     if resp.status().is_some_and(|c| (200..300).contains(&c)) && resp.cseq().0 == invite_cseq {
-                        send_ack(&self.core, &b, invite_cseq, &via_b).await;
+                        if let Some(body) = &b_ack {
+                            send_ack_with(&self.core, &b, invite_cseq, &via_b, body).await;
+                        }
                     }
                 }
                 Some(event) = async { match relayed.as_mut() { Some(r) => r.responses.recv().await, None => std::future::pending().await } } => {
@@ -1056,6 +1066,11 @@ impl CallTask {
                         CallEvent::Ack(msg) => {
                             if msg.call_id() == self.a.call_id {
                                 retransmit_at = None;
+                                if b_ack.is_none() {
+                                    let body = SdpBody::of(&msg);
+                                    send_ack_with(&self.core, &b, invite_cseq, &via_b, &body).await;
+                                    b_ack = Some(body);
+                                }
                             }
                             continue;
                         }
@@ -1169,6 +1184,27 @@ fn next_timer(a: &Option<LegTimer>, b: &Option<LegTimer>) -> Option<Instant> {
 
 /// The ACK of a 2xx: its own transaction-less request in the dialog.
 async fn send_ack(core: &Arc<SipCore>, leg: &Leg, cseq: u32, via: &str) {
+    send_ack_with(core, leg, cseq, via, &SdpBody::default()).await
+}
+
+/// A message body with its Content-Type (empty: none).
+#[derive(Debug, Clone, Default)]
+struct SdpBody {
+    content_type: Option<String>,
+    bytes: Vec<u8>,
+}
+
+impl SdpBody {
+    fn of(msg: &Message) -> SdpBody {
+        SdpBody {
+            content_type: msg.content_type().map(str::to_string),
+            bytes: msg.body.clone(),
+        }
+    }
+}
+
+/// An ACK for a 2xx, carrying `body` (the caller's answer to a late offer).
+async fn send_ack_with(core: &Arc<SipCore>, leg: &Leg, cseq: u32, via: &str, body: &SdpBody) {
     let ack = Outgoing::dialog_request(
         "ACK",
         &leg.target,
@@ -1177,7 +1213,8 @@ async fn send_ack(core: &Arc<SipCore>, leg: &Leg, cseq: u32, via: &str) {
         &leg.remote,
         &leg.call_id,
         cseq,
-    );
+    )
+    .body(body.content_type.as_deref(), &body.bytes);
     core.txs.send_stateless(&ack, leg.peer).await;
 }
 
