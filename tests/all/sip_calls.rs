@@ -609,11 +609,31 @@ async fn late_offer_answer_in_the_callers_ack_reaches_the_vendor() -> Result<()>
     let vendor = Vendor::new("vendor-a");
     carrier(&s, json!({}), &[&vendor]).await?;
     let uas = Sipp::uas(vendor.port, &["-sf", &path("uas_late_offer.xml")], 1)?;
-    Sipp::uac(s.server.sip.addr, &["-sf", &path("uac_late_offer.xml")], 1, 1)?
+    Sipp::uac(
+        s.server.sip.addr,
+        &["-sf", &path("uac_late_offer.xml")],
+        1,
+        1,
+    )?
+    .succeeds()
+    .await?;
+    uas.succeeds().await?;
+    assert_eq!(wait_for_records(&s, 1).await?[0]["final_code"], 200);
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn vendor_route_set_is_followed_in_the_ack_and_bye() -> Result<()> {
+    let dir = TempDir::new("sip-record-route");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let uas = Sipp::uas(vendor.port, &["-sf", &path("uas_record_route.xml")], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sn", "uac"], 1, 1)?
         .succeeds()
         .await?;
     uas.succeeds().await?;
-    assert_eq!(wait_for_records(&s, 1).await?[0]["final_code"], 200);
     wait_for_no_calls(&s).await?;
     s.stop().await
 }

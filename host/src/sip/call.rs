@@ -154,6 +154,11 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
             .map(|c| uri_of(c).to_string())
             .unwrap_or_else(|| format!("sip:{}", peer.addr)),
         cseq: 0,
+        // A UAS's route set is the Record-Route as received (§12.1.1).
+        route: invite
+            .headers_named("Record-Route")
+            .map(str::to_string)
+            .collect(),
     };
     let span = tracing::info_span!("call", call_id = %call_id);
     let call = CallTask {
@@ -287,22 +292,56 @@ struct Leg {
     target: String,
     /// Our last CSeq in this dialog.
     cseq: u32,
+    /// Route headers of our in-dialog requests (RFC 3261 §12.1: the Record-Route of
+    /// the request or response that made the dialog).
+    route: Vec<String>,
 }
 
 impl Leg {
+    /// Our dialog with a vendor that answered our INVITE (`ours`) with the 2xx `resp`.
+    fn answered(resp: &Message, peer: Peer, ours: &AckParts) -> Leg {
+        let mut route: Vec<String> = resp
+            .headers_named("Record-Route")
+            .map(str::to_string)
+            .collect();
+        // A UAC's route set is the Record-Route in reverse (§12.1.2).
+        route.reverse();
+        Leg {
+            peer,
+            call_id: ours.call_id.clone(),
+            local: ours.from.clone(),
+            remote: resp.header("To").unwrap_or_default().to_string(),
+            target: resp
+                .header("Contact")
+                .map(|c| uri_of(c).to_string())
+                .unwrap_or_else(|| ours.uri.clone()),
+            cseq: ours.cseq,
+            route,
+        }
+    }
+
+    /// The start of an in-dialog request with CSeq `cseq`: its dialog headers and route set.
+    fn dialog_request(&self, method: &str, via: &str, cseq: u32) -> Outgoing {
+        let mut req = Outgoing::dialog_request(
+            method,
+            &self.target,
+            via,
+            &self.local,
+            &self.remote,
+            &self.call_id,
+            cseq,
+        );
+        for r in &self.route {
+            req.push("Route", r);
+        }
+        req
+    }
+
     /// A new in-dialog request and its branch.
     fn request(&mut self, method: &str, via: &str) -> (Outgoing, String) {
         self.cseq += 1;
         let branch = new_branch();
-        let req = Outgoing::dialog_request(
-            method,
-            &self.target,
-            &format!("{via};branch={branch};rport"),
-            &self.local,
-            &self.remote,
-            &self.call_id,
-            self.cseq,
-        );
+        let req = self.dialog_request(method, &format!("{via};branch={branch};rport"), self.cseq);
         (req, branch)
     }
 }
@@ -671,14 +710,7 @@ impl CallTask {
                             continue;
                         }
                         if code < 300 {
-                            let b = Leg {
-                                peer,
-                                call_id: call_id.clone(),
-                                local: from.clone(),
-                                remote: resp.header("To").unwrap_or(&to).to_string(),
-                                target: resp.header("Contact").map(|c| uri_of(c).to_string()).unwrap_or(uri.clone()),
-                                cseq: invite.cseq,
-                            };
+                            let b = Leg::answered(&resp, peer, &invite);
                             break AttemptEnd::Answered { b, b_invite: responses, answer: resp };
                         }
                         if resends < MAX_RESENDS {
@@ -849,8 +881,7 @@ impl CallTask {
             tokio::spawn(async move { while cancel_rx.recv().await.is_some() {} });
         }
         let via_base = self.via(peer);
-        let (from, call_id, invite_cseq) =
-            (invite.from.clone(), invite.call_id.clone(), invite.cseq);
+        let invite = invite.clone();
         tokio::spawn(async move {
             let deadline = Instant::now() + TIMER_64T1;
             while let Ok(Some(ClientEvent::Response(resp))) =
@@ -858,19 +889,9 @@ impl CallTask {
             {
                 let code = resp.status().unwrap_or(0);
                 if (200..300).contains(&code) {
-                    let mut leg = Leg {
-                        peer,
-                        call_id: call_id.clone(),
-                        local: from.clone(),
-                        remote: resp.header("To").unwrap_or_default().to_string(),
-                        target: resp
-                            .header("Contact")
-                            .map(|c| uri_of(c).to_string())
-                            .unwrap_or_default(),
-                        // The BYE follows the INVITE.
-                        cseq: invite_cseq,
-                    };
-                    send_ack(&core, &leg, invite_cseq, &via_base).await;
+                    // The BYE follows the INVITE's CSeq.
+                    let mut leg = Leg::answered(&resp, peer, &invite);
+                    send_ack(&core, &leg, invite.cseq, &via_base).await;
                     send_bye(&core, &mut leg, &via_base).await;
                     break;
                 }
@@ -1205,16 +1226,9 @@ impl SdpBody {
 
 /// An ACK for a 2xx, carrying `body` (the caller's answer to a late offer).
 async fn send_ack_with(core: &Arc<SipCore>, leg: &Leg, cseq: u32, via: &str, body: &SdpBody) {
-    let ack = Outgoing::dialog_request(
-        "ACK",
-        &leg.target,
-        &format!("{via};branch={};rport", new_branch()),
-        &leg.local,
-        &leg.remote,
-        &leg.call_id,
-        cseq,
-    )
-    .body(body.content_type.as_deref(), &body.bytes);
+    let ack = leg
+        .dialog_request("ACK", &format!("{via};branch={};rport", new_branch()), cseq)
+        .body(body.content_type.as_deref(), &body.bytes);
     core.txs.send_stateless(&ack, leg.peer).await;
 }
 
