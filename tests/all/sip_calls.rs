@@ -639,6 +639,53 @@ async fn vendor_route_set_is_followed_in_the_ack_and_bye() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_routing_loop_gets_482_and_exhausted_hops_get_483() -> Result<()> {
+    let dir = TempDir::new("sip-loops");
+    let s = TestServer::start(&dir.0).await?;
+    // The "vendor" is the switch itself: our vendor INVITE comes back to us from a
+    // customer address, carrying our own vendor-leg Call-ID.
+    let looped = Vendor::new("vendor-loop");
+    carrier(&s, json!({}), &[&looped]).await?;
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/routing-gateways/vendor-loop",
+            Some(json!({ "address": s.server.sip.addr.to_string() })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let answer = raw_request(
+        "127.0.0.1:0",
+        s.server.sip.addr,
+        &raw_invite("loop-1", "4420"),
+        Duration::from_secs(5),
+    )
+    .await?
+    .unwrap_or_default();
+    // The last vendor answer, reason phrase as received, goes back to the caller.
+    assert!(
+        answer.starts_with("SIP/2.0 482 Loop Detected\r\n"),
+        "{answer}"
+    );
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(r["call_id"], "loop-1", "{r}");
+    assert_eq!(codes(r), [json!(482)], "{r}");
+
+    let no_hops = raw_invite("hops-1", "4420").replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let answer = raw_request(
+        "127.0.0.1:0",
+        s.server.sip.addr,
+        &no_hops,
+        Duration::from_secs(2),
+    )
+    .await?
+    .unwrap_or_default();
+    assert!(answer.starts_with("SIP/2.0 483"), "{answer}");
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
 async fn calls_over_ipv6_complete_on_both_legs() -> Result<()> {
     let dir = TempDir::new("sip-ipv6");
     let s = TestServer::start_configured(&dir.0, |c| {

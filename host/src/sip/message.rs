@@ -11,8 +11,9 @@ pub struct Message {
     /// rsip's model (typed method, status code). Its Request-URI may be a stand-in:
     /// use [`Message::request_uri`].
     pub parsed: rsip::SipMessage,
-    /// The Request-URI as received (requests only).
-    pub uri: Option<String>,
+    /// The start line as received (rsip's model does not keep the reason phrase,
+    /// and cannot parse an IPv6 Request-URI).
+    pub start: String,
     /// Headers in order, names canonical (compact forms expanded), lists split.
     pub headers: Vec<(String, String)>,
     /// The body.
@@ -52,20 +53,25 @@ impl Message {
         }
     }
 
-    /// The reason phrase of a response.
+    /// The reason phrase of a response, as received.
     pub fn reason(&self) -> String {
-        match &self.parsed {
-            rsip::SipMessage::Response(r) => r.status_code.to_string(),
-            rsip::SipMessage::Request(_) => String::new(),
+        match self.start.starts_with("SIP/") {
+            true => self
+                .start
+                .splitn(3, ' ')
+                .nth(2)
+                .unwrap_or_default()
+                .to_string(),
+            false => String::new(),
         }
-        .split_once(' ')
-        .map(|(_, reason)| reason.to_string())
-        .unwrap_or_default()
     }
 
     /// The Request-URI of a request, as received.
     pub fn request_uri(&self) -> Option<&str> {
-        self.uri.as_deref()
+        if self.start.starts_with("SIP/") {
+            return None;
+        }
+        self.start.split(' ').nth(1)
     }
 
     /// Call-ID.

@@ -235,13 +235,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 pub fn parse(raw: &[u8]) -> Result<Message, WireError> {
     let n = normalize(raw)?;
     let (start, rest) = n.head.split_once("\r\n").unwrap_or((&n.head, ""));
-    let uri = (!start.starts_with("SIP/"))
-        .then(|| start.split(' ').nth(1).map(str::to_string))
-        .flatten();
+    let is_request = !start.starts_with("SIP/");
     // rsip 0.4 cannot parse an IPv6 reference (`sip:u@[::1]:5060`) in the request
-    // line; it gets a stand-in, and the real Request-URI is kept beside it.
-    let mut bytes = match &uri {
-        Some(u) if u.contains('[') => {
+    // line; it gets a stand-in, and the real start line is kept beside it.
+    let mut bytes = match start.split(' ').nth(1) {
+        Some(u) if is_request && u.contains('[') => {
             let method = start.split(' ').next().unwrap_or_default();
             format!("{method} sip:ipv6-reference.invalid SIP/2.0\r\n{rest}").into_bytes()
         }
@@ -261,7 +259,7 @@ pub fn parse(raw: &[u8]) -> Result<Message, WireError> {
         .collect();
     let msg = Message {
         parsed,
-        uri,
+        start: start.to_string(),
         headers,
         body: n.body,
     };
@@ -403,7 +401,7 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_references_parse_everywhere_and_the_request_uri_is_kept() {
+    fn start_line_is_kept_as_received_ipv6_uri_and_reason_phrase_included() {
         for uri in [
             "sip:service@[::1]:35629",
             "sip:[2001:db8::1]",
@@ -418,6 +416,16 @@ mod tests {
             assert_eq!(msg.request_uri(), Some(uri));
             assert!(msg.is(rsip::Method::Invite));
         }
+        let resp = parse(
+            b"SIP/2.0 482 Loop Detected\r\nVia: SIP/2.0/UDP [::1]:5060;branch=z9hG4bK1\r\n\
+              From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (resp.status(), resp.reason().as_str()),
+            (Some(482), "Loop Detected")
+        );
+        assert_eq!(resp.request_uri(), None);
     }
 
     /// A cheap in-CI fuzz: 20,000 seeded mutations (byte flips, truncations, spliced
