@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::{json, Value};
 use switchyard_tests::sip::{
-    carrier, raw_invite, raw_request, scenario, wait_for_no_calls, wait_for_records, Sipp, Vendor,
+    carrier, raw_invite, raw_request, received_start_lines, scenario, wait_for_no_calls,
+    wait_for_records, Sipp, Vendor,
 };
 use switchyard_tests::{TempDir, TestServer};
 
@@ -75,14 +76,34 @@ async fn failover_from_503_past_a_silent_vendor_to_an_answer() -> Result<()> {
     carrier(&s, json!({}), &[&busy, &silent, &good]).await?;
     let rejecting = Sipp::uas(busy.port, &["-sf", &path("uas_unavailable.xml")], 1)?;
     let answering = Sipp::uas(good.port, &["-sn", "uas"], 1)?;
-    Sipp::uac(s.server.sip.addr, &["-sn", "uac"], 1, 1)?
-        .succeeds()
-        .await?;
+    let caller_dir = dir.0.join("caller");
+    let target = s.server.sip.addr.to_string();
+    Sipp::spawn_in(
+        &caller_dir,
+        &[
+            &target,
+            "-i",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-sn",
+            "uac",
+            "-trace_msg",
+        ],
+    )?
+    .succeeds()
+    .await?;
     rejecting.succeeds().await?;
     answering.succeeds().await?;
     let r = &wait_for_records(&s, 1).await?[0];
     assert_eq!(codes(r), [json!(503), Value::Null, json!(200)], "{r}");
     assert_eq!(r["attempts"][1]["timed_out"], true, "{r}");
+    // Both the 503 vendor and the answering one rang: the caller heard one ringback.
+    let ringing = received_start_lines(&caller_dir)?
+        .iter()
+        .filter(|l| l.starts_with("SIP/2.0 180"))
+        .count();
+    assert_eq!(ringing, 1);
     assert_eq!(r["egress_gateway"], "vendor-ok");
     assert_eq!(r["final_code"], 200);
     s.stop().await

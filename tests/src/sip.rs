@@ -111,12 +111,16 @@ pub struct Sipp {
 impl Sipp {
     /// Start `sipp` with `args` (plus `-nostdin`, quiet output) in a scratch directory.
     pub fn spawn(args: &[&str]) -> Result<Sipp> {
-        let workdir = std::env::temp_dir().join("switchyard-sipp");
-        std::fs::create_dir_all(&workdir)?;
+        Sipp::spawn_in(&std::env::temp_dir().join("switchyard-sipp"), args)
+    }
+
+    /// Start `sipp` in `workdir`, where `-trace_msg` and friends write their logs.
+    pub fn spawn_in(workdir: &Path, args: &[&str]) -> Result<Sipp> {
+        std::fs::create_dir_all(workdir)?;
         let child = Command::new("sipp")
             .args(args)
             .arg("-nostdin")
-            .current_dir(&workdir)
+            .current_dir(workdir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -172,6 +176,29 @@ impl Sipp {
         }
         Ok(())
     }
+}
+
+/// Start lines of every message SIPp logged receiving in `workdir` (`-trace_msg`).
+pub fn received_start_lines(workdir: &Path) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(workdir)? {
+        let path = entry?.path();
+        if !path.to_string_lossy().ends_with("_messages.log") {
+            continue;
+        }
+        let log = std::fs::read_to_string(&path)?;
+        let mut next_is_start = false;
+        for line in log.lines() {
+            if next_is_start && !line.trim().is_empty() {
+                lines.push(line.trim().to_string());
+                next_is_start = false;
+            }
+            if line.contains("message received") {
+                next_is_start = true;
+            }
+        }
+    }
+    Ok(lines)
 }
 
 /// The call records of the server, newest first.
