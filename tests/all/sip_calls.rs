@@ -707,6 +707,76 @@ async fn a_routing_loop_gets_482_and_exhausted_hops_get_483() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_full_routing_gateway_refuses_with_503_and_a_reason() -> Result<()> {
+    let dir = TempDir::new("sip-capacity");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-small");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    // One call at a time; a ringing call gives up after 1.5 s.
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/routing-gateways/vendor-small",
+            Some(json!({ "address": format!("127.0.0.1:{}", vendor.port),
+                         "capacity": 1, "progress_timeout_ms": 1500 })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let uas = Sipp::uas(vendor.port, &["-sf", &path("uas_ring.xml")], 1)?;
+    // The first call rings on the vendor and holds its only place ...
+    let first = raw_request(
+        "127.0.0.1:0",
+        s.server.sip.addr,
+        &raw_invite("cap-1", "4420"),
+        Duration::from_millis(300),
+    )
+    .await?;
+    assert!(
+        first
+            .as_deref()
+            .is_some_and(|a| a.starts_with("SIP/2.0 180")),
+        "{first:?}"
+    );
+    for _ in 0..50 {
+        if s.server
+            .policy
+            .services()
+            .gateway_live("vendor-small")
+            .current_calls
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... so the second is refused without an INVITE, saying why.
+    let second = raw_request(
+        "127.0.0.1:0",
+        s.server.sip.addr,
+        &raw_invite("cap-2", "4420"),
+        Duration::from_secs(2),
+    )
+    .await?;
+    assert!(
+        second
+            .as_deref()
+            .is_some_and(|a| a.starts_with("SIP/2.0 503")
+                && a.contains("Reason: SIP;cause=503;text=\"gateway at capacity\"")),
+        "{second:?}"
+    );
+    uas.succeeds().await?;
+    let records = wait_for_records(&s, 2).await?;
+    let refused = records
+        .iter()
+        .find(|r| r["call_id"] == "cap-2")
+        .expect("cap-2 record");
+    assert_eq!(refused["reason"], "limit", "{refused}");
+    assert_eq!(refused["attempts"][0]["leg_call_id"], "", "{refused}");
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
 async fn calls_over_ipv6_complete_on_both_legs() -> Result<()> {
     let dir = TempDir::new("sip-ipv6");
     let s = TestServer::start_configured(&dir.0, |c| {

@@ -364,6 +364,9 @@ struct CallTask {
     _slot: Slot,
 }
 
+/// Why an attempt on a full routing gateway was skipped.
+const AT_CAPACITY: &str = "gateway at capacity";
+
 /// INVITEs one attempt may send after the first: a challenge and a 422, with room for a
 /// stale nonce.
 const MAX_RESENDS: u32 = 3;
@@ -531,9 +534,31 @@ impl CallTask {
             index += 1;
         }
         // Spec decision 18: when every attempt fails the caller gets 503.
-        let (code, reason) = if all_skipped {
-            (503, "All Gateways Busy Or Down".to_string())
-        } else {
+        if all_skipped {
+            // Nothing was sent: every gateway was full, down or unusable. Say which.
+            let why = self
+                .record
+                .attempts
+                .last()
+                .map_or("no usable gateway", |a| a.reason.as_str())
+                .to_string();
+            self.record.final_code = 503;
+            let resp = Outgoing::response(
+                &self.invite,
+                503,
+                "All Gateways Busy Or Down",
+                Some(&self.a_tag),
+            )
+            .header("Reason", format!("SIP;cause=503;text=\"{why}\""));
+            self.core.txs.respond(&self.tx, resp).await;
+            let at_capacity = self.record.attempts.iter().all(|a| a.reason == AT_CAPACITY);
+            return if at_capacity && !self.record.attempts.is_empty() {
+                EndReason::Limit
+            } else {
+                EndReason::FailoverExhausted
+            };
+        }
+        let (code, reason) = {
             match last_failure {
                 Some((code, reason))
                     if (400..700).contains(&code) && code != 408 && !(500..600).contains(&code) =>
@@ -571,7 +596,7 @@ impl CallTask {
             return AttemptEnd::Skipped("gateway down".into());
         }
         if gateway.capacity > 0 && live.current_calls >= gateway.capacity {
-            return AttemptEnd::Skipped("gateway at capacity".into());
+            return AttemptEnd::Skipped(AT_CAPACITY.into());
         }
         let Some(addr) = gateway.address.as_deref().and_then(parse_address) else {
             return AttemptEnd::Skipped("gateway has no usable address".into());
