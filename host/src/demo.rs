@@ -30,7 +30,7 @@ pub fn seed_if_empty(store: &Store, policy: &Arc<PolicyEngine>) -> anyhow::Resul
         "demo",
         &Account {
             tenant: DEMO_TENANT.into(),
-            rate_table: None,
+            ..Account::default()
         },
     )?;
     store.carrier_put(

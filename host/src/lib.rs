@@ -16,6 +16,7 @@
 //! Dependencies point one way: `api` → `sip` → `policy` → `store`.
 
 pub mod api;
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod demo;

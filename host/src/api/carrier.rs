@@ -2,7 +2,7 @@
 //! per kind.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
@@ -11,6 +11,7 @@ use crate::store::{Account, CarrierObject, MappingGateway, Phone, RoutingGateway
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/v1/accounts/{id}/payments", post(payment))
         .merge(kind::<Account>())
         .merge(kind::<MappingGateway>())
         .merge(kind::<RoutingGateway>())
@@ -71,20 +72,20 @@ async fn put<T: CarrierObject>(
     ApiJson(mut object): ApiJson<T>,
 ) -> ApiResult<ApiJson<T>> {
     crate::names::check("id", &id).map_err(ApiError::BadRequest)?;
-    let old = state.store.carrier_get::<T>(&id)?;
-    if old.as_ref().is_some_and(|o| o.tenant() != caller.tenant) {
+    if state
+        .store
+        .carrier_get::<T>(&id)?
+        .is_some_and(|o| o.tenant() != caller.tenant)
+    {
         return Err(ApiError::Conflict(format!(
             "{} id {id:?} is taken",
             T::KIND
         )));
     }
-    if let Some(old) = &old {
-        object.keep_secrets(old);
-    }
     object.set_tenant(caller.tenant.clone());
     object.validate().map_err(ApiError::BadRequest)?;
     object.prepare(&id);
-    state.store.carrier_put(&id, &object)?;
+    state.store.carrier_replace(&id, &mut object)?;
     state.store.commit().await?;
     object.redact();
     Ok(ApiJson(object))
@@ -101,4 +102,29 @@ async fn remove<T: CarrierObject>(
     state.store.carrier_delete::<T>(&id)?;
     state.store.commit().await?;
     Ok(ApiJson(json!({ "deleted": id })))
+}
+
+/// A payment (or, negative, a correction) to an account's balance.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Payment {
+    amount: crate::billing::Money,
+}
+
+async fn payment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(payment): ApiJson<Payment>,
+) -> ApiResult<ApiJson<Value>> {
+    if owned::<Account>(&state, &caller, &id)?.is_none() {
+        return Err(ApiError::NotFound(format!("accounts {id:?}")));
+    }
+    let balance = state
+        .store
+        .add_to_balance(&id, payment.amount)?
+        .ok_or_else(|| ApiError::NotFound(format!("accounts {id:?}")))?;
+    state.store.commit().await?;
+    tracing::info!(account = %id, amount = %payment.amount, %balance, "payment");
+    Ok(ApiJson(json!({ "account": id, "balance": balance })))
 }

@@ -126,10 +126,6 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
             return core.txs.respond(&tx, resp).await;
         }
     }
-    core.txs
-        .respond(&tx, Outgoing::response(&invite, 100, "Trying", None))
-        .await;
-
     let origin = Origin {
         account: &gateway.account,
         tenant: &gateway.tenant,
@@ -138,7 +134,31 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         peer,
     };
     let wit = call_record(&invite, &origin, arrived_at_ms);
-    let record = new_call_record(&origin, &wit, &requested);
+    let mut record = new_call_record(&origin, &wit, &requested);
+    // Billing refuses before any vendor INVITE, and the refusal is recorded.
+    let billing = match core.billing.authorize(&gateway.account, &callee) {
+        Ok(billing) => billing,
+        Err(refusal) => {
+            tracing::info!(%call_id, account = %gateway.account, reason = %refusal.detail, "call refused by billing");
+            let resp = reply(refusal.code, refusal.phrase).header(
+                "Reason",
+                format!(
+                    "SIP;cause={};text=\"{}\"",
+                    refusal.code,
+                    refusal.detail.replace('"', "")
+                ),
+            );
+            core.txs.respond(&tx, resp).await;
+            record.final_code = refusal.code;
+            record.end_ms = crate::now_ms();
+            record.reason = refusal.reason;
+            return save_call_record(&core.store, &record).await;
+        }
+    };
+    core.txs
+        .respond(&tx, Outgoing::response(&invite, 100, "Trying", None))
+        .await;
+
     let (events_tx, events) = mpsc::channel(32);
     let a_tag = new_tag();
     let from = invite.header("From").unwrap_or_default().to_string();
@@ -175,6 +195,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         relayed_ringing: false,
         relayed_sdp: false,
         busy_gateway: None,
+        billing,
         _slot: slot,
     };
     tokio::spawn(call.run().instrument(span));
@@ -203,6 +224,7 @@ fn new_call_record(origin: &Origin<'_>, wit: &Call, callee_in: &str) -> CallReco
         module: None,
         module_version: None,
         attempts: Vec::new(),
+        billing: None,
     }
 }
 
@@ -361,6 +383,8 @@ struct CallTask {
     relayed_sdp: bool,
     /// The routing gateway whose live call count this call holds.
     busy_gateway: Option<String>,
+    /// The account's billing, when it is billed.
+    billing: Option<crate::billing::Authorization>,
     _slot: Slot,
 }
 
@@ -1004,8 +1028,18 @@ impl CallTask {
         let answered_at = Instant::now();
         let mut retransmit_at = Some(answered_at + T1);
         let mut interval = T1;
-        let max_end = (max_duration_secs > 0)
-            .then(|| answered_at + Duration::from_secs(u64::from(max_duration_secs)));
+        // What the balance allows, reserved now, may end the call sooner.
+        let balance_secs = match self.billing.as_mut() {
+            Some(auth) => self.core.billing.answer(auth),
+            None => None,
+        };
+        let by_balance = balance_secs
+            .is_some_and(|b| max_duration_secs == 0 || b < u64::from(max_duration_secs));
+        let max_end = match balance_secs {
+            Some(b) if by_balance => Some(answered_at + Duration::from_secs(b)),
+            _ => (max_duration_secs > 0)
+                .then(|| answered_at + Duration::from_secs(u64::from(max_duration_secs))),
+        };
         let mut relayed: Option<Relayed> = None;
         // Our own session refresh in flight: (on the caller's leg?, its responses).
         let mut refreshing: Option<(bool, mpsc::Receiver<ClientEvent>)> = None;
@@ -1023,6 +1057,10 @@ impl CallTask {
                     retransmit_at = Some(Instant::now() + interval);
                 }
                 _ = sleep_until(max_end.unwrap_or(far_future)), if max_end.is_some() => {
+                    if by_balance {
+                        tracing::info!(secs = balance_secs, "balance exhausted");
+                        break EndReason::BalanceExhausted;
+                    }
                     tracing::info!(max_duration_secs, "maximum call duration reached");
                     break EndReason::MaxDuration;
                 }
@@ -1209,7 +1247,10 @@ impl CallTask {
             }
         }
         tracing::info!(reason = ?reason, code = self.record.final_code, attempts = self.record.attempts.len(), "call ended");
-        save_call_record(&self.core.store, &self.record).await;
+        match self.billing.take() {
+            Some(auth) => self.core.billing.settle(auth, &mut self.record).await,
+            None => save_call_record(&self.core.store, &self.record).await,
+        }
     }
 }
 

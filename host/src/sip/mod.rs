@@ -150,6 +150,7 @@ pub struct SipCore {
     store: Store,
     config: SipConfig,
     admission: admission::Admission,
+    billing: crate::billing::Billing,
     auth: digest::DigestAuth,
     /// Phones' registrations.
     pub registrar: registrar::Registrar,
@@ -200,6 +201,7 @@ impl SipServer {
         let core = Arc::new(SipCore {
             txs: Transactions::new(transports),
             admission: admission::Admission::new(store.clone()),
+            billing: crate::billing::Billing::new(store.clone(), policy.services().clone()),
             auth: digest::DigestAuth::new(
                 config.digest_algorithms.clone(),
                 config.auth_max_retry,

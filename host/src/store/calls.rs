@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{from_json, to_json, Result, Store};
+use super::{from_json, to_json, Error, Result, Store};
+use crate::billing::Money;
+use crate::store::{Account, CarrierObject};
 
 /// Why a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +38,14 @@ pub enum EndReason {
     AckTimeout,
     /// The host is shutting down.
     Shutdown,
+    /// The account's balance (and credit) does not cover the first increment.
+    InsufficientBalance,
+    /// The account is billed but has no rate for the number.
+    NoRate,
+    /// The account is disabled.
+    AccountDisabled,
+    /// The call used up what the balance allowed at answer.
+    BalanceExhausted,
 }
 
 /// One outbound attempt.
@@ -102,6 +112,26 @@ pub struct CallRecord {
     pub module_version: Option<String>,
     /// Every attempt, in order.
     pub attempts: Vec<AttemptRecord>,
+    /// What the call was billed, when its account is billed.
+    #[serde(default)]
+    pub billing: Option<CallCharges>,
+}
+
+/// The money side of a billed call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallCharges {
+    /// Seconds billed to the customer (increments applied).
+    pub billed_secs: u64,
+    /// The customer rate's prefix.
+    pub rate_prefix: String,
+    /// Charged to the account.
+    pub charge: Money,
+    /// What the vendor costs (its gateway's cost table), when it has one.
+    pub cost: Option<Money>,
+    /// Charge minus cost.
+    pub profit: Money,
+    /// The account's balance after the charge.
+    pub balance_after: Money,
 }
 
 impl CallRecord {
@@ -137,6 +167,51 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Charge a finished call to its account and store its record, in one atomic
+    /// step: the balance and the record never disagree. Durable once
+    /// [`Store::commit`] returns. The record's `billing.balance_after` is filled in.
+    pub fn settle_call(&self, record: &mut CallRecord, charge: Money) -> Result<()> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        let account_key = super::key(&[Account::KIND, &record.account]);
+        let mut k = record.end_ms.to_be_bytes().to_vec();
+        k.extend_from_slice(record.call_id.as_bytes());
+        // Holding the carrier cache lock keeps a stale account snapshot from landing.
+        let mut kinds = self.carrier_cache_lock();
+        let result = (&self.carrier, &self.calls, &self.call_index).transaction(
+            |(carrier, calls, index)| {
+                let abort = |e: Error| ConflictableTransactionError::Abort(e);
+                let mut account: Account = match carrier.get(&account_key)? {
+                    Some(v) => from_json(&v).map_err(abort)?,
+                    None => {
+                        return Err(abort(Error::Missing(format!(
+                            "account {:?}",
+                            record.account
+                        ))))
+                    }
+                };
+                account.balance = account.balance - charge;
+                carrier.insert(account_key.as_slice(), to_json(&account).map_err(abort)?)?;
+                let mut settled = record.clone();
+                if let Some(b) = settled.billing.as_mut() {
+                    b.balance_after = account.balance;
+                }
+                calls.insert(k.as_slice(), to_json(&settled).map_err(abort)?)?;
+                index.insert(record.call_id.as_bytes(), k.as_slice())?;
+                Ok(account.balance)
+            },
+        );
+        kinds.remove(Account::KIND);
+        let balance = match result {
+            Ok(balance) => balance,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(Error::Db(e)),
+        };
+        if let Some(b) = record.billing.as_mut() {
+            b.balance_after = balance;
+        }
+        Ok(())
     }
 
     /// One record by customer Call-ID (newest if repeated).

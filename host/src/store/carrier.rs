@@ -25,8 +25,9 @@ pub trait CarrierObject: Serialize + DeserializeOwned + Clone + Send + Sync + 's
     }
     /// Derive stored fields from given ones before saving (the object's id given).
     fn prepare(&mut self, _id: &str) {}
-    /// Take secrets a replacement left out from the object it replaces.
-    fn keep_secrets(&mut self, _old: &Self) {}
+    /// Take from the object it replaces what a replacement may not change: secrets
+    /// it left out, fields the server owns.
+    fn keep_from(&mut self, _old: &Self) {}
     /// Remove secrets before the object is shown.
     fn redact(&mut self) {}
 }
@@ -46,9 +47,48 @@ pub struct Account {
     #[serde(default)]
     pub tenant: String,
     /// Data table holding the customer's rates (rows: prefix, per-minute,
-    /// connection fee, first increment s, next increment s).
+    /// connection fee, first increment s, next increment s). An account without one
+    /// is not billed; with one, a number it has no rate for is refused.
     #[serde(default)]
     pub rate_table: Option<String>,
+    /// False refuses its calls.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Prepaid: calls stop at a zero balance. Postpaid: at minus the credit limit.
+    #[serde(default = "yes")]
+    pub prepaid: bool,
+    /// Money on the account. Set when the account is created; afterwards only
+    /// payments and calls change it (a PUT keeps the stored balance).
+    #[serde(default)]
+    pub balance: crate::billing::Money,
+    /// How far a postpaid balance may go below zero ("maximum credit allowed before
+    /// call blocking").
+    #[serde(default)]
+    pub credit_limit: crate::billing::Money,
+}
+
+impl Default for Account {
+    /// What a PUT of `{}` stores: enabled, prepaid, unbilled, nothing on it.
+    fn default() -> Self {
+        Account {
+            tenant: String::new(),
+            rate_table: None,
+            enabled: yes(),
+            prepaid: yes(),
+            balance: crate::billing::Money::ZERO,
+            credit_limit: crate::billing::Money::ZERO,
+        }
+    }
+}
+
+impl Account {
+    /// What its calls may still spend (before other calls' reservations).
+    pub fn funds(&self) -> crate::billing::Money {
+        match self.prepaid {
+            true => self.balance,
+            false => self.balance + self.credit_limit,
+        }
+    }
 }
 
 /// A customer-side gateway.
@@ -239,7 +279,25 @@ macro_rules! owned_by_tenant {
         }
     };
 }
-owned_by_tenant!(Account, "accounts");
+impl CarrierObject for Account {
+    const KIND: &'static str = "accounts";
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    fn set_tenant(&mut self, tenant: String) {
+        self.tenant = tenant;
+    }
+    fn validate(&self) -> Result<(), String> {
+        if self.credit_limit < crate::billing::Money::ZERO {
+            return Err("credit_limit must not be negative".into());
+        }
+        Ok(())
+    }
+    fn keep_from(&mut self, old: &Self) {
+        // Calls and payments own the balance once the account exists.
+        self.balance = old.balance;
+    }
+}
 owned_by_tenant!(MappingGateway, "mapping-gateways", |g| {
     match g.sources.iter().find(|s| !crate::sip::valid_source(s)) {
         Some(bad) => Err(format!(
@@ -272,7 +330,7 @@ impl CarrierObject for RoutingGateway {
             _ => Ok(()),
         }
     }
-    fn keep_secrets(&mut self, old: &Self) {
+    fn keep_from(&mut self, old: &Self) {
         if self.auth_password.is_none() && self.auth_user == old.auth_user {
             self.auth_password = old.auth_password.clone();
         }
@@ -335,6 +393,35 @@ impl Store {
         Ok(snapshot)
     }
 
+    /// The cache's write lock: held across a change so no stale snapshot is cached.
+    pub(super) fn carrier_cache_lock(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<&'static str, Arc<dyn Any + Send + Sync>>> {
+        self.carrier_cache
+            .kinds
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Add `amount` to an account's balance (a payment; negative corrects one); the new
+    /// balance, or none when the account does not exist.
+    pub fn add_to_balance(
+        &self,
+        id: &str,
+        amount: crate::billing::Money,
+    ) -> Result<Option<crate::billing::Money>> {
+        let mut kinds = self.carrier_cache_lock();
+        let k = key(&[Account::KIND, id]);
+        let Some(v) = self.carrier.get(&k)? else {
+            return Ok(None);
+        };
+        let mut account: Account = from_json(&v)?;
+        account.balance = account.balance + amount;
+        self.carrier.insert(k, to_json(&account)?)?;
+        kinds.remove(Account::KIND);
+        Ok(Some(account.balance))
+    }
+
     /// One object by id.
     pub fn carrier_get<T: CarrierObject>(&self, id: &str) -> Result<Option<T>> {
         Ok(self.carrier_snapshot::<T>()?.get(id).cloned())
@@ -348,6 +435,20 @@ impl Store {
             .write()
             .unwrap_or_else(|e| e.into_inner());
         self.carrier.insert(key(&[T::KIND, id]), to_json(object)?)?;
+        kinds.remove(T::KIND);
+        Ok(())
+    }
+
+    /// Create or replace an object as a client asked: what it may not change is taken
+    /// from the stored one ([`CarrierObject::keep_from`]) under the same lock that
+    /// calls settle under, so a call charged meanwhile is not undone.
+    pub fn carrier_replace<T: CarrierObject>(&self, id: &str, object: &mut T) -> Result<()> {
+        let mut kinds = self.carrier_cache_lock();
+        let k = key(&[T::KIND, id]);
+        if let Some(old) = self.carrier.get(&k)? {
+            object.keep_from(&from_json::<T>(&old)?);
+        }
+        self.carrier.insert(k, to_json(object)?)?;
         kinds.remove(T::KIND);
         Ok(())
     }
@@ -391,9 +492,11 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_routing_gateway_gets_the_defaults() {
+    fn empty_objects_get_the_defaults() {
         let parsed: RoutingGateway = serde_json::from_str("{}").unwrap();
         assert_eq!(parsed, RoutingGateway::default());
+        let parsed: Account = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed, Account::default());
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub enum Error {
     /// A value could not be encoded.
     #[error("encoding a stored value: {0}")]
     Encode(serde_json::Error),
+    /// Something the change needs does not exist.
+    #[error("{0} does not exist")]
+    Missing(String),
     /// A stored value could not be decoded (written by an incompatible version?).
     #[error("decoding a stored value: {0}")]
     Decode(serde_json::Error),

@@ -4,8 +4,8 @@ use super::{internal, PolicyState};
 use crate::store::{Account, CarrierObject, RoutingGateway};
 
 impl PolicyState {
-    /// Longest-prefix rate of `number` in the tenant's table `table`. Row layout:
-    /// prefix, per-minute, connection fee, first increment s, next increment s.
+    /// Longest-prefix rate of `number` in the tenant's rate table `table` (the row
+    /// layout of [`crate::billing::Rate`]).
     fn rate_in(&self, table: &str, number: &str) -> Result<Option<Rate>, Error> {
         let index = self
             .ctx
@@ -13,26 +13,14 @@ impl PolicyState {
             .table(&self.ctx.tenant, table)
             .map_err(internal)?
             .ok_or_else(|| Error::NotFound(format!("rate table {table:?}")))?;
-        let Some(row) = index.prefixes(number).next() else {
-            return Ok(None);
-        };
-        let bad = || {
-            Error::Other(format!(
-                "rate table {table:?} row {:?} is malformed",
-                row.key
-            ))
-        };
-        let num = |i: usize| row.fields.get(i).map(|f| f.trim());
-        let per_minute = num(0).and_then(|f| f.parse().ok()).ok_or_else(bad)?;
-        let connection_fee = num(1).map_or(Ok(0.0), |f| f.parse().map_err(|_| bad()))?;
-        let first = num(2).map_or(Ok(60), |f| f.parse().map_err(|_| bad()))?;
-        let next = num(3).map_or(Ok(first), |f| f.parse().map_err(|_| bad()))?;
-        Ok(Some(Rate {
-            prefix: row.key.clone(),
-            per_minute,
-            connection_fee,
-            first_increment_secs: first,
-            next_increment_secs: next,
+        let rate = crate::billing::Rate::lookup(&index, number)
+            .map_err(|e| Error::Other(format!("rate table {table:?} {e}")))?;
+        Ok(rate.map(|r| Rate {
+            prefix: r.prefix,
+            per_minute: r.per_minute.units(),
+            connection_fee: r.connection_fee.units(),
+            first_increment_secs: r.first_increment_secs,
+            next_increment_secs: r.next_increment_secs,
         }))
     }
 

@@ -1,0 +1,227 @@
+//! Real-time billing: a call is authorized against its account before any vendor
+//! INVITE (enabled, a rate for the number, funds for the first increment), reserves
+//! what the balance allows when it is answered (which bounds its duration), and is
+//! settled when it ends: charge, vendor cost and profit, balance debited and the call
+//! record written in one atomic, flushed step.
+//!
+//! Reservations keep concurrent calls of one account from spending the same money:
+//! each answered call holds the charge of its maximum duration until it settles.
+
+mod money;
+mod rating;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub use money::Money;
+pub use rating::Rate;
+
+use crate::policy::Services;
+use crate::store::{Account, CallCharges, CallRecord, EndReason, RoutingGateway, Store};
+
+/// Why billing refuses a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// SIP code for the caller.
+    pub code: u16,
+    /// Reason phrase.
+    pub phrase: &'static str,
+    /// What the call record says.
+    pub reason: EndReason,
+    /// Details for the log and the Reason header.
+    pub detail: String,
+}
+
+/// A call billing let through, with the rate it will be charged at.
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    account: String,
+    tenant: String,
+    rate: Rate,
+    /// Reserved at answer, released at settlement.
+    reserved: Money,
+}
+
+impl Authorization {
+    /// The customer rate.
+    pub fn rate(&self) -> &Rate {
+        &self.rate
+    }
+}
+
+/// Billing for every call.
+pub struct Billing {
+    store: Store,
+    services: Arc<Services>,
+    /// Money held by answered calls, by account.
+    reserved: Mutex<HashMap<String, Money>>,
+}
+
+impl Billing {
+    /// Billing over the store's accounts and the services' rate tables.
+    pub fn new(store: Store, services: Arc<Services>) -> Billing {
+        Billing {
+            store,
+            services,
+            reserved: Mutex::default(),
+        }
+    }
+
+    fn reserved(&self) -> std::sync::MutexGuard<'_, HashMap<String, Money>> {
+        self.reserved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// At call setup, before routing: may `account_id` call `callee`? `Ok(None)`: the
+    /// account is not billed (it has no rate table).
+    pub fn authorize(
+        &self,
+        account_id: &str,
+        callee: &str,
+    ) -> Result<Option<Authorization>, Refusal> {
+        let refuse = |code, phrase, reason, detail: String| Refusal {
+            code,
+            phrase,
+            reason,
+            detail,
+        };
+        let account = match self.store.carrier_get::<Account>(account_id) {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                return Err(refuse(
+                    403,
+                    "Forbidden",
+                    EndReason::AccountDisabled,
+                    format!("account {account_id:?} does not exist"),
+                ))
+            }
+            Err(e) => {
+                return Err(refuse(
+                    500,
+                    "Server Internal Error",
+                    EndReason::NoRate,
+                    format!("reading the account: {e}"),
+                ))
+            }
+        };
+        if !account.enabled {
+            return Err(refuse(
+                403,
+                "Forbidden",
+                EndReason::AccountDisabled,
+                "account disabled".into(),
+            ));
+        }
+        let Some(table) = &account.rate_table else {
+            return Ok(None);
+        };
+        let rate = self
+            .rate_in(&account.tenant, table, callee)
+            .map_err(|detail| refuse(500, "Server Internal Error", EndReason::NoRate, detail))?
+            .ok_or_else(|| {
+                refuse(
+                    404,
+                    "No Rate",
+                    EndReason::NoRate,
+                    format!("no rate for {callee}"),
+                )
+            })?;
+        let available =
+            account.funds() - self.reserved().get(account_id).copied().unwrap_or_default();
+        // The first increment must be paid for (spec: balance blocking).
+        let first = rate.charge(1);
+        if available < first {
+            return Err(refuse(
+                402,
+                "Payment Required",
+                EndReason::InsufficientBalance,
+                format!("balance covers {available}, the first increment costs {first}"),
+            ));
+        }
+        Ok(Some(Authorization {
+            account: account_id.to_string(),
+            tenant: account.tenant,
+            rate,
+            reserved: Money::ZERO,
+        }))
+    }
+
+    /// At answer: reserve what the balance allows now and return the longest the call
+    /// may last, seconds (none: unlimited).
+    pub fn answer(&self, auth: &mut Authorization) -> Option<u64> {
+        let funds = match self.store.carrier_get::<Account>(&auth.account) {
+            Ok(Some(a)) => a.funds(),
+            _ => Money::ZERO,
+        };
+        let mut reserved = self.reserved();
+        let held = reserved.entry(auth.account.clone()).or_default();
+        let available = funds - *held;
+        let max = auth.rate.max_duration_secs(available)?;
+        auth.reserved = if max == u64::MAX {
+            Money::ZERO
+        } else {
+            auth.rate.charge(max)
+        };
+        *held = *held + auth.reserved;
+        (max != u64::MAX).then_some(max)
+    }
+
+    /// At the end: charge the call, work out the vendor's cost, and write the record
+    /// and the debit atomically (durable once this returns).
+    pub async fn settle(&self, mut auth: Authorization, record: &mut CallRecord) {
+        {
+            let mut reserved = self.reserved();
+            if let Some(held) = reserved.get_mut(&auth.account) {
+                *held = *held - auth.reserved;
+                if *held <= Money::ZERO {
+                    reserved.remove(&auth.account);
+                }
+            }
+            auth.reserved = Money::ZERO;
+        }
+        let duration = record.duration_secs();
+        let charge = auth.rate.charge(duration);
+        let cost = self.vendor_cost(record, duration);
+        record.billing = Some(CallCharges {
+            billed_secs: auth.rate.billed_secs(duration),
+            rate_prefix: auth.rate.prefix.clone(),
+            charge,
+            cost,
+            profit: charge - cost.unwrap_or_default(),
+            balance_after: Money::ZERO,
+        });
+        if let Err(e) = self.store.settle_call(record, charge) {
+            tracing::error!(call_id = %record.call_id, error = %e, "settling the call failed");
+            return;
+        }
+        if let Err(e) = self.store.commit().await {
+            tracing::error!(call_id = %record.call_id, error = %e, "flushing the settled call failed");
+        }
+        tracing::info!(call_id = %record.call_id, %charge, account = %auth.account, tenant = %auth.tenant, "call charged");
+    }
+
+    /// What the carrying vendor charges us: its gateway's cost table at the number sent.
+    fn vendor_cost(&self, record: &CallRecord, duration: u64) -> Option<Money> {
+        let gateway = record.egress_gateway.as_deref()?;
+        let gateway = self.store.carrier_get::<RoutingGateway>(gateway).ok()??;
+        let table = gateway.cost_table.as_deref()?;
+        let number = record.callee_out.as_deref().unwrap_or(&record.callee_in);
+        match self.rate_in(&gateway.tenant, table, number) {
+            Ok(Some(rate)) => Some(rate.charge(duration)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(call_id = %record.call_id, error = %e, "vendor cost table");
+                None
+            }
+        }
+    }
+
+    /// The rate of `number` in a tenant's rate table.
+    fn rate_in(&self, tenant: &str, table: &str, number: &str) -> Result<Option<Rate>, String> {
+        let index = self
+            .services
+            .table(tenant, table)
+            .map_err(|e| format!("rate table {table:?}: {e}"))?
+            .ok_or_else(|| format!("rate table {table:?} does not exist"))?;
+        Rate::lookup(&index, number).map_err(|e| format!("rate table {table:?}: {e}"))
+    }
+}
