@@ -105,11 +105,8 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
                     peer,
                 };
                 let wit = call_record(&invite, &origin, arrived_at_ms);
-                let mut record = new_call_record(&origin, &wit, &requested);
-                record.final_code = 503;
-                record.end_ms = crate::now_ms();
-                record.reason = EndReason::Limit;
-                save_call_record(&core.store, &record).await;
+                let record = new_call_record(&origin, &wit, &requested);
+                save_refusal(&core.store, record, 503, EndReason::Limit).await;
             }
             return;
         }
@@ -134,7 +131,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         peer,
     };
     let wit = call_record(&invite, &origin, arrived_at_ms);
-    let mut record = new_call_record(&origin, &wit, &requested);
+    let record = new_call_record(&origin, &wit, &requested);
     // Billing refuses before any vendor INVITE, and the refusal is recorded.
     let billing = match core.billing.authorize(&gateway.account, &callee) {
         Ok(billing) => billing,
@@ -149,10 +146,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
                 ),
             );
             core.txs.respond(&tx, resp).await;
-            record.final_code = refusal.code;
-            record.end_ms = crate::now_ms();
-            record.reason = refusal.reason;
-            return save_call_record(&core.store, &record).await;
+            return save_refusal(&core.store, record, refusal.code, refusal.reason).await;
         }
     };
     core.txs
@@ -226,6 +220,19 @@ fn new_call_record(origin: &Origin<'_>, wit: &Call, callee_in: &str) -> CallReco
         attempts: Vec::new(),
         billing: None,
     }
+}
+
+/// Record a call refused at setup with `code`: it ends as it arrives.
+async fn save_refusal(
+    store: &crate::store::Store,
+    mut record: CallRecord,
+    code: u16,
+    reason: EndReason,
+) {
+    record.final_code = code;
+    record.end_ms = crate::now_ms();
+    record.reason = reason;
+    save_call_record(store, &record).await
 }
 
 /// Store a finished call's record and flush it: call records are money, so they are
