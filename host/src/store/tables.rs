@@ -2,7 +2,7 @@
 //! operators load over REST and modules query through the `tables` interface.
 //! Lookups run on an in-memory [`TableIndex`]; sled keeps the rows durable.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +42,8 @@ struct StoredTable {
 #[derive(Debug, Default)]
 pub struct TableIndex {
     rows: Vec<Row>,
-    by_key: HashMap<String, Vec<u32>>,
+    /// Fx hashing: keys are short digit strings probed once per key length per call.
+    by_key: FxHashMap<String, Vec<u32>>,
     /// Distinct key lengths, longest first.
     key_lengths: Vec<usize>,
 }
@@ -50,7 +51,8 @@ pub struct TableIndex {
 impl TableIndex {
     /// Index `rows`, keeping their order within each key.
     pub fn new(rows: Vec<Row>) -> TableIndex {
-        let mut by_key: HashMap<String, Vec<u32>> = HashMap::with_capacity(rows.len());
+        let mut by_key: FxHashMap<String, Vec<u32>> =
+            FxHashMap::with_capacity_and_hasher(rows.len(), Default::default());
         for (i, row) in rows.iter().enumerate() {
             by_key.entry(row.key.clone()).or_default().push(i as u32);
         }

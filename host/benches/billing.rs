@@ -1,0 +1,153 @@
+//! Billing benchmark (run by scripts/bench-billing, not in CI):
+//! - rated lookups per second on one thread: longest-prefix match in a 100,000-prefix
+//!   rate table plus parsing the rate, as call setup does;
+//! - durable call-record writes per second: settle (debit + record in one sled
+//!   transaction) and commit (flushed), from many concurrent calls, as call ends do.
+//!
+//! Prints `lookups N/s` and `cdr N/s` last.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use switchyard::billing::{Money, Rate};
+use switchyard::store::{Account, CallCharges, CallRecord, EndReason, Row, Store, TableIndex};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |flag: &str, default: usize| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (prefixes, lookups, records, writers) = (
+        arg("--prefixes", 100_000),
+        arg("--lookups", 2_000_000),
+        arg("--records", 20_000),
+        arg("--writers", 200),
+    );
+
+    // 100,000 prefixes of 3 to 8 digits, like a real A-Z table.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let rows: Vec<Row> = (0..prefixes)
+        .map(|i| {
+            let len = 3 + (i % 6);
+            let key: String = format!("{:08}", next() % 100_000_000)[..len].to_string();
+            Row {
+                key,
+                fields: vec![
+                    format!("0.{:04}", i % 10_000),
+                    "0".into(),
+                    "60".into(),
+                    "6".into(),
+                ],
+            }
+        })
+        .collect();
+    let table = TableIndex::new(rows);
+    let numbers: Vec<String> = (0..4096)
+        .map(|_| format!("{:012}", next() % 1_000_000_000_000))
+        .collect();
+    let started = Instant::now();
+    let mut found = 0usize;
+    for i in 0..lookups {
+        if let Some(rate) =
+            Rate::lookup(&table, &numbers[i % numbers.len()]).map_err(anyhow::Error::msg)?
+        {
+            found += usize::from(rate.per_minute >= Money::ZERO);
+        }
+    }
+    let lookups_per_sec = lookups as f64 / started.elapsed().as_secs_f64();
+    anyhow::ensure!(found > 0, "no number matched a prefix");
+
+    // Durable call records, as many calls ending at once write them.
+    let dir = std::env::temp_dir().join(format!("switchyard-bench-billing-{}", std::process::id()));
+    let store = Store::open(&dir)?;
+    store.carrier_put(
+        "acct",
+        &Account {
+            tenant: "bench".into(),
+            balance: Money::from_units(1e6),
+            ..Account::default()
+        },
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let store = Arc::new(store);
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..writers {
+            let store = store.clone();
+            let per_writer = records / writers + usize::from(w < records % writers);
+            tasks.spawn(async move {
+                for n in 0..per_writer {
+                    // As Billing::settle does at a call's end.
+                    let mut record = record(&format!("bench-{w}-{n}"));
+                    store.settle_call(&mut record, Money::from_units(0.01))?;
+                    store.commit().await?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r??;
+        }
+        anyhow::Ok(())
+    })?;
+    let cdr_per_sec = records as f64 / started.elapsed().as_secs_f64();
+    let left = store
+        .carrier_get::<Account>("acct")?
+        .map(|a| a.balance)
+        .unwrap_or_default();
+    anyhow::ensure!(
+        left == Money::from_units(1e6) - Money(Money::from_units(0.01).0 * records as i64),
+        "balance {left} does not match {records} charges"
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("prefixes {prefixes}");
+    println!("lookups {lookups_per_sec:.0}/s");
+    println!("cdr {cdr_per_sec:.0}/s");
+    Ok(())
+}
+
+fn record(call_id: &str) -> CallRecord {
+    CallRecord {
+        call_id: call_id.into(),
+        tenant: "bench".into(),
+        account: "acct".into(),
+        ingress_gateway: "in".into(),
+        egress_gateway: Some("out".into()),
+        caller_in: "1000".into(),
+        callee_in: "442071234567".into(),
+        caller_out: Some("1000".into()),
+        callee_out: Some("442071234567".into()),
+        invite_ms: switchyard::now_ms(),
+        ring_ms: None,
+        answer_ms: None,
+        end_ms: switchyard::now_ms(),
+        pdd_ms: None,
+        final_code: 200,
+        reason: EndReason::CallerHangup,
+        module: None,
+        module_version: None,
+        attempts: Vec::new(),
+        billing: Some(CallCharges {
+            billed_secs: 60,
+            rate_prefix: "44".into(),
+            charge: Money::from_units(0.01),
+            cost: None,
+            profit: Money::from_units(0.01),
+            balance_after: Money::ZERO,
+        }),
+    }
+}
