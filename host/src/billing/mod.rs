@@ -4,8 +4,11 @@
 //! settled when it ends: charge, vendor cost and profit, balance debited and the call
 //! record written in one atomic, flushed step.
 //!
-//! Reservations keep concurrent calls of one account from spending the same money:
-//! each answered call holds the charge of its maximum duration until it settles.
+//! Reservations keep concurrent calls of one account from spending the same money,
+//! in quotas as prepaid charging does: an answered call holds the charge of its next
+//! [`QUOTA_SECS`] (or what is left, if less), asks for another quota when that runs
+//! out, and is cut when none is left. So one long call does not lock up a large
+//! balance that other calls could use, and no two calls spend the same money.
 
 mod money;
 mod rating;
@@ -18,6 +21,9 @@ pub use rating::Rate;
 
 use crate::policy::Services;
 use crate::store::{Account, CallCharges, CallRecord, EndReason, RoutingGateway, Store};
+
+/// Seconds of talk one reservation covers.
+pub const QUOTA_SECS: u64 = 60;
 
 /// Why billing refuses a call.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +44,9 @@ pub struct Authorization {
     account: String,
     tenant: String,
     rate: Rate,
-    /// Reserved at answer, released at settlement.
+    /// Seconds of talk granted so far.
+    granted_secs: u64,
+    /// Held for them: the charge of `granted_secs`, released at settlement.
     reserved: Money,
 }
 
@@ -141,28 +149,36 @@ impl Billing {
             account: account_id.to_string(),
             tenant: account.tenant,
             rate,
+            granted_secs: 0,
             reserved: Money::ZERO,
         }))
     }
 
-    /// At answer: reserve what the balance allows now and return the longest the call
-    /// may last, seconds (none: unlimited).
-    pub fn answer(&self, auth: &mut Authorization) -> Option<u64> {
+    /// At answer, and whenever the last quota runs out: reserve the next quota and
+    /// return the seconds it adds (0: the money is gone, end the call; none: the rate
+    /// is free, no limit).
+    pub fn grant(&self, auth: &mut Authorization) -> Option<u64> {
         let funds = match self.store.carrier_get::<Account>(&auth.account) {
             Ok(Some(a)) => a.funds(),
             _ => Money::ZERO,
         };
         let mut reserved = self.reserved();
         let held = reserved.entry(auth.account.clone()).or_default();
-        let available = funds - *held;
-        let max = auth.rate.max_duration_secs(available)?;
-        auth.reserved = if max == u64::MAX {
-            Money::ZERO
-        } else {
-            auth.rate.charge(max)
-        };
-        *held = *held + auth.reserved;
-        (max != u64::MAX).then_some(max)
+        // What this call could hold: its own reservation plus what nobody holds.
+        let reachable = auth.reserved + (funds - *held);
+        let affordable = auth.rate.max_duration_secs(reachable)?;
+        if affordable == u64::MAX {
+            return None;
+        }
+        let total = affordable
+            .min(auth.granted_secs + QUOTA_SECS)
+            .max(auth.granted_secs);
+        let cost = auth.rate.charge(total);
+        *held = *held + (cost - auth.reserved);
+        auth.reserved = cost;
+        let added = total - auth.granted_secs;
+        auth.granted_secs = total;
+        Some(added)
     }
 
     /// At the end: charge the call, work out the vendor's cost, and write the record
@@ -223,5 +239,59 @@ impl Billing {
             .map_err(|e| format!("rate table {table:?}: {e}"))?
             .ok_or_else(|| format!("rate table {table:?} does not exist"))?;
         Rate::lookup(&index, number).map_err(|e| format!("rate table {table:?}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Row, TableInfo};
+
+    fn billing(dir: &std::path::Path, balance: f64) -> Billing {
+        let store = Store::open(dir).unwrap();
+        let rows = vec![Row {
+            key: "44".into(),
+            fields: vec!["0.60".into(), "0".into(), "1".into(), "1".into()],
+        }];
+        let info = TableInfo {
+            tenant: "t".into(),
+            name: "rates".into(),
+            rows: 1,
+            loaded_at_ms: 0,
+        };
+        store.put_table(&info, &rows).unwrap();
+        let account = Account {
+            tenant: "t".into(),
+            rate_table: Some("rates".into()),
+            balance: Money::from_units(balance),
+            ..Account::default()
+        };
+        store.carrier_put("acct", &account).unwrap();
+        let services = Arc::new(Services::new(store.clone()));
+        Billing::new(store, services)
+    }
+
+    #[test]
+    fn concurrent_calls_take_quotas_from_one_balance_and_never_more() {
+        let dir = std::env::temp_dir().join(format!("switchyard-billing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let billing = billing(&dir, 1.0); // 100 s at 0.01/s
+        let mut a = billing.authorize("acct", "4420").unwrap().unwrap();
+        let mut b = billing.authorize("acct", "4420").unwrap().unwrap();
+        assert_eq!(billing.grant(&mut a), Some(QUOTA_SECS)); // 0.60 held
+        assert_eq!(billing.grant(&mut b), Some(40)); // the 0.40 left
+        assert_eq!(billing.grant(&mut a), Some(0)); // nothing left for a second quota
+                                                    // A third call cannot even start: the first second is not covered.
+        let refused = billing.authorize("acct", "4420").unwrap_err();
+        assert_eq!(
+            (refused.code, refused.reason),
+            (402, EndReason::InsufficientBalance)
+        );
+        assert_eq!(
+            billing.authorize("acct", "1212").unwrap_err().reason,
+            EndReason::NoRate
+        );
+        drop(billing);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

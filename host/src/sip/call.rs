@@ -190,6 +190,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         relayed_sdp: false,
         busy_gateway: None,
         billing,
+        hangup: None,
         _slot: slot,
     };
     tokio::spawn(call.run().instrument(span));
@@ -392,6 +393,9 @@ struct CallTask {
     busy_gateway: Option<String>,
     /// The account's billing, when it is billed.
     billing: Option<crate::billing::Authorization>,
+    /// The BYE that ended the call, answered after the record is written: a party
+    /// that saw its hang-up accepted finds the call's record even after a crash.
+    hangup: Option<(Arc<ServerTx>, Box<Message>)>,
     _slot: Slot,
 }
 
@@ -1035,17 +1039,17 @@ impl CallTask {
         let answered_at = Instant::now();
         let mut retransmit_at = Some(answered_at + T1);
         let mut interval = T1;
-        // What the balance allows, reserved now, may end the call sooner.
-        let balance_secs = match self.billing.as_mut() {
-            Some(auth) => self.core.billing.answer(auth),
+        let max_end = (max_duration_secs > 0)
+            .then(|| answered_at + Duration::from_secs(u64::from(max_duration_secs)));
+        // A billed call talks on quotas of its balance; when one runs out it asks for
+        // the next, and ends when there is none.
+        let mut quota_end = match self.billing.as_mut() {
+            Some(auth) => self
+                .core
+                .billing
+                .grant(auth)
+                .map(|secs| answered_at + Duration::from_secs(secs)),
             None => None,
-        };
-        let by_balance = balance_secs
-            .is_some_and(|b| max_duration_secs == 0 || b < u64::from(max_duration_secs));
-        let max_end = match balance_secs {
-            Some(b) if by_balance => Some(answered_at + Duration::from_secs(b)),
-            _ => (max_duration_secs > 0)
-                .then(|| answered_at + Duration::from_secs(u64::from(max_duration_secs))),
         };
         let mut relayed: Option<Relayed> = None;
         // Our own session refresh in flight: (on the caller's leg?, its responses).
@@ -1064,12 +1068,22 @@ impl CallTask {
                     retransmit_at = Some(Instant::now() + interval);
                 }
                 _ = sleep_until(max_end.unwrap_or(far_future)), if max_end.is_some() => {
-                    if by_balance {
-                        tracing::info!(secs = balance_secs, "balance exhausted");
-                        break EndReason::BalanceExhausted;
-                    }
                     tracing::info!(max_duration_secs, "maximum call duration reached");
                     break EndReason::MaxDuration;
+                }
+                _ = sleep_until(quota_end.unwrap_or(far_future)), if quota_end.is_some() => {
+                    let more = match self.billing.as_mut() {
+                        Some(auth) => self.core.billing.grant(auth),
+                        None => None,
+                    };
+                    match more {
+                        Some(0) => {
+                            tracing::info!(talked_secs = answered_at.elapsed().as_secs(), "balance exhausted");
+                            break EndReason::BalanceExhausted;
+                        }
+                        Some(secs) => quota_end = quota_end.map(|q| q + Duration::from_secs(secs)),
+                        None => quota_end = None,
+                    }
                 }
                 _ = sleep_until(next_timer(&a_timer, &b_timer).unwrap_or(far_future)), if next_timer(&a_timer, &b_timer).is_some() => {
                     let on_a = a_timer.as_ref().is_some_and(|t| t.due <= Instant::now());
@@ -1171,7 +1185,8 @@ impl CallTask {
                     let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
                     match method.as_str() {
                         "BYE" => {
-                            self.core.txs.respond(&tx, Outgoing::response(&msg, 200, "OK", None)).await;
+                            // Answered once the call's record is durable (see finish).
+                            self.hangup = Some((tx, msg));
                             break if from_a { EndReason::CallerHangup } else { EndReason::CalleeHangup };
                         }
                         "CANCEL" => {
@@ -1257,6 +1272,10 @@ impl CallTask {
         match self.billing.take() {
             Some(auth) => self.core.billing.settle(auth, &mut self.record).await,
             None => save_call_record(&self.core.store, &self.record).await,
+        }
+        if let Some((tx, bye)) = self.hangup.take() {
+            let ok = Outgoing::response(&bye, 200, "OK", None);
+            self.core.txs.respond(&tx, ok).await;
         }
     }
 }
