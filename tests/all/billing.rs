@@ -107,8 +107,63 @@ async fn a_call_is_cut_when_the_balance_runs_out_and_then_calls_are_refused() ->
         .expect("a record");
     assert_eq!(refused["reason"], "insufficient_balance", "{refused}");
     assert_eq!(refused["attempts"], json!([]), "{refused}");
+    query_the_records(&s).await?;
     wait_for_no_calls(&s).await?;
     s.stop().await
+}
+
+/// The two records of the test above (one cut answered call, one 402) through the
+/// query filters, pagination and the CSV export.
+async fn query_the_records(s: &TestServer) -> Result<()> {
+    let ids = |body: &Value| -> Vec<String> {
+        body["calls"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| r["call_id"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let get = |q: String| async move {
+        let (status, body) = s.admin("GET", &format!("/api/v1/calls?{q}"), None).await?;
+        anyhow::ensure!(status == 200, "{q}: {status} {body}");
+        anyhow::Ok(body)
+    };
+    let answered = get("result=answered".into()).await?;
+    assert_eq!(ids(&answered).len(), 1, "{answered}");
+    assert_ne!(ids(&answered)[0], "broke-1");
+    assert_eq!(ids(&get("result=failed".into()).await?), ["broke-1"]);
+    assert_eq!(ids(&get("callee=2071".into()).await?).len(), 2);
+    assert!(ids(&get("caller=nobody".into()).await?).is_empty());
+    assert_eq!(ids(&get("account=acme".into()).await?).len(), 2);
+    assert_eq!(ids(&get("gateway=customers".into()).await?).len(), 2);
+    assert_eq!(ids(&get("gateway=vendor-a".into()).await?), ids(&answered));
+    let later = switchyard::now_ms() + 3_600_000;
+    assert!(ids(&get(format!("from_ms={later}")).await?).is_empty());
+    // Newest first, one per page.
+    let first = get("limit=1".into()).await?;
+    assert_eq!(ids(&first), ["broke-1"]);
+    let cursor = first["next"].as_str().expect("a next page").to_string();
+    let second = get(format!("limit=1&before={cursor}")).await?;
+    assert_eq!(ids(&second), ids(&answered));
+    let (status, _) = s.admin("GET", "/api/v1/calls?before=zz", None).await?;
+    assert_eq!(status, 400);
+    // CSV export.
+    let (status, csv) = s
+        .call("GET", "/api/v1/calls?format=csv", ADMIN, None)
+        .await?;
+    assert_eq!(status, 200);
+    let csv = csv.as_str().unwrap_or_default().to_string();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("call_id,account,"), "{csv}");
+    assert!(lines[1].starts_with("broke-1,acme,customers,,"), "{csv}");
+    assert!(
+        lines[2].contains(",balance_exhausted,answered,0.030000,"),
+        "{csv}"
+    );
+    Ok(())
 }
 
 #[tokio::test]

@@ -7,7 +7,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiJson, ApiResult, AppState, Caller};
-use crate::store::CallRecord;
+use axum::response::IntoResponse;
+
+use crate::store::{CallQuery, CallRecord};
 
 /// Most records one listing returns.
 const MAX_LIST: usize = 1000;
@@ -19,25 +21,101 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/sip/stats", get(stats))
 }
 
+/// `GET /api/v1/calls?format=`: `csv` for a CSV export; JSON otherwise. (A second
+/// extractor beside [`CallQuery`]: serde's flatten would turn its numbers into strings.)
 #[derive(Deserialize)]
-struct ListQuery {
-    #[serde(default = "default_limit")]
-    limit: usize,
-}
-
-fn default_limit() -> usize {
-    100
+struct Format {
+    #[serde(default)]
+    format: Option<String>,
 }
 
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
-) -> ApiResult<ApiJson<Value>> {
-    let records = state
+    Query(query): Query<CallQuery>,
+    Query(q): Query<Format>,
+) -> ApiResult<axum::response::Response> {
+    let mut query = query;
+    query.limit = query.limit.clamp(1, MAX_LIST);
+    let (records, next) = state
         .store
-        .call_records(Some(&caller.tenant), q.limit.min(MAX_LIST))?;
-    Ok(ApiJson(json!({ "calls": records })))
+        .query_calls(Some(&caller.tenant), &query)
+        .map_err(|e| match e {
+            crate::store::Error::Missing(what) => {
+                ApiError::BadRequest(format!("{what} is not a page cursor"))
+            }
+            e => e.into(),
+        })?;
+    Ok(match q.format.as_deref() {
+        Some("csv") => {
+            let mut csv = String::from(CSV_HEADER);
+            for r in &records {
+                csv.push_str(&csv_row(r));
+            }
+            let mut resp = csv.into_response();
+            resp.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("text/csv"),
+            );
+            if let Some(next) = next.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
+                resp.headers_mut().insert("x-next-page", next);
+            }
+            resp
+        }
+        None | Some("json") => ApiJson(json!({ "calls": records, "next": next })).into_response(),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format {other:?}: use json or csv"
+            )))
+        }
+    })
+}
+
+const CSV_HEADER: &str = "call_id,account,ingress_gateway,egress_gateway,caller_in,callee_in,caller_out,callee_out,invite_ms,answer_ms,end_ms,duration_secs,billed_secs,pdd_ms,final_code,reason,result,charge,cost,profit\n";
+
+fn csv_row(r: &CallRecord) -> String {
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let opt = |o: &Option<String>| field(o.as_deref().unwrap_or_default());
+    let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
+    let money = |m: Option<crate::billing::Money>| m.map(|m| m.to_string()).unwrap_or_default();
+    let b = r.billing.as_ref();
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+        field(&r.call_id),
+        field(&r.account),
+        field(&r.ingress_gateway),
+        opt(&r.egress_gateway),
+        field(&r.caller_in),
+        field(&r.callee_in),
+        opt(&r.caller_out),
+        opt(&r.callee_out),
+        r.invite_ms,
+        num(r.answer_ms),
+        r.end_ms,
+        r.duration_secs(),
+        num(b.map(|b| b.billed_secs)),
+        num(r.pdd_ms.map(u64::from)),
+        r.final_code,
+        enum_name(&r.reason),
+        enum_name(&r.result()),
+        money(b.map(|b| b.charge)),
+        money(b.and_then(|b| b.cost)),
+        money(b.map(|b| b.profit)),
+    )
+}
+
+/// The serde name of a unit enum variant (`caller_hangup`).
+fn enum_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 async fn show(

@@ -117,6 +117,104 @@ pub struct CallRecord {
     pub billing: Option<CallCharges>,
 }
 
+/// How a call turned out, for queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallResult {
+    /// Answered.
+    Answered,
+    /// Rang out or was cancelled unanswered (408, 480, 487) or timed out.
+    NoAnswer,
+    /// Busy (486, 600).
+    Busy,
+    /// Anything else.
+    Failed,
+}
+
+impl CallRecord {
+    /// How it turned out.
+    pub fn result(&self) -> CallResult {
+        if self.answer_ms.is_some() {
+            return CallResult::Answered;
+        }
+        match self.final_code {
+            486 | 600 => CallResult::Busy,
+            408 | 480 | 487 => CallResult::NoAnswer,
+            _ if self.reason == EndReason::CallerCancel => CallResult::NoAnswer,
+            _ => CallResult::Failed,
+        }
+    }
+}
+
+/// A search of the call records (`GET /api/v1/calls`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallQuery {
+    /// Ended at or after, Unix ms.
+    #[serde(default)]
+    pub from_ms: Option<u64>,
+    /// Ended before, Unix ms.
+    #[serde(default)]
+    pub to_ms: Option<u64>,
+    /// Billed to this account.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// Came in or went out on this gateway (mapping or routing).
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// Turned out so.
+    #[serde(default)]
+    pub result: Option<CallResult>,
+    /// Caller (as received or as sent) contains this.
+    #[serde(default)]
+    pub caller: Option<String>,
+    /// Callee (as received or as sent) contains this.
+    #[serde(default)]
+    pub callee: Option<String>,
+    /// Page cursor: the `next` of the previous page.
+    #[serde(default)]
+    pub before: Option<String>,
+    /// Records per page.
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+impl Default for CallQuery {
+    fn default() -> Self {
+        CallQuery {
+            from_ms: None,
+            to_ms: None,
+            account: None,
+            gateway: None,
+            result: None,
+            caller: None,
+            callee: None,
+            before: None,
+            limit: default_limit(),
+        }
+    }
+}
+
+impl CallQuery {
+    fn matches(&self, r: &CallRecord) -> bool {
+        let contains = |want: &Option<String>, a: &str, b: &Option<String>| {
+            want.as_deref()
+                .is_none_or(|w| a.contains(w) || b.as_deref().is_some_and(|b| b.contains(w)))
+        };
+        self.account.as_deref().is_none_or(|a| a == r.account)
+            && self
+                .gateway
+                .as_deref()
+                .is_none_or(|g| g == r.ingress_gateway || r.egress_gateway.as_deref() == Some(g))
+            && self.result.is_none_or(|want| want == r.result())
+            && contains(&self.caller, &r.caller_in, &r.caller_out)
+            && contains(&self.callee, &r.callee_in, &r.callee_out)
+    }
+}
+
 /// The money side of a billed call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallCharges {
@@ -153,20 +251,35 @@ impl Store {
         Ok(())
     }
 
-    /// The newest `limit` records, optionally only a tenant's, newest first.
-    pub fn call_records(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<CallRecord>> {
+    /// The newest records matching `query` (and, when given, of one tenant), newest
+    /// first, at most `query.limit`; with the cursor of the next page when there may
+    /// be more. The time range narrows the scan (records are keyed by end time); the
+    /// other filters are checked record by record.
+    pub fn query_calls(
+        &self,
+        tenant: Option<&str>,
+        query: &CallQuery,
+    ) -> Result<(Vec<CallRecord>, Option<String>)> {
+        let from = query.from_ms.unwrap_or(0).to_be_bytes().to_vec();
+        let to = match (&query.before, query.to_ms) {
+            (Some(cursor), _) => {
+                hex::decode(cursor).map_err(|_| Error::Missing(format!("page {cursor:?}")))?
+            }
+            (None, Some(to)) => to.to_be_bytes().to_vec(),
+            (None, None) => u64::MAX.to_be_bytes().to_vec(),
+        };
         let mut out = Vec::new();
-        for kv in self.calls.iter().rev() {
-            let (_, v) = kv?;
+        for kv in self.calls.range(from..to).rev() {
+            let (k, v) = kv?;
             let r: CallRecord = from_json(&v)?;
-            if tenant.is_none_or(|t| t == r.tenant) {
+            if tenant.is_none_or(|t| t == r.tenant) && query.matches(&r) {
                 out.push(r);
-                if out.len() >= limit {
-                    break;
+                if out.len() >= query.limit {
+                    return Ok((out, Some(hex::encode(k))));
                 }
             }
         }
-        Ok(out)
+        Ok((out, None))
     }
 
     /// Charge a finished call to its account and store its record, in one atomic

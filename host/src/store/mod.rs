@@ -22,7 +22,7 @@ mod tables;
 mod tokens;
 
 pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope};
-pub use calls::{AttemptRecord, CallCharges, CallRecord, EndReason};
+pub use calls::{AttemptRecord, CallCharges, CallQuery, CallRecord, CallResult, EndReason};
 pub use carrier::{Account, CarrierObject, MappingGateway, Phone, RoutingGateway, Snapshot};
 pub use error::{Error, Result};
 pub use modules::{ModuleKey, ModuleVersion};
