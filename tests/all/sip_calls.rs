@@ -104,6 +104,37 @@ async fn failover_from_503_past_a_silent_vendor_to_an_answer() -> Result<()> {
         .filter(|l| l.starts_with("SIP/2.0 180"))
         .count();
     assert_eq!(ringing, 1);
+    // Traffic statistics: per gateway attempt, per account call; modules see the ASR.
+    let (status, stats) = s.admin("GET", "/api/v1/stats", None).await?;
+    assert_eq!(status, 200, "{stats}");
+    let g = &stats["gateways"];
+    assert_eq!(
+        (
+            g["vendor-503"]["attempts"].as_u64(),
+            g["vendor-503"]["asr"].as_f64()
+        ),
+        (Some(1), Some(0.0)),
+        "{stats}"
+    );
+    assert_eq!(
+        (
+            g["vendor-ok"]["answered"].as_u64(),
+            g["vendor-ok"]["asr"].as_f64()
+        ),
+        (Some(1), Some(1.0)),
+        "{stats}"
+    );
+    assert_eq!(g["vendor-ok"]["window_secs"], 300, "{stats}");
+    let acme = &stats["accounts"]["acme"];
+    assert_eq!(
+        (acme["attempts"].as_u64(), acme["answered"].as_u64()),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+    assert_eq!(
+        s.server.policy.services().gateway_live("vendor-ok").asr,
+        1.0
+    );
     assert_eq!(r["egress_gateway"], "vendor-ok");
     assert_eq!(r["final_code"], 200);
     s.stop().await

@@ -19,6 +19,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/calls", get(list))
         .route("/api/v1/calls/{call_id}", get(show))
         .route("/api/v1/sip/stats", get(stats))
+        .route("/api/v1/stats", get(traffic))
 }
 
 /// `GET /api/v1/calls?format=`: `csv` for a CSV export; JSON otherwise. (A second
@@ -134,4 +135,32 @@ async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJs
     let sip = state.sip.as_ref().map(|s| s.stats());
     let upstream = state.sip.as_ref().map(|s| s.upstream_status());
     Ok(ApiJson(json!({ "sip": sip, "upstream": upstream })))
+}
+
+/// Traffic over the statistics window per routing gateway (with its live state) and per
+/// account, for the caller's tenant.
+async fn traffic(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJson<Value>> {
+    let services = state.policy.services();
+    let mut gateways = serde_json::Map::new();
+    for (id, _) in state
+        .store
+        .carrier_list::<crate::store::RoutingGateway>(Some(&caller.tenant))?
+    {
+        let live = services.gateway_live(&id);
+        let mut entry = serde_json::to_value(services.gateway_traffic(&id)).unwrap_or_default();
+        entry["current_calls"] = json!(live.current_calls);
+        entry["down"] = json!(live.down);
+        gateways.insert(id, entry);
+    }
+    let mut accounts = serde_json::Map::new();
+    for (id, _) in state
+        .store
+        .carrier_list::<crate::store::Account>(Some(&caller.tenant))?
+    {
+        let summary = services.account_traffic(&id);
+        accounts.insert(id, serde_json::to_value(summary).unwrap_or_default());
+    }
+    Ok(ApiJson(
+        json!({ "gateways": gateways, "accounts": accounts }),
+    ))
 }

@@ -21,6 +21,7 @@ pub mod invoke;
 pub mod limits;
 pub mod services;
 mod state;
+pub mod traffic;
 pub mod validate;
 
 use std::collections::HashMap;

@@ -7,6 +7,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::store::{Row, Store, TableIndex};
 
 use super::limits::{MAX_COUNTER_EVENTS, MAX_COUNTER_KEYS};
+use super::traffic::{Outcome, Summary, Windows};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Live state of a routing gateway, fed by the SIP layer (health checks, call counts,
 /// statistics). A gateway with no entry is up with no traffic.
@@ -23,7 +28,7 @@ pub struct GatewayLive {
 }
 
 /// Length of the gateway statistics window reported to modules, seconds.
-pub const GATEWAY_STATS_WINDOW_SECS: u32 = 300;
+pub const GATEWAY_STATS_WINDOW_SECS: u32 = super::traffic::WINDOW_SECS;
 
 /// One module's sliding-window counters: event times (ms) per counter key.
 type CounterWindows = HashMap<String, VecDeque<u64>>;
@@ -35,6 +40,8 @@ pub struct Services {
     /// By (tenant, module).
     counters: Mutex<HashMap<(String, String), CounterWindows>>,
     live: RwLock<HashMap<String, GatewayLive>>,
+    gateway_traffic: Mutex<Windows>,
+    account_traffic: Mutex<Windows>,
 }
 
 impl Services {
@@ -45,6 +52,8 @@ impl Services {
             tables: RwLock::default(),
             counters: Mutex::default(),
             live: RwLock::default(),
+            gateway_traffic: Mutex::default(),
+            account_traffic: Mutex::default(),
         }
     }
 
@@ -120,14 +129,39 @@ impl Services {
         Ok(events.iter().filter(|&&t| t > since && t <= now_ms).count() as u64)
     }
 
-    /// The live state of a routing gateway.
+    /// The live state of a routing gateway, its ASR and ACD over the traffic window.
     pub fn gateway_live(&self, id: &str) -> GatewayLive {
-        self.live
+        let mut live = self
+            .live
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let traffic = self.gateway_traffic(id);
+        live.asr = traffic.asr;
+        live.acd_secs = traffic.acd_secs;
+        live
+    }
+
+    /// Count a finished attempt on a routing gateway.
+    pub fn record_attempt(&self, gateway: &str, outcome: Outcome) {
+        lock(&self.gateway_traffic).record(gateway, outcome);
+    }
+
+    /// Count a finished call of an account.
+    pub fn record_call(&self, account: &str, outcome: Outcome) {
+        lock(&self.account_traffic).record(account, outcome);
+    }
+
+    /// A routing gateway's traffic over the window.
+    pub fn gateway_traffic(&self, id: &str) -> Summary {
+        lock(&self.gateway_traffic).summary(id, crate::now_ms())
+    }
+
+    /// An account's traffic over the window.
+    pub fn account_traffic(&self, id: &str) -> Summary {
+        lock(&self.account_traffic).summary(id, crate::now_ms())
     }
 
     /// Count a call starting (+1) or ending (-1) on a routing gateway.

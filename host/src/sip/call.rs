@@ -845,6 +845,38 @@ impl CallTask {
         end
     }
 
+    /// Feed the traffic statistics: each attempt sent to its gateway, the call to its
+    /// account.
+    fn count_traffic(&self) {
+        use crate::policy::traffic::Outcome;
+        let services = self.core.policy.services();
+        let r = &self.record;
+        let at_ms = r.end_ms;
+        for a in r.attempts.iter().filter(|a| !a.leg_call_id.is_empty()) {
+            let answered = a.code.is_some_and(|c| (200..300).contains(&c));
+            let duration_secs = if answered { r.duration_secs() } else { 0 };
+            services.record_attempt(
+                &a.gateway,
+                Outcome {
+                    at_ms,
+                    answered,
+                    duration_secs,
+                    pdd_ms: a.pdd_ms,
+                },
+            );
+        }
+        let answered = r.answer_ms.is_some();
+        services.record_call(
+            &r.account,
+            Outcome {
+                at_ms,
+                answered,
+                duration_secs: r.duration_secs(),
+                pdd_ms: r.pdd_ms,
+            },
+        );
+    }
+
     /// How to INVITE a vendor again after its refusal `resp`, if we can: answer its
     /// digest challenge with the gateway's credentials (RFC 3261 §22.2), or offer the
     /// session interval its 422 asks for (RFC 4028 §6).
@@ -1269,6 +1301,7 @@ impl CallTask {
             }
         }
         tracing::info!(reason = ?reason, code = self.record.final_code, attempts = self.record.attempts.len(), "call ended");
+        self.count_traffic();
         match self.billing.take() {
             Some(auth) => self.core.billing.settle(auth, &mut self.record).await,
             None => save_call_record(&self.core.store, &self.record).await,
