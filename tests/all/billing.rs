@@ -228,3 +228,68 @@ async fn concurrent_calls_share_the_balance_without_overspending() -> Result<()>
     wait_for_no_calls(&s).await?;
     s.stop().await
 }
+
+#[tokio::test]
+async fn number_sections_and_the_account_call_limit_refuse_calls() -> Result<()> {
+    let dir = TempDir::new("billing-sections");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/accounts/acme",
+            Some(
+                json!({ "allowed_prefixes": ["44"], "blocked_prefixes": ["4490"], "max_calls": 1 }),
+            ),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/routing-gateways/vendor-a",
+            Some(json!({ "address": format!("127.0.0.1:{}", vendor.port), "progress_timeout_ms": 1500 })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let ask = |call_id: &'static str, callee: &'static str, wait_ms: u64| {
+        let invite = raw_invite(call_id, callee);
+        let to = s.server.sip.addr;
+        async move {
+            raw_request("127.0.0.1:0", to, &invite, Duration::from_millis(wait_ms))
+                .await
+                .map(Option::unwrap_or_default)
+        }
+    };
+    for (call_id, callee) in [("france", "33123456"), ("premium", "449012345")] {
+        let answer = ask(call_id, callee, 2_000).await?;
+        assert!(answer.starts_with("SIP/2.0 403"), "{callee}: {answer}");
+    }
+    // One call at a time for the account: a ringing call holds its place.
+    let uas = Sipp::uas(
+        vendor.port,
+        &["-sf", &scenario("uas_ring.xml").to_string_lossy()],
+        1,
+    )?;
+    let first = ask("first", "442071234567", 3_000).await?;
+    assert!(first.starts_with("SIP/2.0 180"), "{first}");
+    let second = ask("second", "442071234567", 2_000).await?;
+    assert!(
+        second.starts_with("SIP/2.0 503") && second.contains("account concurrent call limit 1"),
+        "{second}"
+    );
+    uas.succeeds().await?;
+    let records = wait_for_records(&s, 4).await?;
+    let reason = |id: &str| {
+        records
+            .iter()
+            .find(|r| r["call_id"] == id)
+            .map(|r| r["reason"].clone())
+    };
+    assert_eq!(reason("france"), Some(json!("number_not_allowed")));
+    assert_eq!(reason("premium"), Some(json!("number_not_allowed")));
+    assert_eq!(reason("second"), Some(json!("limit")));
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}

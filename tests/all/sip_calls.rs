@@ -759,7 +759,8 @@ async fn a_full_routing_gateway_refuses_with_503_and_a_reason() -> Result<()> {
         "127.0.0.1:0",
         s.server.sip.addr,
         &raw_invite("cap-1", "4420"),
-        Duration::from_millis(300),
+        // SIPp may still be starting: the vendor INVITE is retransmitted until it rings.
+        Duration::from_secs(3),
     )
     .await?;
     assert!(

@@ -1,6 +1,6 @@
 //! Real-time billing: a call is authorized against its account before any vendor
-//! INVITE (enabled, a rate for the number, funds for the first increment), reserves
-//! what the balance allows when it is answered (which bounds its duration), and is
+//! INVITE (enabled, the callee within its number sections, a rate for the number,
+//! funds for the first increment), reserves quotas of its balance while answered, and is
 //! settled when it ends: charge, vendor cost and profit, balance debited and the call
 //! record written in one atomic, flushed step.
 //!
@@ -117,6 +117,14 @@ impl Billing {
                 "Forbidden",
                 EndReason::AccountDisabled,
                 "account disabled".into(),
+            ));
+        }
+        if !account.may_call(callee) {
+            return Err(refuse(
+                403,
+                "Forbidden",
+                EndReason::NumberNotAllowed,
+                format!("{callee} is outside the account's number sections"),
             ));
         }
         let Some(table) = &account.rate_table else {

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::store::{MappingGateway, Store};
+use crate::store::{Account, MappingGateway, Store};
 
 /// The verdict on a new call.
 pub enum Admit {
@@ -54,17 +54,20 @@ pub struct Admission {
     usage: Arc<Mutex<HashMap<String, GatewayUse>>>,
 }
 
-/// A concurrent-call place on a mapping gateway.
+/// A concurrent-call place on a mapping gateway and on its account.
 pub struct Slot {
     gateway: String,
+    account: String,
     usage: Arc<Mutex<HashMap<String, GatewayUse>>>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(u) = usage.get_mut(&self.gateway) {
-            u.active = u.active.saturating_sub(1);
+        for key in [&self.gateway, &self.account] {
+            if let Some(u) = usage.get_mut(key) {
+                u.active = u.active.saturating_sub(1);
+            }
         }
     }
 }
@@ -121,12 +124,26 @@ impl Admission {
         {
             u.recent.pop_front();
         }
-        let refused = if gateway.cps_limit > 0 && u.recent.len() >= gateway.cps_limit as usize {
+        let (recent, active) = (u.recent.len(), u.active);
+        // The account's concurrent calls count across all its gateways.
+        let account_key = format!("account:{}", gateway.account);
+        let account_limit = self
+            .store
+            .carrier_get::<Account>(&gateway.account)
+            .ok()
+            .flatten()
+            .map_or(0, |a| a.max_calls);
+        let account_active = usage.get(&account_key).map_or(0, |u| u.active);
+        let refused = if gateway.cps_limit > 0 && recent >= gateway.cps_limit as usize {
             Some(format!("CPS limit {} reached", gateway.cps_limit))
-        } else if gateway.max_calls > 0 && u.active >= gateway.max_calls {
+        } else if gateway.max_calls > 0 && active >= gateway.max_calls {
             Some(format!(
                 "concurrent call limit {} reached",
                 gateway.max_calls
+            ))
+        } else if account_limit > 0 && account_active >= account_limit {
+            Some(format!(
+                "account concurrent call limit {account_limit} reached"
             ))
         } else {
             None
@@ -137,11 +154,15 @@ impl Admission {
                 gateway: Some(Box::new((gateway_id, gateway))),
             };
         }
-        u.recent.push_back(now);
-        u.active += 1;
+        if let Some(u) = usage.get_mut(&gateway_id) {
+            u.recent.push_back(now);
+            u.active += 1;
+        }
+        usage.entry(account_key.clone()).or_default().active += 1;
         Admit::Accepted {
             slot: Slot {
                 gateway: gateway_id.clone(),
+                account: account_key,
                 usage: self.usage.clone(),
             },
             gateway_id,

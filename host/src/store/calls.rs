@@ -46,6 +46,8 @@ pub enum EndReason {
     AccountDisabled,
     /// The call used up what the balance allowed at answer.
     BalanceExhausted,
+    /// The account's number section limitation does not allow the callee.
+    NumberNotAllowed,
 }
 
 /// One outbound attempt.

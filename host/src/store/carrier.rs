@@ -65,6 +65,16 @@ pub struct Account {
     /// call blocking").
     #[serde(default)]
     pub credit_limit: crate::billing::Money,
+    /// Concurrent calls over all its gateways; 0 = unlimited.
+    #[serde(default)]
+    pub max_calls: u32,
+    /// Number section limitation: when not empty, only callees starting with one of
+    /// these may be called.
+    #[serde(default)]
+    pub allowed_prefixes: Vec<String>,
+    /// Callees starting with one of these are refused.
+    #[serde(default)]
+    pub blocked_prefixes: Vec<String>,
 }
 
 impl Default for Account {
@@ -77,11 +87,21 @@ impl Default for Account {
             prepaid: yes(),
             balance: crate::billing::Money::ZERO,
             credit_limit: crate::billing::Money::ZERO,
+            max_calls: 0,
+            allowed_prefixes: Vec::new(),
+            blocked_prefixes: Vec::new(),
         }
     }
 }
 
 impl Account {
+    /// Whether its number section limitation lets it call `callee`.
+    pub fn may_call(&self, callee: &str) -> bool {
+        let starts = |p: &String| callee.starts_with(p.as_str());
+        (self.allowed_prefixes.is_empty() || self.allowed_prefixes.iter().any(starts))
+            && !self.blocked_prefixes.iter().any(starts)
+    }
+
     /// What its calls may still spend (before other calls' reservations).
     pub fn funds(&self) -> crate::billing::Money {
         match self.prepaid {
