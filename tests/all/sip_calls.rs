@@ -809,6 +809,23 @@ async fn a_full_routing_gateway_refuses_with_503_and_a_reason() -> Result<()> {
 }
 
 #[tokio::test]
+async fn info_is_relayed_and_the_vendors_bye_reaches_the_caller() -> Result<()> {
+    let dir = TempDir::new("sip-info-bye");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let uas = Sipp::uas(vendor.port, &["-sf", &path("uas_info_then_bye.xml")], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sf", &path("uac_info.xml")], 1, 1)?
+        .succeeds()
+        .await?;
+    uas.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(r["reason"], "callee_hangup", "{r}");
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
 async fn calls_over_ipv6_complete_on_both_legs() -> Result<()> {
     let dir = TempDir::new("sip-ipv6");
     let s = TestServer::start_configured(&dir.0, |c| {
