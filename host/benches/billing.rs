@@ -55,11 +55,12 @@ fn main() -> anyhow::Result<()> {
     let numbers: Vec<String> = (0..4096)
         .map(|_| format!("{:012}", next() % 1_000_000_000_000))
         .collect();
+    let now_ms = switchyard::now_ms();
     let started = Instant::now();
     let mut found = 0usize;
     for i in 0..lookups {
         if let Some(rate) =
-            Rate::lookup(&table, &numbers[i % numbers.len()]).map_err(anyhow::Error::msg)?
+            Rate::lookup(&table, &numbers[i % numbers.len()], now_ms).map_err(anyhow::Error::msg)?
         {
             found += usize::from(rate.per_minute >= Money::ZERO);
         }

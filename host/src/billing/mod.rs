@@ -246,7 +246,8 @@ impl Billing {
             .table(tenant, table)
             .map_err(|e| format!("rate table {table:?}: {e}"))?
             .ok_or_else(|| format!("rate table {table:?} does not exist"))?;
-        Rate::lookup(&index, number).map_err(|e| format!("rate table {table:?}: {e}"))
+        Rate::lookup(&index, number, crate::now_ms())
+            .map_err(|e| format!("rate table {table:?}: {e}"))
     }
 }
 

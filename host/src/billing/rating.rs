@@ -1,7 +1,9 @@
 //! Rates and what a call costs under them. A rate table is a data table whose rows are
-//! `prefix, per-minute, connection fee, first increment s, next increment s`
-//! (fee defaults to 0, first to 60, next to first); the callee's longest matching
-//! prefix picks the rate.
+//! `prefix, per-minute, connection fee, first increment s, next increment s, effective
+//! from` (fee defaults to 0, first to 60, next to first; effective from is a UTC date
+//! `2026-12-01` or instant `2026-12-01T08:00:00Z`, empty = always). The callee's longest
+//! prefix with a rate in effect picks it; of several rows for that prefix, the one that
+//! took effect last wins, so a price change is loaded ahead of its date.
 
 use serde::Serialize;
 
@@ -21,6 +23,8 @@ pub struct Rate {
     pub first_increment_secs: u32,
     /// Every later block, seconds.
     pub next_increment_secs: u32,
+    /// In effect from, Unix ms (none: always).
+    pub effective_from_ms: Option<u64>,
 }
 
 impl Rate {
@@ -53,22 +57,43 @@ impl Rate {
         };
         let first = secs(2, 60, "first increment")?;
         let next = secs(3, first, "next increment")?;
+        let effective_from_ms = field(4)
+            .map(|f| parse_instant(f).ok_or_else(|| bad("effective date")))
+            .transpose()?;
         Ok(Rate {
             prefix: row.key.clone(),
             per_minute,
             connection_fee,
             first_increment_secs: first,
             next_increment_secs: next,
+            effective_from_ms,
         })
     }
 
-    /// The rate of `number` in `table`: none when no prefix matches.
-    pub fn lookup(table: &TableIndex, number: &str) -> Result<Option<Rate>, String> {
-        table
-            .prefixes(number)
-            .next()
-            .map(Rate::from_row)
-            .transpose()
+    /// The rate of `number` in `table` in effect at `now_ms`: none when no prefix has
+    /// one.
+    pub fn lookup(table: &TableIndex, number: &str, now_ms: u64) -> Result<Option<Rate>, String> {
+        let mut best: Option<Rate> = None;
+        // Longest keys first; rows of one key in load order.
+        for row in table.prefixes(number) {
+            if best
+                .as_ref()
+                .is_some_and(|b| row.key.len() < b.prefix.len())
+            {
+                break;
+            }
+            let rate = Rate::from_row(row)?;
+            if rate.effective_from_ms.is_some_and(|t| t > now_ms) {
+                continue;
+            }
+            if best
+                .as_ref()
+                .is_none_or(|b| rate.effective_from_ms >= b.effective_from_ms)
+            {
+                best = Some(rate);
+            }
+        }
+        Ok(best)
     }
 
     /// Seconds billed for a call of `duration_secs`: nothing for zero, else the first
@@ -118,6 +143,15 @@ impl Rate {
         let next = u64::from(self.next_increment_secs);
         Some(first + (affordable - first) / next * next)
     }
+}
+
+/// `2026-12-01` (UTC midnight) or an RFC 3339 instant, as Unix ms.
+fn parse_instant(text: &str) -> Option<u64> {
+    let at = match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(date) => date.and_hms_opt(0, 0, 0)?.and_utc(),
+        Err(_) => chrono::DateTime::parse_from_rfc3339(text).ok()?.to_utc(),
+    };
+    u64::try_from(at.timestamp_millis()).ok()
 }
 
 #[cfg(test)]
@@ -200,7 +234,7 @@ mod tests {
                 fields: vec!["cheap".into()],
             },
         ]);
-        let london = Rate::lookup(&table, "442071234567").unwrap().unwrap();
+        let london = Rate::lookup(&table, "442071234567", 0).unwrap().unwrap();
         assert_eq!(
             (
                 london.prefix.as_str(),
@@ -210,12 +244,40 @@ mod tests {
             ("4420", 1, 1)
         );
         assert_eq!(
-            Rate::lookup(&table, "4413").unwrap().unwrap().per_minute,
+            Rate::lookup(&table, "4413", 0).unwrap().unwrap().per_minute,
             Money::from_units(0.10)
         );
-        assert!(Rate::lookup(&table, "1212").unwrap().is_none());
-        assert!(Rate::lookup(&table, "331")
+        assert!(Rate::lookup(&table, "1212", 0).unwrap().is_none());
+        assert!(Rate::lookup(&table, "331", 0)
             .unwrap_err()
             .contains("per-minute"));
+    }
+
+    #[test]
+    fn a_price_change_takes_effect_on_its_date_and_not_before() {
+        let row = |key: &str, price: &str, from: &str| Row {
+            key: key.into(),
+            fields: vec![price.into(), "".into(), "".into(), "".into(), from.into()],
+        };
+        let table = TableIndex::new(vec![
+            row("44", "0.10", ""),
+            row("44", "0.08", "2026-12-01"),
+            row("44", "0.09", "2026-11-01"),
+            // A new, more specific prefix that only starts next year.
+            row("4420", "0.05", "2027-01-01T00:00:00Z"),
+        ]);
+        let at = |date: &str| parse_instant(date).unwrap();
+        let price = |now: u64| Rate::lookup(&table, "442071234567", now).unwrap().unwrap();
+        assert_eq!(price(at("2026-10-15")).per_minute, Money::from_units(0.10));
+        assert_eq!(price(at("2026-11-23")).per_minute, Money::from_units(0.09));
+        assert_eq!(price(at("2026-12-01")).per_minute, Money::from_units(0.08));
+        let next_year = price(at("2027-01-01"));
+        assert_eq!(
+            (next_year.prefix.as_str(), next_year.per_minute),
+            ("4420", Money::from_units(0.05))
+        );
+        assert!(Rate::from_row(&row("44", "0.1", "soon"))
+            .unwrap_err()
+            .contains("effective date"));
     }
 }

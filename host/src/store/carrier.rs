@@ -47,7 +47,8 @@ pub struct Account {
     #[serde(default)]
     pub tenant: String,
     /// Data table holding the customer's rates (rows: prefix, per-minute,
-    /// connection fee, first increment s, next increment s). An account without one
+    /// connection fee, first increment s, next increment s, effective from; see
+    /// [`crate::billing::Rate`]). An account without one
     /// is not billed; with one, a number it has no rate for is refused.
     #[serde(default)]
     pub rate_table: Option<String>,

@@ -13,7 +13,8 @@ impl PolicyState {
             .table(&self.ctx.tenant, table)
             .map_err(internal)?
             .ok_or_else(|| Error::NotFound(format!("rate table {table:?}")))?;
-        let rate = crate::billing::Rate::lookup(&index, number)
+        let now_ms = self.ctx.now_ms.unwrap_or_else(crate::now_ms);
+        let rate = crate::billing::Rate::lookup(&index, number, now_ms)
             .map_err(|e| Error::Other(format!("rate table {table:?} {e}")))?;
         Ok(rate.map(|r| Rate {
             prefix: r.prefix,
