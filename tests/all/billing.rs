@@ -293,3 +293,30 @@ async fn number_sections_and_the_account_call_limit_refuse_calls() -> Result<()>
     wait_for_no_calls(&s).await?;
     s.stop().await
 }
+
+#[tokio::test]
+async fn a_100000_prefix_rate_table_loads_and_exports_as_loaded() -> Result<()> {
+    let dir = TempDir::new("billing-bulk");
+    let s = TestServer::start(&dir.0).await?;
+    let csv: String = (0..100_000)
+        .map(|i| format!("{},0.{:04},0,60,6\n", 100_000 + i, i % 10_000))
+        .collect();
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/api/v1/tables/bulk-rates",
+            ADMIN,
+            Some(Body::Bytes(csv.clone().into_bytes(), "text/csv")),
+        )
+        .await?;
+    assert_eq!((status, &body["rows"]), (200, &json!(100_000)), "{body}");
+    let (status, exported) = s
+        .call("GET", "/api/v1/tables/bulk-rates?format=csv", ADMIN, None)
+        .await?;
+    assert_eq!(status, 200);
+    assert!(
+        exported.as_str() == Some(csv.as_str()),
+        "the export differs from the import"
+    );
+    s.stop().await
+}

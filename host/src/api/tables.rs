@@ -106,16 +106,42 @@ async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJso
     Ok(ApiJson(state.store.tables(&caller.tenant)?))
 }
 
+/// `?format=csv` exports a table in the form a PUT takes.
+#[derive(Deserialize)]
+struct ShowQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<ApiJson<Value>> {
+    axum::extract::Query(q): axum::extract::Query<ShowQuery>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     let (info, rows) = state
         .store
         .table(&caller.tenant, &name)?
         .ok_or_else(|| ApiError::NotFound(format!("table {name:?}")))?;
-    Ok(ApiJson(json!({ "info": info, "rows": rows })))
+    match q.format.as_deref() {
+        None | Some("json") => Ok(ApiJson(json!({ "info": info, "rows": rows })).into_response()),
+        Some("csv") => {
+            let mut csv = String::with_capacity(rows.len() * 32);
+            for row in &rows {
+                csv.push_str(&row.key);
+                for field in &row.fields {
+                    csv.push(',');
+                    csv.push_str(field);
+                }
+                csv.push('\n');
+            }
+            Ok(([(axum::http::header::CONTENT_TYPE, "text/csv")], csv).into_response())
+        }
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "format {other:?}: use json or csv"
+        ))),
+    }
 }
 
 async fn remove(
