@@ -125,7 +125,13 @@ async fn openapi_document_describes_every_route() -> Result<()> {
         // Generic per-kind routes (`/api/v1/{}`) are listed by kind below.
         .filter(|r| !r.contains("{}"))
         .collect();
-    for kind in ["accounts", "mapping-gateways", "routing-gateways", "phones"] {
+    for kind in [
+        "accounts",
+        "mapping-gateways",
+        "routing-gateways",
+        "phones",
+        "calendars",
+    ] {
         routes.push(format!("/api/v1/{kind}"));
         routes.push(format!("/api/v1/{kind}/{{id}}"));
     }

@@ -320,3 +320,25 @@ async fn a_100000_prefix_rate_table_loads_and_exports_as_loaded() -> Result<()> 
     );
     s.stop().await
 }
+
+#[tokio::test]
+async fn calendars_are_checked_when_stored() -> Result<()> {
+    let dir = TempDir::new("billing-calendars");
+    let s = TestServer::start(&dir.0).await?;
+    let bad = json!({ "time_zone": "Mars/Olympus" });
+    let (status, body) = s.admin("PUT", "/api/v1/calendars/uk", Some(bad)).await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("IANA"), "{body}");
+    let good = json!({ "time_zone": "Europe/London", "holidays": ["2026-12-25"],
+        "periods": [{ "name": "night", "start": "22:00", "end": "06:00" }] });
+    let (status, body) = s.admin("PUT", "/api/v1/calendars/uk", Some(good)).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["working_days"], json!([1, 2, 3, 4, 5]), "{body}");
+    let account = json!({ "calendar": "uk", "period_rate_tables": { "night": "night-rates" } });
+    let (status, body) = s
+        .admin("PUT", "/api/v1/accounts/acme", Some(account))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["period_rate_tables"]["night"], "night-rates");
+    s.stop().await
+}

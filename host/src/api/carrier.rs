@@ -16,6 +16,7 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(kind::<MappingGateway>())
         .merge(kind::<RoutingGateway>())
         .merge(kind::<Phone>())
+        .merge(kind::<crate::billing::Calendar>())
 }
 
 fn kind<T: CarrierObject>() -> Router<AppState> {

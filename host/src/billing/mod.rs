@@ -10,12 +10,14 @@
 //! out, and is cut when none is left. So one long call does not lock up a large
 //! balance that other calls could use, and no two calls spend the same money.
 
+mod calendar;
 mod money;
 mod rating;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+pub use calendar::{Calendar, Days, Period};
 pub use money::Money;
 pub use rating::Rate;
 
@@ -127,11 +129,11 @@ impl Billing {
                 format!("{callee} is outside the account's number sections"),
             ));
         }
-        let Some(table) = &account.rate_table else {
+        if account.rate_table.is_none() && account.period_rate_tables.is_empty() {
             return Ok(None);
-        };
+        }
         let rate = self
-            .rate_in(&account.tenant, table, callee)
+            .account_rate(&account, callee, crate::now_ms())
             .map_err(|detail| refuse(500, "Server Internal Error", EndReason::NoRate, detail))?
             .ok_or_else(|| {
                 refuse(
@@ -239,6 +241,34 @@ impl Billing {
         }
     }
 
+    /// An account's rate for `callee` at `now_ms`: from the table of the first period of
+    /// its calendar that is on and has one, else from its default table.
+    fn account_rate(
+        &self,
+        account: &Account,
+        callee: &str,
+        now_ms: u64,
+    ) -> Result<Option<Rate>, String> {
+        if let Some(id) = &account.calendar {
+            let calendar = match self.store.carrier_get::<Calendar>(id) {
+                Ok(Some(c)) if c.tenant == account.tenant => c,
+                Ok(_) => return Err(format!("calendar {id:?} does not exist")),
+                Err(e) => return Err(format!("calendar {id:?}: {e}")),
+            };
+            for period in calendar.periods_at(now_ms) {
+                if let Some(table) = account.period_rate_tables.get(period) {
+                    if let Some(rate) = self.rate_in(&account.tenant, table, callee)? {
+                        return Ok(Some(rate));
+                    }
+                }
+            }
+        }
+        match &account.rate_table {
+            Some(table) => self.rate_in(&account.tenant, table, callee),
+            None => Ok(None),
+        }
+    }
+
     /// The rate of `number` in a tenant's rate table.
     fn rate_in(&self, tenant: &str, table: &str, number: &str) -> Result<Option<Rate>, String> {
         let index = self
@@ -300,6 +330,71 @@ mod tests {
             billing.authorize("acct", "1212").unwrap_err().reason,
             EndReason::NoRate
         );
+        drop(billing);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_calendar_period_picks_the_rate_table_and_falls_back_to_the_default() {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-billing-cal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let billing = billing(&dir, 1.0);
+        let store = &billing.store;
+        let default = vec![
+            Row {
+                key: "44".into(),
+                fields: vec!["0.60".into()],
+            },
+            Row {
+                key: "33".into(),
+                fields: vec!["0.90".into()],
+            },
+        ];
+        let info = TableInfo {
+            tenant: "t".into(),
+            name: "rates".into(),
+            rows: 2,
+            loaded_at_ms: 0,
+        };
+        store.put_table(&info, &default).unwrap();
+        let peak = vec![Row {
+            key: "44".into(),
+            fields: vec!["0.30".into()],
+        }];
+        let info = TableInfo {
+            tenant: "t".into(),
+            name: "peak-rates".into(),
+            rows: 1,
+            loaded_at_ms: 0,
+        };
+        store.put_table(&info, &peak).unwrap();
+        let calendar: Calendar = serde_json::from_value(serde_json::json!({
+            "tenant": "t", "time_zone": "Europe/London",
+            "periods": [{ "name": "peak", "start": "08:00", "end": "18:00", "days": "working" }]
+        }))
+        .unwrap();
+        store.carrier_put("uk", &calendar).unwrap();
+        let mut account = store.carrier_get::<Account>("acct").unwrap().unwrap();
+        account.calendar = Some("uk".into());
+        account
+            .period_rate_tables
+            .insert("peak".into(), "peak-rates".into());
+        // Monday 23 November 2026, 09:30 and 20:00 in London (UTC in winter).
+        let (morning, evening) = (1_795_426_200_000u64, 1_795_464_000_000u64);
+        let price = |at: u64, number: &str| {
+            billing
+                .account_rate(&account, number, at)
+                .unwrap()
+                .map(|r| r.per_minute)
+        };
+        assert_eq!(price(morning, "4420"), Some(Money::from_units(0.30)));
+        assert_eq!(price(evening, "4420"), Some(Money::from_units(0.60)));
+        // Not in the peak table: the default table's rate; in neither: none.
+        assert_eq!(price(morning, "3312"), Some(Money::from_units(0.90)));
+        assert_eq!(price(morning, "1212"), None);
+        account.calendar = Some("missing".into());
+        assert!(billing.account_rate(&account, "4420", morning).is_err());
         drop(billing);
         let _ = std::fs::remove_dir_all(&dir);
     }

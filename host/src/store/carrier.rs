@@ -76,6 +76,13 @@ pub struct Account {
     /// Callees starting with one of these are refused.
     #[serde(default)]
     pub blocked_prefixes: Vec<String>,
+    /// Work calendar whose periods pick among `period_rate_tables`.
+    #[serde(default)]
+    pub calendar: Option<String>,
+    /// Rate table per period name of the calendar; a number the period's table has no
+    /// rate for falls back to `rate_table`.
+    #[serde(default)]
+    pub period_rate_tables: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Account {
@@ -91,6 +98,8 @@ impl Default for Account {
             max_calls: 0,
             allowed_prefixes: Vec::new(),
             blocked_prefixes: Vec::new(),
+            calendar: None,
+            period_rate_tables: Default::default(),
         }
     }
 }
@@ -319,6 +328,7 @@ impl CarrierObject for Account {
         self.balance = old.balance;
     }
 }
+owned_by_tenant!(crate::billing::Calendar, "calendars", |c| c.check());
 owned_by_tenant!(MappingGateway, "mapping-gateways", |g| {
     match g.sources.iter().find(|s| !crate::sip::valid_source(s)) {
         Some(bad) => Err(format!(
