@@ -274,6 +274,8 @@ async fn number_sections_and_the_account_call_limit_refuse_calls() -> Result<()>
     )?;
     let first = ask("first", "442071234567", 3_000).await?;
     assert!(first.starts_with("SIP/2.0 180"), "{first}");
+    let (_, stats) = s.admin("GET", "/api/v1/stats", None).await?;
+    assert_eq!(stats["accounts"]["acme"]["current_calls"], 1, "{stats}");
     let second = ask("second", "442071234567", 2_000).await?;
     assert!(
         second.starts_with("SIP/2.0 503") && second.contains("account concurrent call limit 1"),

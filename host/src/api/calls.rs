@@ -157,8 +157,9 @@ async fn traffic(State(state): State<AppState>, caller: Caller) -> ApiResult<Api
         .store
         .carrier_list::<crate::store::Account>(Some(&caller.tenant))?
     {
-        let summary = services.account_traffic(&id);
-        accounts.insert(id, serde_json::to_value(summary).unwrap_or_default());
+        let mut entry = serde_json::to_value(services.account_traffic(&id)).unwrap_or_default();
+        entry["current_calls"] = json!(state.sip.as_ref().map_or(0, |s| s.account_calls(&id)));
+        accounts.insert(id, entry);
     }
     Ok(ApiJson(
         json!({ "gateways": gateways, "accounts": accounts }),

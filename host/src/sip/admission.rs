@@ -81,6 +81,14 @@ impl Admission {
         }
     }
 
+    /// Calls in progress of an account (over all its gateways).
+    pub fn account_calls(&self, account: &str) -> u32 {
+        let usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        usage
+            .get(&format!("account:{account}"))
+            .map_or(0, |u| u.active)
+    }
+
     /// Decide on a new call from `source` to `callee`.
     pub fn admit(&self, source: IpAddr, callee: &str) -> Admit {
         let gateways = match self.store.carrier_snapshot::<MappingGateway>() {

@@ -290,6 +290,11 @@ impl SipCore {
         )
     }
 
+    /// Calls in progress of an account.
+    pub fn account_calls(&self, account: &str) -> u32 {
+        self.admission.account_calls(account)
+    }
+
     /// How our registrations with routing gateways stand, by gateway id.
     pub fn upstream_status(&self) -> std::collections::BTreeMap<String, upstream::UpstreamStatus> {
         self.upstream()
