@@ -97,13 +97,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
             core.txs.respond(&tx, resp).await;
             // A refusal on a known gateway is the customer's call: it leaves a record.
             if let Some((gateway_id, gateway)) = gateway.map(|g| *g) {
-                let origin = Origin {
-                    account: &gateway.account,
-                    tenant: &gateway.tenant,
-                    ingress_gateway: &gateway_id,
-                    callee: &requested,
-                    peer,
-                };
+                let origin = Origin::on(&gateway_id, &gateway, &requested, peer);
                 let wit = call_record(&invite, &origin, arrived_at_ms);
                 let record = new_call_record(&origin, &wit, &requested);
                 save_refusal(&core.store, record, 503, EndReason::Limit).await;
@@ -123,13 +117,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
             return core.txs.respond(&tx, resp).await;
         }
     }
-    let origin = Origin {
-        account: &gateway.account,
-        tenant: &gateway.tenant,
-        ingress_gateway: &gateway_id,
-        callee: &callee,
-        peer,
-    };
+    let origin = Origin::on(&gateway_id, &gateway, &callee, peer);
     let wit = call_record(&invite, &origin, arrived_at_ms);
     let record = new_call_record(&origin, &wit, &requested);
     // Billing refuses before any vendor INVITE, and the refusal is recorded.

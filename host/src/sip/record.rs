@@ -23,6 +23,24 @@ pub(super) struct Origin<'a> {
     pub peer: Peer,
 }
 
+impl<'a> Origin<'a> {
+    /// A call from `peer` on mapping gateway `gateway_id`, to `callee`.
+    pub(super) fn on(
+        gateway_id: &'a str,
+        gateway: &'a crate::store::MappingGateway,
+        callee: &'a str,
+        peer: Peer,
+    ) -> Origin<'a> {
+        Origin {
+            account: &gateway.account,
+            tenant: &gateway.tenant,
+            ingress_gateway: gateway_id,
+            callee,
+            peer,
+        }
+    }
+}
+
 /// The call record for `invite`.
 pub(super) fn call_record(invite: &Message, origin: &Origin<'_>, arrived_at_ms: u64) -> Call {
     let from = invite.header("From").unwrap_or_default();
