@@ -484,6 +484,81 @@ async fn phone_registers_and_its_invite_is_challenged() -> Result<()> {
     s.stop().await
 }
 
+/// REGISTER alice from a fresh loopback port: challenged, then answered with SHA-256.
+/// `attempt` keeps each REGISTER's branch its own (a repeated branch is a
+/// retransmission, answered from the transaction). The final answer's start line.
+async fn register_alice(s: &TestServer, password: &str, attempt: u32) -> Result<String> {
+    use switchyard::sip::digest::{ha1, response, Algorithm, REALM};
+    let register = |n: u32, auth: &str| {
+        let n = attempt * 10 + n;
+        format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bKreg{n}\r\n\
+             From: <sip:alice@127.0.0.1>;tag=r{n}\r\nTo: <sip:alice@127.0.0.1>\r\n\
+             Call-ID: reg-{n}@test\r\nCSeq: {n} REGISTER\r\nContact: <sip:alice@LOCAL>\r\n\
+             Expires: 300\r\nMax-Forwards: 70\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let wait = Duration::from_secs(2);
+    let challenge = raw_request("127.0.0.1:0", s.server.sip.addr, &register(1, ""), wait)
+        .await?
+        .unwrap_or_default();
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .ok_or_else(|| anyhow::anyhow!("no challenge: {challenge}"))?;
+    let h = ha1(Algorithm::Sha256, "alice", REALM, password);
+    let uri = "sip:127.0.0.1";
+    let r = response(
+        Algorithm::Sha256,
+        &h,
+        "REGISTER",
+        uri,
+        nonce,
+        Some(("auth", "00000001", "c0ffee")),
+    );
+    let auth = format!(
+        "Authorization: Digest username=\"alice\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+         response=\"{r}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
+    );
+    let answer = raw_request("127.0.0.1:0", s.server.sip.addr, &register(2, &auth), wait)
+        .await?
+        .unwrap_or_default();
+    Ok(answer.lines().next().unwrap_or_default().to_string())
+}
+
+#[tokio::test]
+async fn a_registration_from_a_new_address_replaces_the_old_unless_replace_is_off() -> Result<()> {
+    for replace in [true, false] {
+        let dir = TempDir::new("sip-register-replace");
+        let s = TestServer::start_configured(&dir.0, |c| c.sip.register_replace = replace).await?;
+        carrier(&s, json!({}), &[]).await?;
+        let (status, body) = s
+            .admin(
+                "PUT",
+                "/api/v1/phones/alice",
+                Some(json!({ "mapping_gateway": "customers", "password": "alice-secret-1" })),
+            )
+            .await?;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            register_alice(&s, "alice-secret-1", 1).await?,
+            "SIP/2.0 200 OK"
+        );
+        // The same phone from another address (port) while the first binding lives.
+        let second = register_alice(&s, "alice-secret-1", 2).await?;
+        if replace {
+            assert_eq!(second, "SIP/2.0 200 OK");
+        } else {
+            assert_eq!(second, "SIP/2.0 403 Registered Elsewhere");
+        }
+        let (_, stats) = s.admin("GET", "/api/v1/sip/stats", None).await?;
+        assert_eq!(stats["sip"]["registrations"], 1, "{stats}");
+        s.stop().await?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn wrong_passwords_lock_the_phone_out_even_with_the_right_one() -> Result<()> {
     use switchyard::sip::digest::{ha1, response, Algorithm, REALM};
