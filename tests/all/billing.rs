@@ -344,3 +344,42 @@ async fn calendars_are_checked_when_stored() -> Result<()> {
     assert_eq!(body["period_rate_tables"]["night"], "night-rates");
     s.stop().await
 }
+
+async fn put(s: &TestServer, path: &str, body: Value) -> Result<(u16, Value)> {
+    s.admin("PUT", path, Some(body)).await
+}
+
+#[tokio::test]
+async fn an_agents_number_sections_bind_its_sub_accounts() -> Result<()> {
+    let dir = TempDir::new("billing-agents");
+    let s = TestServer::start(&dir.0).await?;
+    carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
+    let (status, body) = put(&s, "/api/v1/accounts/acme", json!({ "parent": "nobody" })).await?;
+    assert_eq!(status, 400, "a parent that does not exist: {body}");
+    let (status, body) = put(
+        &s,
+        "/api/v1/accounts/reseller",
+        json!({ "allowed_prefixes": ["880"] }),
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put(&s, "/api/v1/accounts/acme", json!({ "parent": "reseller" })).await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put(&s, "/api/v1/accounts/reseller", json!({ "parent": "acme" })).await?;
+    assert_eq!(status, 400, "a loop: {body}");
+    let (status, body) = s.admin("DELETE", "/api/v1/accounts/reseller", None).await?;
+    assert_eq!(status, 409, "an agent with sub-accounts: {body}");
+    // acme itself allows everything; its agent only 880.
+    let answer = raw_request(
+        "127.0.0.1:0",
+        s.server.sip.addr,
+        &raw_invite("uk-1", "442071234567"),
+        Duration::from_secs(2),
+    )
+    .await?
+    .unwrap_or_default();
+    assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(r["reason"], "number_not_allowed", "{r}");
+    s.stop().await
+}

@@ -85,6 +85,9 @@ async fn put<T: CarrierObject>(
     }
     object.set_tenant(caller.tenant.clone());
     object.validate().map_err(ApiError::BadRequest)?;
+    object
+        .check_in(&id, &state.store)
+        .map_err(ApiError::BadRequest)?;
     object.prepare(&id);
     state.store.carrier_replace(&id, &mut object)?;
     state.store.commit().await?;
@@ -100,6 +103,7 @@ async fn remove<T: CarrierObject>(
     if owned::<T>(&state, &caller, &id)?.is_none() {
         return Err(ApiError::NotFound(format!("{} {id:?}", T::KIND)));
     }
+    T::check_delete(&id, &state.store).map_err(ApiError::Conflict)?;
     state.store.carrier_delete::<T>(&id)?;
     state.store.commit().await?;
     Ok(ApiJson(json!({ "deleted": id })))

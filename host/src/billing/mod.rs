@@ -121,12 +121,20 @@ impl Billing {
                 "account disabled".into(),
             ));
         }
-        if !account.may_call(callee) {
+        let may_call = self.store.account_may_call(&account, callee).map_err(|e| {
+            refuse(
+                500,
+                "Server Internal Error",
+                EndReason::NoRate,
+                format!("reading accounts: {e}"),
+            )
+        })?;
+        if !may_call {
             return Err(refuse(
                 403,
                 "Forbidden",
                 EndReason::NumberNotAllowed,
-                format!("{callee} is outside the account's number sections"),
+                format!("{callee} is outside the number sections of the account or its agents"),
             ));
         }
         if account.rate_table.is_none() && account.period_rate_tables.is_empty() {

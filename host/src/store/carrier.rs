@@ -25,6 +25,14 @@ pub trait CarrierObject: Serialize + DeserializeOwned + Clone + Send + Sync + 's
     }
     /// Derive stored fields from given ones before saving (the object's id given).
     fn prepare(&mut self, _id: &str) {}
+    /// Check it against the other stored objects before `id` is stored as it.
+    fn check_in(&self, _id: &str, _store: &Store) -> Result<(), String> {
+        Ok(())
+    }
+    /// Why `id` may not be deleted, if it may not.
+    fn check_delete(_id: &str, _store: &Store) -> Result<(), String> {
+        Ok(())
+    }
     /// Take from the object it replaces what a replacement may not change: secrets
     /// it left out, fields the server owns.
     fn keep_from(&mut self, _old: &Self) {}
@@ -76,6 +84,10 @@ pub struct Account {
     /// Callees starting with one of these are refused.
     #[serde(default)]
     pub blocked_prefixes: Vec<String>,
+    /// The agent account above it; an account with sub-accounts is an agent. Number
+    /// sections apply down the tree: a call must pass its account's and every agent's.
+    #[serde(default)]
+    pub parent: Option<String>,
     /// Work calendar whose periods pick among `period_rate_tables`.
     #[serde(default)]
     pub calendar: Option<String>,
@@ -83,6 +95,30 @@ pub struct Account {
     /// rate for falls back to `rate_table`.
     #[serde(default)]
     pub period_rate_tables: std::collections::BTreeMap<String, String>,
+}
+
+/// Deepest agent tree.
+const MAX_AGENT_DEPTH: usize = 32;
+
+impl Store {
+    /// Whether `account` and every agent above it let it call `callee`.
+    pub fn account_may_call(&self, account: &Account, callee: &str) -> Result<bool> {
+        if !account.may_call(callee) {
+            return Ok(false);
+        }
+        let accounts = self.carrier_snapshot::<Account>()?;
+        let mut next = account.parent.as_deref();
+        for _ in 0..MAX_AGENT_DEPTH {
+            let Some(agent) = next.and_then(|id| accounts.get(id)) else {
+                break;
+            };
+            if !agent.may_call(callee) {
+                return Ok(false);
+            }
+            next = agent.parent.as_deref();
+        }
+        Ok(true)
+    }
 }
 
 impl Default for Account {
@@ -98,6 +134,7 @@ impl Default for Account {
             max_calls: 0,
             allowed_prefixes: Vec::new(),
             blocked_prefixes: Vec::new(),
+            parent: None,
             calendar: None,
             period_rate_tables: Default::default(),
         }
@@ -326,6 +363,39 @@ impl CarrierObject for Account {
     fn keep_from(&mut self, old: &Self) {
         // Calls and payments own the balance once the account exists.
         self.balance = old.balance;
+    }
+    fn check_in(&self, id: &str, store: &Store) -> Result<(), String> {
+        let accounts = store
+            .carrier_snapshot::<Account>()
+            .map_err(|e| e.to_string())?;
+        // Walk up from the parent: it must exist in the same tenant, and the walk must
+        // not come back to this account.
+        let mut next = self.parent.clone();
+        for _ in 0..=MAX_AGENT_DEPTH {
+            let Some(up) = next else { return Ok(()) };
+            if up == id {
+                return Err(format!("parent {up:?} would make a loop"));
+            }
+            match accounts.get(&up) {
+                Some(a) if a.tenant == self.tenant => next = a.parent.clone(),
+                _ => return Err(format!("parent account {up:?} does not exist")),
+            }
+        }
+        Err(format!("agent tree deeper than {MAX_AGENT_DEPTH}"))
+    }
+    fn check_delete(id: &str, store: &Store) -> Result<(), String> {
+        let accounts = store
+            .carrier_snapshot::<Account>()
+            .map_err(|e| e.to_string())?;
+        match accounts
+            .iter()
+            .find(|(_, a)| a.parent.as_deref() == Some(id))
+        {
+            Some((child, _)) => Err(format!(
+                "agent {id:?} has sub-account {child:?}: delete those first"
+            )),
+            None => Ok(()),
+        }
     }
 }
 owned_by_tenant!(crate::billing::Calendar, "calendars", |c| c.check());
