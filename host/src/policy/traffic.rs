@@ -44,57 +44,102 @@ pub struct Summary {
     pub window_secs: u32,
 }
 
+/// One key's outcomes in the window, with running totals so a summary costs no scan:
+/// gateway_live() asks for one on every attempt and every module `gateways.get`.
+#[derive(Debug, Default)]
+struct Window {
+    outcomes: VecDeque<Outcome>,
+    answered: u64,
+    talk_secs: u64,
+    rang: u64,
+    pdd_ms: u64,
+}
+
+impl Window {
+    fn add(&mut self, o: Outcome, sign: i64) {
+        let apply = |total: &mut u64, by: u64| {
+            *total = if sign > 0 {
+                total.saturating_add(by)
+            } else {
+                total.saturating_sub(by)
+            }
+        };
+        if o.answered {
+            apply(&mut self.answered, 1);
+            apply(&mut self.talk_secs, o.duration_secs);
+        }
+        if let Some(pdd) = o.pdd_ms {
+            apply(&mut self.rang, 1);
+            apply(&mut self.pdd_ms, u64::from(pdd));
+        }
+    }
+
+    fn push(&mut self, o: Outcome) {
+        if self.outcomes.len() >= MAX_OUTCOMES {
+            self.pop();
+        }
+        self.outcomes.push_back(o);
+        self.add(o, 1);
+    }
+
+    fn pop(&mut self) {
+        if let Some(old) = self.outcomes.pop_front() {
+            self.add(old, -1);
+        }
+    }
+
+    fn prune(&mut self, now_ms: u64) {
+        let since = now_ms.saturating_sub(u64::from(WINDOW_SECS) * 1_000);
+        while self.outcomes.front().is_some_and(|o| o.at_ms < since) {
+            self.pop();
+        }
+    }
+}
+
 /// Outcomes per key, pruned to the window.
 #[derive(Debug, Default)]
 pub(crate) struct Windows {
-    by_key: HashMap<String, VecDeque<Outcome>>,
+    by_key: HashMap<String, Window>,
 }
 
 impl Windows {
     pub(crate) fn record(&mut self, key: &str, outcome: Outcome) {
         let window = self.by_key.entry(key.to_string()).or_default();
-        if window.len() >= MAX_OUTCOMES {
-            window.pop_front();
-        }
-        window.push_back(outcome);
-        prune(window, outcome.at_ms);
+        window.push(outcome);
+        window.prune(outcome.at_ms);
     }
 
     pub(crate) fn summary(&mut self, key: &str, now_ms: u64) -> Summary {
-        let Some(window) = self.by_key.get_mut(key) else {
+        let Some(w) = self.by_key.get_mut(key) else {
             return Summary {
                 window_secs: WINDOW_SECS,
                 ..Summary::default()
             };
         };
-        prune(window, now_ms);
-        let attempts = window.len() as u64;
-        let answered: Vec<&Outcome> = window.iter().filter(|o| o.answered).collect();
-        let rang: Vec<u32> = window.iter().filter_map(|o| o.pdd_ms).collect();
-        let average = |sum: f64, n: usize| if n == 0 { 0.0 } else { (sum / n as f64) as f32 };
+        w.prune(now_ms);
+        let attempts = w.outcomes.len() as u64;
+        let average = |sum: u64, n: u64| {
+            if n == 0 {
+                0.0
+            } else {
+                (sum as f64 / n as f64) as f32
+            }
+        };
         Summary {
             attempts,
-            answered: answered.len() as u64,
-            asr: average(answered.len() as f64, attempts as usize),
-            acd_secs: average(
-                answered.iter().map(|o| o.duration_secs as f64).sum(),
-                answered.len(),
-            ),
-            pdd_ms: average(rang.iter().map(|&p| f64::from(p)).sum(), rang.len()),
-            cps: window
+            answered: w.answered,
+            asr: average(w.answered, attempts),
+            acd_secs: average(w.talk_secs, w.answered),
+            pdd_ms: average(w.pdd_ms, w.rang),
+            // Only the last second is scanned.
+            cps: w
+                .outcomes
                 .iter()
                 .rev()
                 .take_while(|o| o.at_ms + 1_000 > now_ms)
                 .count() as u32,
             window_secs: WINDOW_SECS,
         }
-    }
-}
-
-fn prune(window: &mut VecDeque<Outcome>, now_ms: u64) {
-    let since = now_ms.saturating_sub(u64::from(WINDOW_SECS) * 1_000);
-    while window.front().is_some_and(|o| o.at_ms < since) {
-        window.pop_front();
     }
 }
 
