@@ -242,11 +242,17 @@ impl CallRecord {
     }
 }
 
+/// A record's key in `calls`: end time (big-endian, so keys sort by time) then Call-ID.
+fn record_key(record: &CallRecord) -> Vec<u8> {
+    let mut k = record.end_ms.to_be_bytes().to_vec();
+    k.extend_from_slice(record.call_id.as_bytes());
+    k
+}
+
 impl Store {
     /// Append a finished call. Durable once [`Store::commit`] returns.
     pub fn put_call_record(&self, record: &CallRecord) -> Result<()> {
-        let mut k = record.end_ms.to_be_bytes().to_vec();
-        k.extend_from_slice(record.call_id.as_bytes());
+        let k = record_key(record);
         self.calls.insert(k.as_slice(), to_json(record)?)?;
         // The newest record of a Call-ID wins the index, as lookups promise.
         self.call_index.insert(record.call_id.as_bytes(), k)?;
@@ -290,8 +296,7 @@ impl Store {
     pub fn settle_call(&self, record: &mut CallRecord, charge: Money) -> Result<()> {
         use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
         let account_key = super::key(&[Account::KIND, &record.account]);
-        let mut k = record.end_ms.to_be_bytes().to_vec();
-        k.extend_from_slice(record.call_id.as_bytes());
+        let k = record_key(record);
         // Holding the carrier cache lock keeps a stale account snapshot from landing.
         let mut kinds = self.carrier_cache_lock();
         let result = (&self.carrier, &self.calls, &self.call_index).transaction(
