@@ -2,20 +2,15 @@
 //! `route` of the prefix-router example over a data table, on one thread.
 //! Prints `decisions/s N`, `p50 X us`, `p99 Y us` last.
 
+mod common;
+
+use common::arg;
 use std::time::Instant;
 
 use switchyard::policy::{Call, Caller, CallerHeader, HookCall, PolicyEngine, RunLimits};
 use switchyard::store::{ModuleKey, Row, Store, TableInfo};
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |flag: &str, default: usize| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let (routes, iterations) = (arg("--routes", 1_000), arg("--iterations", 20_000));
     // cargo runs benches from the package directory: find the shared target dir.
     let wasm = std::env::var("BENCH_WASM").unwrap_or_else(|_| {

@@ -1,69 +1,21 @@
 //! The built `switchyard` binary end to end: `serve` on a free loopback port, then the
 //! `module push | list | bind | simulate | rollback` client commands against it.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use common::{serve, Served};
 
 use serde_json::Value;
 
 const TOKEN: &str = "cli-test-admin-token-0123456789";
 
-/// `switchyard serve` in a child process, killed on drop.
-struct Served {
-    child: Child,
-    url: String,
-    data: PathBuf,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data);
-    }
-}
-
-fn serve() -> Served {
-    let data = std::env::temp_dir().join(format!("switchyard-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "serve",
-            "--api-listen",
-            "127.0.0.1:0",
-            "--sip-listen",
-            "127.0.0.1:0",
-            "--no-demo",
-        ])
-        .arg("--data")
-        .arg(&data)
-        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting switchyard serve");
-    // `serve` prints the REST address once it listens.
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before printing its address")
-            .expect("reading serve's stdout");
-        if let Some(rest) = line.strip_prefix("switchyard REST API on ") {
-            break rest.trim_end_matches("/api/v1").to_string();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, url, data }
-}
-
 fn run(served: &Served, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(args)
-        .env("SWITCHYARD_URL", &served.url)
+        .env("SWITCHYARD_URL", &served.api)
         .env("SWITCHYARD_TOKEN", TOKEN)
         .output()
         .expect("running the switchyard client")
@@ -99,7 +51,9 @@ fn guest_path(name: &str) -> String {
 
 #[test]
 fn module_commands_drive_a_running_server() {
-    let served = serve();
+    let data = std::env::temp_dir().join(format!("switchyard-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let served = serve(&data, TOKEN, &["--no-demo"]);
 
     let v1 = json_ok(
         &served,
@@ -171,7 +125,7 @@ fn module_commands_drive_a_running_server() {
     );
 
     // The prefix router rejects a number with no route (no routes table is loaded).
-    let call = served.data.with_extension("call.json");
+    let call = data.with_extension("call.json");
     std::fs::write(&call, r#"{"callee": "442071234567"}"#).expect("writing the call file");
     let sim = json_ok(
         &served,
@@ -204,4 +158,7 @@ fn module_commands_drive_a_running_server() {
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("0000"), "{stderr}");
+    drop(served);
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(&call);
 }

@@ -4,66 +4,17 @@
 //! minus the records' charges. Uses the embedded demo carrier with a rate table added,
 //! SIPp as caller and vendor on loopback.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::{serve, Served};
+
 const TOKEN: &str = "crash-test-admin-token-0123456789";
-
-/// `switchyard serve` on the demo carrier; `kill` is SIGKILL.
-struct Served {
-    child: Child,
-    api: String,
-    sip: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "serve",
-            "--api-listen",
-            "127.0.0.1:0",
-            "--sip-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data")
-        .arg(data)
-        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting switchyard serve");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let (mut api, mut sip) = (None, None);
-    while api.is_none() || sip.is_none() {
-        let line = lines
-            .next()
-            .expect("serve exited before printing its addresses")
-            .expect("reading serve's stdout");
-        if let Some(rest) = line.strip_prefix("switchyard REST API on ") {
-            api = Some(rest.trim().trim_end_matches("/api/v1").to_string());
-        }
-        if let Some(rest) = line.strip_prefix("switchyard SIP on ") {
-            sip = rest.split_whitespace().next().map(str::to_string);
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Served {
-        child,
-        api: api.unwrap_or_default(),
-        sip: sip.unwrap_or_default(),
-    }
-}
 
 async fn rest(served: &Served, method: &str, path: &str, body: Option<Value>) -> Value {
     let client = reqwest::Client::new();
@@ -136,7 +87,7 @@ async fn kill_9_under_billed_load_loses_no_record_and_no_money() {
     std::fs::create_dir_all(&caller_dir).expect("scratch directory");
     let vendor_port = free_port();
 
-    let served = serve(&data);
+    let served = serve(&data, TOKEN, &[]);
     // The demo carrier, billed: 0.01 a second for everything, 100 on the account.
     rest(
         &served,
@@ -206,7 +157,7 @@ async fn kill_9_under_billed_load_loses_no_record_and_no_money() {
         ended.len()
     );
 
-    let served = serve(&data);
+    let served = serve(&data, TOKEN, &[]);
     let records = rest(&served, "GET", "/api/v1/calls?limit=1000", None).await["calls"]
         .as_array()
         .cloned()
