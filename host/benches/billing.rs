@@ -6,6 +6,9 @@
 //!
 //! Prints `lookups N/s` and `cdr N/s` last.
 
+mod common;
+
+use common::arg;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,14 +16,6 @@ use switchyard::billing::{Money, Rate};
 use switchyard::store::{Account, CallCharges, CallRecord, EndReason, Row, Store, TableIndex};
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |flag: &str, default: usize| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let (prefixes, lookups, records, writers) = (
         arg("--prefixes", 100_000),
         arg("--lookups", 2_000_000),

@@ -57,9 +57,7 @@ impl Rate {
         };
         let first = secs(2, 60, "first increment")?;
         let next = secs(3, first, "next increment")?;
-        let effective_from_ms = field(4)
-            .map(|f| parse_instant(f).ok_or_else(|| bad("effective date")))
-            .transpose()?;
+        let effective_from_ms = effective_from(row)?;
         Ok(Rate {
             prefix: row.key.clone(),
             per_minute,
@@ -73,27 +71,22 @@ impl Rate {
     /// The rate of `number` in `table` in effect at `now_ms`: none when no prefix has
     /// one.
     pub fn lookup(table: &TableIndex, number: &str, now_ms: u64) -> Result<Option<Rate>, String> {
-        let mut best: Option<Rate> = None;
-        // Longest keys first; rows of one key in load order.
+        // Longest keys first; rows of one key in load order. Only the effective dates
+        // are read while choosing; the chosen row alone is parsed in full.
+        let mut best: Option<(&Row, Option<u64>)> = None;
         for row in table.prefixes(number) {
-            if best
-                .as_ref()
-                .is_some_and(|b| row.key.len() < b.prefix.len())
-            {
+            if best.is_some_and(|(b, _)| row.key.len() < b.key.len()) {
                 break;
             }
-            let rate = Rate::from_row(row)?;
-            if rate.effective_from_ms.is_some_and(|t| t > now_ms) {
+            let from = effective_from(row)?;
+            if from.is_some_and(|t| t > now_ms) {
                 continue;
             }
-            if best
-                .as_ref()
-                .is_none_or(|b| rate.effective_from_ms >= b.effective_from_ms)
-            {
-                best = Some(rate);
+            if best.is_none_or(|(_, b)| from >= b) {
+                best = Some((row, from));
             }
         }
-        Ok(best)
+        best.map(|(row, _)| Rate::from_row(row)).transpose()
     }
 
     /// Seconds billed for a call of `duration_secs`: nothing for zero, else the first
@@ -142,6 +135,21 @@ impl Rate {
         }
         let next = u64::from(self.next_increment_secs);
         Some(first + (affordable - first) / next * next)
+    }
+}
+
+/// When a row's rate takes effect (its sixth field), Unix ms; none: always.
+fn effective_from(row: &Row) -> Result<Option<u64>, String> {
+    match row
+        .fields
+        .get(4)
+        .map(|f| f.trim())
+        .filter(|f| !f.is_empty())
+    {
+        None => Ok(None),
+        Some(f) => parse_instant(f)
+            .map(Some)
+            .ok_or_else(|| format!("row {:?}: bad effective date", row.key)),
     }
 }
 
