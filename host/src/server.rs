@@ -95,6 +95,7 @@ fn install_admin_token(store: &Store, configured: Option<&str>) -> anyhow::Resul
         name: name.into(),
         role: Role::Admin,
         tenant: "default".into(),
+        account: None,
         created_at_ms: crate::now_ms(),
     };
     if let Some(token) = configured {

@@ -1,5 +1,6 @@
 //! End-to-end tests against a real switchyard on loopback. One binary, one module per area.
 
+mod agents;
 mod api_modules;
 mod billing;
 mod bindings;

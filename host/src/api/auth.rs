@@ -1,6 +1,8 @@
 //! Bearer tokens and tenancy. An admin may act for any tenant (`?tenant=`, default
 //! "default"); a tenant token acts for its own tenant only, and another tenant's
-//! objects answer 404 as if they did not exist.
+//! objects answer 404 as if they did not exist. An agent token acts inside its
+//! account's subtree, and only on the handlers that take [`ScopedCaller`]: every other
+//! handler takes [`Caller`], which turns agent tokens away.
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
@@ -8,7 +10,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::store::{Principal, Role};
+use crate::store::{AgentScope, Principal, Role};
 
 /// The authenticated caller and the tenant it acts for.
 pub struct Caller {
@@ -44,30 +46,91 @@ struct TenantParam {
     tenant: Option<String>,
 }
 
+/// A caller that may be an agent token: the handlers that serve agents take this.
+pub struct ScopedCaller {
+    /// The token and the tenant it acts for.
+    pub caller: Caller,
+    /// For an agent token, the subtree and flags it acts within.
+    pub agent: Option<AgentScope>,
+}
+
+impl ScopedCaller {
+    /// Refuse agents.
+    pub fn require_not_agent(&self) -> Result<(), ApiError> {
+        match self.agent {
+            None => Ok(()),
+            Some(_) => Err(ApiError::Forbidden("agent tokens cannot do this".into())),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for ScopedCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = principal(parts, state)?;
+        let (tenant, agent) = match principal.role {
+            Role::Tenant => (principal.tenant.clone(), None),
+            Role::Admin => (admin_tenant(parts, &principal)?, None),
+            Role::Agent => {
+                let scope = principal
+                    .account
+                    .as_deref()
+                    .map(|a| state.store.agent_scope(a))
+                    .transpose()?
+                    .flatten()
+                    .ok_or_else(|| {
+                        ApiError::Forbidden("this agent token's account no longer exists".into())
+                    })?;
+                (scope.tenant.clone(), Some(scope))
+            }
+        };
+        Ok(ScopedCaller {
+            caller: Caller { principal, tenant },
+            agent,
+        })
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthorized)?;
-        let principal = state
-            .store
-            .token_by_secret(secret.trim())?
-            .ok_or(ApiError::Unauthorized)?;
+        let principal = principal(parts, state)?;
         let tenant = match principal.role {
             Role::Tenant => principal.tenant.clone(),
-            Role::Admin => {
-                let Query(p) = Query::<TenantParam>::try_from_uri(&parts.uri)
-                    .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-                let tenant = p.tenant.unwrap_or_else(|| principal.tenant.clone());
-                crate::names::check("tenant", &tenant).map_err(ApiError::BadRequest)?;
-                tenant
+            Role::Admin => admin_tenant(parts, &principal)?,
+            Role::Agent => {
+                return Err(ApiError::Forbidden(
+                    "agent tokens may use only accounts, payments, mapping gateways, phones, \
+                     calls and stats"
+                        .into(),
+                ))
             }
         };
         Ok(Caller { principal, tenant })
     }
+}
+
+/// The token the request carries.
+fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let secret = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    state
+        .store
+        .token_by_secret(secret.trim())?
+        .ok_or(ApiError::Unauthorized)
+}
+
+/// The tenant an admin acts for: `?tenant=`, else its own.
+fn admin_tenant(parts: &Parts, principal: &Principal) -> Result<String, ApiError> {
+    let Query(p) = Query::<TenantParam>::try_from_uri(&parts.uri)
+        .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let tenant = p.tenant.unwrap_or_else(|| principal.tenant.clone());
+    crate::names::check("tenant", &tenant).map_err(ApiError::BadRequest)?;
+    Ok(tenant)
 }

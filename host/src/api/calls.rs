@@ -6,7 +6,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{ApiError, ApiJson, ApiResult, AppState, Caller};
+use super::{ApiError, ApiJson, ApiResult, AppState, Caller, ScopedCaller};
 use axum::response::IntoResponse;
 
 use crate::store::{CallQuery, CallRecord};
@@ -32,15 +32,16 @@ struct Format {
 
 async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: ScopedCaller,
     Query(query): Query<CallQuery>,
     Query(q): Query<Format>,
 ) -> ApiResult<axum::response::Response> {
     let mut query = query;
     query.limit = query.limit.clamp(1, MAX_LIST);
+    query.within = caller.agent.as_ref().map(|a| a.subtree.clone());
     let (records, next) = state
         .store
-        .query_calls(Some(&caller.tenant), &query)
+        .query_calls(Some(&caller.caller.tenant), &query)
         .map_err(|e| match e {
             crate::store::Error::Missing(what) => {
                 ApiError::BadRequest(format!("{what} is not a page cursor"))
@@ -121,11 +122,16 @@ fn enum_name<T: serde::Serialize>(v: &T) -> String {
 
 async fn show(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: ScopedCaller,
     Path(call_id): Path<String>,
 ) -> ApiResult<ApiJson<CallRecord>> {
     match state.store.call_record(&call_id)? {
-        Some(r) if r.tenant == caller.tenant => Ok(ApiJson(r)),
+        Some(r)
+            if r.tenant == caller.caller.tenant
+                && caller.agent.as_ref().is_none_or(|a| a.covers(&r.account)) =>
+        {
+            Ok(ApiJson(r))
+        }
         _ => Err(ApiError::NotFound(format!("call {call_id:?}"))),
     }
 }
@@ -138,14 +144,18 @@ async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJs
 }
 
 /// Traffic over the statistics window per routing gateway (with its live state) and per
-/// account, for the caller's tenant.
-async fn traffic(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJson<Value>> {
+/// account, for the caller's tenant; an agent sees only its subtree's accounts.
+async fn traffic(State(state): State<AppState>, caller: ScopedCaller) -> ApiResult<ApiJson<Value>> {
     let services = state.policy.services();
+    let tenant = &caller.caller.tenant;
     let mut gateways = serde_json::Map::new();
-    for (id, _) in state
-        .store
-        .carrier_list::<crate::store::RoutingGateway>(Some(&caller.tenant))?
-    {
+    let vendors = match caller.agent {
+        None => state
+            .store
+            .carrier_list::<crate::store::RoutingGateway>(Some(tenant))?,
+        Some(_) => Vec::new(),
+    };
+    for (id, _) in vendors {
         let live = services.gateway_live(&id);
         let mut entry = serde_json::to_value(services.gateway_traffic(&id)).unwrap_or_default();
         entry["current_calls"] = json!(live.current_calls);
@@ -155,7 +165,9 @@ async fn traffic(State(state): State<AppState>, caller: Caller) -> ApiResult<Api
     let mut accounts = serde_json::Map::new();
     for (id, _) in state
         .store
-        .carrier_list::<crate::store::Account>(Some(&caller.tenant))?
+        .carrier_list::<crate::store::Account>(Some(tenant))?
+        .into_iter()
+        .filter(|(id, _)| caller.agent.as_ref().is_none_or(|a| a.covers(id)))
     {
         let mut entry = serde_json::to_value(services.account_traffic(&id)).unwrap_or_default();
         entry["current_calls"] = json!(state.sip.as_ref().map_or(0, |s| s.account_calls(&id)));

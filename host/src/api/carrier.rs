@@ -1,17 +1,21 @@
-//! Accounts, mapping gateways, routing gateways and phones: one generic set of handlers
-//! per kind.
+//! Accounts, mapping gateways, routing gateways, phones and calendars: one generic set
+//! of handlers per kind, open to agent tokens as far as each kind allows
+//! ([`CarrierObject::agent_sees`]); payments and the sub-account tree.
 
-use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use super::{ApiError, ApiJson, ApiResult, AppState, Caller};
-use crate::store::{Account, CarrierObject, MappingGateway, Phone, RoutingGateway};
+use super::{ApiError, ApiJson, ApiResult, AppState, ScopedCaller};
+use crate::store::{
+    Account, CarrierObject, MappingGateway, Payment, Permission, Phone, RoutingGateway,
+};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/accounts/{id}/payments", post(payment))
+        .route("/api/v1/accounts/{id}/payments", get(payments).post(pay))
+        .route("/api/v1/accounts/{id}/sub-accounts", get(sub_accounts))
         .merge(kind::<Account>())
         .merge(kind::<MappingGateway>())
         .merge(kind::<RoutingGateway>())
@@ -28,23 +32,40 @@ fn kind<T: CarrierObject>() -> Router<AppState> {
         )
 }
 
-fn owned<T: CarrierObject>(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Option<T>> {
+/// The object `id` of kind `T` if the caller may see it: of its tenant and, for an
+/// agent, in its subtree. Others' objects answer as if they did not exist.
+fn owned<T: CarrierObject>(
+    state: &AppState,
+    caller: &ScopedCaller,
+    id: &str,
+) -> ApiResult<Option<T>> {
     match state.store.carrier_get::<T>(id)? {
-        Some(o) if o.tenant() != caller.tenant => {
-            Err(ApiError::NotFound(format!("{} {id:?}", T::KIND)))
-        }
+        Some(o) if !sees(state, caller, id, &o) => Err(not_found::<T>(id)),
         other => Ok(other),
     }
 }
 
+fn sees<T: CarrierObject>(state: &AppState, caller: &ScopedCaller, id: &str, o: &T) -> bool {
+    o.tenant() == caller.caller.tenant
+        && caller
+            .agent
+            .as_ref()
+            .is_none_or(|agent| o.agent_sees(id, agent, &state.store))
+}
+
+fn not_found<T: CarrierObject>(id: &str) -> ApiError {
+    ApiError::NotFound(format!("{} {id:?}", T::KIND))
+}
+
 async fn list<T: CarrierObject>(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: ScopedCaller,
 ) -> ApiResult<ApiJson<Value>> {
     let items: Vec<Value> = state
         .store
-        .carrier_list::<T>(Some(&caller.tenant))?
+        .carrier_list::<T>(Some(&caller.caller.tenant))?
         .into_iter()
+        .filter(|(id, o)| sees(&state, &caller, id, o))
         .map(|(id, mut o)| {
             o.redact();
             json!({ "id": id, "object": o })
@@ -55,7 +76,7 @@ async fn list<T: CarrierObject>(
 
 async fn show<T: CarrierObject>(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: ScopedCaller,
     Path(id): Path<String>,
 ) -> ApiResult<ApiJson<T>> {
     owned::<T>(&state, &caller, &id)?
@@ -63,28 +84,30 @@ async fn show<T: CarrierObject>(
             o.redact();
             ApiJson(o)
         })
-        .ok_or_else(|| ApiError::NotFound(format!("{} {id:?}", T::KIND)))
+        .ok_or_else(|| not_found::<T>(&id))
 }
 
 async fn put<T: CarrierObject>(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: ScopedCaller,
     Path(id): Path<String>,
     ApiJson(mut object): ApiJson<T>,
 ) -> ApiResult<ApiJson<T>> {
     crate::names::check("id", &id).map_err(ApiError::BadRequest)?;
-    if state
-        .store
-        .carrier_get::<T>(&id)?
-        .is_some_and(|o| o.tenant() != caller.tenant)
-    {
+    let old = state.store.carrier_get::<T>(&id)?;
+    if old.as_ref().is_some_and(|o| !sees(&state, &caller, &id, o)) {
         return Err(ApiError::Conflict(format!(
             "{} id {id:?} is taken",
             T::KIND
         )));
     }
-    object.set_tenant(caller.tenant.clone());
+    object.set_tenant(caller.caller.tenant.clone());
     object.validate().map_err(ApiError::BadRequest)?;
+    if let Some(agent) = &caller.agent {
+        object
+            .agent_may_store(&id, old.as_ref(), agent, &state.store)
+            .map_err(ApiError::Forbidden)?;
+    }
     object
         .check_in(&id, &state.store)
         .map_err(ApiError::BadRequest)?;
@@ -97,11 +120,14 @@ async fn put<T: CarrierObject>(
 
 async fn remove<T: CarrierObject>(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: ScopedCaller,
     Path(id): Path<String>,
 ) -> ApiResult<ApiJson<Value>> {
-    if owned::<T>(&state, &caller, &id)?.is_none() {
-        return Err(ApiError::NotFound(format!("{} {id:?}", T::KIND)));
+    let object = owned::<T>(&state, &caller, &id)?.ok_or_else(|| not_found::<T>(&id))?;
+    if let Some(agent) = &caller.agent {
+        object
+            .agent_may_delete(&id, agent, &state.store)
+            .map_err(ApiError::Forbidden)?;
     }
     T::check_delete(&id, &state.store).map_err(ApiError::Conflict)?;
     state.store.carrier_delete::<T>(&id)?;
@@ -109,27 +135,93 @@ async fn remove<T: CarrierObject>(
     Ok(ApiJson(json!({ "deleted": id })))
 }
 
+/// `?direct=true` lists only the first level below the agent.
+#[derive(serde::Deserialize)]
+struct SubAccountsQuery {
+    #[serde(default)]
+    direct: bool,
+}
+
+/// An agent's sub-accounts: its children (`direct`) or its whole subtree.
+async fn sub_accounts(
+    State(state): State<AppState>,
+    caller: ScopedCaller,
+    Path(id): Path<String>,
+    Query(q): Query<SubAccountsQuery>,
+) -> ApiResult<ApiJson<Value>> {
+    owned::<Account>(&state, &caller, &id)?.ok_or_else(|| not_found::<Account>(&id))?;
+    let scope = state
+        .store
+        .agent_scope(&id)?
+        .ok_or_else(|| not_found::<Account>(&id))?;
+    let items: Vec<Value> = state
+        .store
+        .carrier_list::<Account>(Some(&caller.caller.tenant))?
+        .into_iter()
+        .filter(|(sub, a)| match q.direct {
+            true => a.parent.as_deref() == Some(id.as_str()),
+            false => scope.is_below(sub),
+        })
+        .map(|(sub, a)| json!({ "id": sub, "object": a }))
+        .collect();
+    Ok(ApiJson(json!({ "agent": id, "accounts": items })))
+}
+
 /// A payment (or, negative, a correction) to an account's balance.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Payment {
+struct NewPayment {
     amount: crate::billing::Money,
+    #[serde(default)]
+    note: String,
 }
 
-async fn payment(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    ApiJson(payment): ApiJson<Payment>,
-) -> ApiResult<ApiJson<Value>> {
-    if owned::<Account>(&state, &caller, &id)?.is_none() {
-        return Err(ApiError::NotFound(format!("accounts {id:?}")));
+/// The account `id` if the caller may see its payments and pay into it: an agent
+/// needs flag 7 for its own account and flag 8 for those below it.
+fn payable(state: &AppState, caller: &ScopedCaller, id: &str) -> ApiResult<Account> {
+    let account = owned::<Account>(state, caller, id)?.ok_or_else(|| not_found::<Account>(id))?;
+    if let Some(agent) = &caller.agent {
+        let flag = match id == agent.account {
+            true => Permission::OwnPayments,
+            false => Permission::SubAccountPayments,
+        };
+        agent.require(flag).map_err(ApiError::Forbidden)?;
     }
-    let balance = state
+    Ok(account)
+}
+
+async fn pay(
+    State(state): State<AppState>,
+    caller: ScopedCaller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<NewPayment>,
+) -> ApiResult<ApiJson<Payment>> {
+    payable(&state, &caller, &id)?;
+    let payment = state
         .store
-        .add_to_balance(&id, payment.amount)?
-        .ok_or_else(|| ApiError::NotFound(format!("accounts {id:?}")))?;
+        .pay(&id, req.amount, &caller.caller.principal.name, &req.note)?
+        .ok_or_else(|| not_found::<Account>(&id))?;
     state.store.commit().await?;
-    tracing::info!(account = %id, amount = %payment.amount, %balance, "payment");
-    Ok(ApiJson(json!({ "account": id, "balance": balance })))
+    tracing::info!(account = %id, amount = %payment.amount, balance = %payment.balance_after, by = %payment.by, "payment");
+    Ok(ApiJson(payment))
+}
+
+/// `?limit=` payments, newest first (default 100, at most 1000).
+#[derive(serde::Deserialize)]
+struct PaymentsQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn payments(
+    State(state): State<AppState>,
+    caller: ScopedCaller,
+    Path(id): Path<String>,
+    Query(q): Query<PaymentsQuery>,
+) -> ApiResult<ApiJson<Value>> {
+    payable(&state, &caller, &id)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(ApiJson(
+        json!({ "account": id, "payments": state.store.payments(&id, limit)? }),
+    ))
 }

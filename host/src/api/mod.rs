@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::Router;
 use rand::RngCore;
 
-pub use auth::Caller;
+pub use auth::{Caller, ScopedCaller};
 pub use error::{ApiError, ApiJson, ApiResult};
 
 use crate::config::Config;

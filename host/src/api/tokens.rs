@@ -23,6 +23,9 @@ struct NewToken {
     role: Role,
     #[serde(default)]
     tenant: Option<String>,
+    /// For an agent token: the account it acts as (its tenant is the account's).
+    #[serde(default)]
+    account: Option<String>,
 }
 
 async fn create(
@@ -32,7 +35,24 @@ async fn create(
 ) -> ApiResult<(StatusCode, ApiJson<Value>)> {
     caller.require_admin()?;
     crate::names::check("token name", &req.name).map_err(ApiError::BadRequest)?;
-    let tenant = req.tenant.unwrap_or_else(|| "default".into());
+    let tenant = match (req.role, &req.account) {
+        (Role::Agent, Some(account)) => state
+            .store
+            .carrier_get::<crate::store::Account>(account)?
+            .map(|a| a.tenant)
+            .ok_or_else(|| ApiError::BadRequest(format!("account {account:?} does not exist")))?,
+        (Role::Agent, None) => {
+            return Err(ApiError::BadRequest(
+                "an agent token needs the account it acts as".into(),
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "only agent tokens are bound to an account".into(),
+            ))
+        }
+        (_, None) => req.tenant.unwrap_or_else(|| "default".into()),
+    };
     crate::names::check("tenant", &tenant).map_err(ApiError::BadRequest)?;
     if state.store.tokens()?.iter().any(|t| t.name == req.name) {
         return Err(ApiError::Conflict(format!(
@@ -44,6 +64,7 @@ async fn create(
         name: req.name,
         role: req.role,
         tenant,
+        account: req.account,
         created_at_ms: crate::now_ms(),
     };
     let secret = new_secret();

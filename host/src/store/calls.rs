@@ -178,6 +178,9 @@ pub struct CallQuery {
     /// Records per page.
     #[serde(default = "default_limit")]
     pub limit: usize,
+    /// Only records of these accounts (an agent's subtree); set by the server.
+    #[serde(skip)]
+    pub within: Option<std::collections::BTreeSet<String>>,
 }
 
 fn default_limit() -> usize {
@@ -196,6 +199,7 @@ impl Default for CallQuery {
             callee: None,
             before: None,
             limit: default_limit(),
+            within: None,
         }
     }
 }
@@ -207,6 +211,7 @@ impl CallQuery {
                 .is_none_or(|w| a.contains(w) || b.as_deref().is_some_and(|b| b.contains(w)))
         };
         self.account.as_deref().is_none_or(|a| a == r.account)
+            && self.within.as_ref().is_none_or(|w| w.contains(&r.account))
             && self
                 .gateway
                 .as_deref()

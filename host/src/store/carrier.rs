@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use super::agents::{
+    self, effective_permissions, permission_name, AgentScope, Permission, MAX_AGENT_DEPTH,
+};
 use super::{from_json, key, to_json, Result, Store};
 
 /// A kind of carrier object stored as JSON under its id.
@@ -38,6 +41,30 @@ pub trait CarrierObject: Serialize + DeserializeOwned + Clone + Send + Sync + 's
     fn keep_from(&mut self, _old: &Self) {}
     /// Remove secrets before the object is shown.
     fn redact(&mut self) {}
+    /// Whether an agent token sees this object; agents see no object of a kind
+    /// that does not say otherwise.
+    fn agent_sees(&self, _id: &str, _agent: &AgentScope, _store: &Store) -> bool {
+        false
+    }
+    /// Why an agent may not store this object as `id` (replacing `old`), if it may not.
+    fn agent_may_store(
+        &self,
+        _id: &str,
+        _old: Option<&Self>,
+        _agent: &AgentScope,
+        _store: &Store,
+    ) -> Result<(), String> {
+        Err(format!("agent tokens cannot change {}", Self::KIND))
+    }
+    /// Why an agent may not delete this object, if it may not.
+    fn agent_may_delete(
+        &self,
+        _id: &str,
+        _agent: &AgentScope,
+        _store: &Store,
+    ) -> Result<(), String> {
+        Err(format!("agent tokens cannot delete {}", Self::KIND))
+    }
 }
 
 impl MappingGateway {
@@ -95,30 +122,10 @@ pub struct Account {
     /// rate for falls back to `rate_table`.
     #[serde(default)]
     pub period_rate_tables: std::collections::BTreeMap<String, String>,
-}
-
-/// Deepest agent tree.
-const MAX_AGENT_DEPTH: usize = 32;
-
-impl Store {
-    /// Whether `account` and every agent above it let it call `callee`.
-    pub fn account_may_call(&self, account: &Account, callee: &str) -> Result<bool> {
-        if !account.may_call(callee) {
-            return Ok(false);
-        }
-        let accounts = self.carrier_snapshot::<Account>()?;
-        let mut next = account.parent.as_deref();
-        for _ in 0..MAX_AGENT_DEPTH {
-            let Some(agent) = next.and_then(|id| accounts.get(id)) else {
-                break;
-            };
-            if !agent.may_call(callee) {
-                return Ok(false);
-            }
-            next = agent.parent.as_deref();
-        }
-        Ok(true)
-    }
+    /// Agent authorisations for tokens bound to this account; they must be a subset of
+    /// the parent's, and are narrowed by every agent above it.
+    #[serde(default)]
+    pub permissions: std::collections::BTreeSet<Permission>,
 }
 
 impl Default for Account {
@@ -137,6 +144,7 @@ impl Default for Account {
             parent: None,
             calendar: None,
             period_rate_tables: Default::default(),
+            permissions: Default::default(),
         }
     }
 }
@@ -277,6 +285,24 @@ impl CarrierObject for Phone {
             _ => Ok(()),
         }
     }
+    fn agent_sees(&self, _id: &str, agent: &AgentScope, store: &Store) -> bool {
+        agents::phones::sees(self, agent, store)
+    }
+    fn agent_may_store(
+        &self,
+        _id: &str,
+        old: Option<&Self>,
+        agent: &AgentScope,
+        store: &Store,
+    ) -> Result<(), String> {
+        if let Some(old) = old {
+            agents::phones::may_change(old, agent, store)?;
+        }
+        agents::phones::may_change(self, agent, store)
+    }
+    fn agent_may_delete(&self, _id: &str, agent: &AgentScope, store: &Store) -> Result<(), String> {
+        agents::phones::may_change(self, agent, store)
+    }
     fn prepare(&mut self, id: &str) {
         use crate::sip::digest::{ha1, Algorithm, REALM};
         if let Some(password) = self.password.take() {
@@ -370,18 +396,49 @@ impl CarrierObject for Account {
             .map_err(|e| e.to_string())?;
         // Walk up from the parent: it must exist in the same tenant, and the walk must
         // not come back to this account.
-        let mut next = self.parent.clone();
-        for _ in 0..=MAX_AGENT_DEPTH {
-            let Some(up) = next else { return Ok(()) };
+        let mut next = self.parent.as_deref();
+        let mut depth = 0;
+        while let Some(up) = next {
             if up == id {
                 return Err(format!("parent {up:?} would make a loop"));
             }
-            match accounts.get(&up) {
-                Some(a) if a.tenant == self.tenant => next = a.parent.clone(),
+            depth += 1;
+            if depth > MAX_AGENT_DEPTH {
+                return Err(format!("agent tree deeper than {MAX_AGENT_DEPTH}"));
+            }
+            match accounts.get(up) {
+                Some(a) if a.tenant == self.tenant => next = a.parent.as_deref(),
                 _ => return Err(format!("parent account {up:?} does not exist")),
             }
         }
-        Err(format!("agent tree deeper than {MAX_AGENT_DEPTH}"))
+        // A sub-agent holds at most what its parent holds.
+        let held = match &self.parent {
+            Some(parent) => effective_permissions(&accounts, parent),
+            None => return Ok(()),
+        };
+        match self.permissions.iter().find(|p| !held.contains(p)) {
+            Some(extra) => Err(format!(
+                "permission {} is not held by parent {:?}",
+                permission_name(*extra),
+                self.parent.as_deref().unwrap_or_default()
+            )),
+            None => Ok(()),
+        }
+    }
+    fn agent_sees(&self, id: &str, agent: &AgentScope, _store: &Store) -> bool {
+        agents::accounts::sees(id, agent)
+    }
+    fn agent_may_store(
+        &self,
+        id: &str,
+        old: Option<&Self>,
+        agent: &AgentScope,
+        _store: &Store,
+    ) -> Result<(), String> {
+        agents::accounts::may_store(id, self, old, agent)
+    }
+    fn agent_may_delete(&self, id: &str, agent: &AgentScope, _store: &Store) -> Result<(), String> {
+        agents::accounts::may_delete(id, agent)
     }
     fn check_delete(id: &str, store: &Store) -> Result<(), String> {
         let accounts = store
@@ -399,14 +456,48 @@ impl CarrierObject for Account {
     }
 }
 owned_by_tenant!(crate::billing::Calendar, "calendars", |c| c.check());
-owned_by_tenant!(MappingGateway, "mapping-gateways", |g| {
-    match g.sources.iter().find(|s| !crate::sip::valid_source(s)) {
-        Some(bad) => Err(format!(
-            "source {bad:?} is not an IP address or CIDR prefix"
-        )),
-        None => Ok(()),
+impl CarrierObject for MappingGateway {
+    const KIND: &'static str = "mapping-gateways";
+    fn tenant(&self) -> &str {
+        &self.tenant
     }
-});
+    fn set_tenant(&mut self, tenant: String) {
+        self.tenant = tenant;
+    }
+    fn validate(&self) -> Result<(), String> {
+        match self.sources.iter().find(|s| !crate::sip::valid_source(s)) {
+            Some(bad) => Err(format!(
+                "source {bad:?} is not an IP address or CIDR prefix"
+            )),
+            None => Ok(()),
+        }
+    }
+    fn agent_sees(&self, _id: &str, agent: &AgentScope, _store: &Store) -> bool {
+        agents::mapping_gateways::sees(self, agent)
+    }
+    fn agent_may_store(
+        &self,
+        _id: &str,
+        old: Option<&Self>,
+        agent: &AgentScope,
+        _store: &Store,
+    ) -> Result<(), String> {
+        if let Some(old) = old {
+            if !agents::mapping_gateways::sees(old, agent) {
+                return Err("that gateway is not in the agent's tree".into());
+            }
+        }
+        agents::mapping_gateways::may_store(self, old, agent)
+    }
+    fn agent_may_delete(
+        &self,
+        _id: &str,
+        agent: &AgentScope,
+        _store: &Store,
+    ) -> Result<(), String> {
+        agent.require(Permission::AddDeleteGateways)
+    }
+}
 impl CarrierObject for RoutingGateway {
     const KIND: &'static str = "routing-gateways";
     fn tenant(&self) -> &str {
@@ -502,25 +593,6 @@ impl Store {
             .kinds
             .write()
             .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Add `amount` to an account's balance (a payment; negative corrects one); the new
-    /// balance, or none when the account does not exist.
-    pub fn add_to_balance(
-        &self,
-        id: &str,
-        amount: crate::billing::Money,
-    ) -> Result<Option<crate::billing::Money>> {
-        let mut kinds = self.carrier_cache_lock();
-        let k = key(&[Account::KIND, id]);
-        let Some(v) = self.carrier.get(&k)? else {
-            return Ok(None);
-        };
-        let mut account: Account = from_json(&v)?;
-        account.balance = account.balance + amount;
-        self.carrier.insert(k, to_json(&account)?)?;
-        kinds.remove(Account::KIND);
-        Ok(Some(account.balance))
     }
 
     /// One object by id.

@@ -12,20 +12,24 @@
 
 use std::sync::Arc;
 
+mod agents;
 mod bindings;
 mod calls;
 mod carrier;
 mod error;
 mod module_state;
 mod modules;
+mod payments;
 mod tables;
 mod tokens;
 
+pub use agents::{AgentScope, Permission};
 pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope};
 pub use calls::{AttemptRecord, CallCharges, CallQuery, CallRecord, CallResult, EndReason};
 pub use carrier::{Account, CarrierObject, MappingGateway, Phone, RoutingGateway, Snapshot};
 pub use error::{Error, Result};
 pub use modules::{ModuleKey, ModuleVersion};
+pub use payments::Payment;
 pub use tables::{Row, TableIndex, TableInfo};
 pub use tokens::{Principal, Role, TokenInfo};
 
@@ -42,6 +46,8 @@ pub struct Store {
     tokens: sled::Tree,
     module_state: sled::Tree,
     carrier: sled::Tree,
+    /// Payments by account, then time.
+    payments: sled::Tree,
     calls: sled::Tree,
     /// Customer Call-ID → key in `calls`.
     call_index: sled::Tree,
@@ -99,6 +105,7 @@ impl Store {
             tokens: db.open_tree("tokens")?,
             module_state: db.open_tree("module_state")?,
             carrier: db.open_tree("carrier")?,
+            payments: db.open_tree("payments")?,
             calls: db.open_tree("calls")?,
             call_index: db.open_tree("call_index")?,
             carrier_cache: Arc::default(),

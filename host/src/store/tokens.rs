@@ -13,6 +13,8 @@ pub enum Role {
     Admin,
     /// Only its own tenant's objects.
     Tenant,
+    /// An agent (reseller): only its account's subtree, as its flags allow.
+    Agent,
 }
 
 /// A stored token (without the secret).
@@ -24,6 +26,9 @@ pub struct TokenInfo {
     pub role: Role,
     /// Its tenant (admins act on "default" unless they name another).
     pub tenant: String,
+    /// The account an agent token acts as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// Creation time, Unix milliseconds.
     pub created_at_ms: u64,
 }
