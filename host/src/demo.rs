@@ -36,12 +36,8 @@ pub fn seed_if_empty(store: &Store, policy: &Arc<PolicyEngine>) -> anyhow::Resul
     store.carrier_put(
         "demo-customers",
         &MappingGateway {
-            tenant: DEMO_TENANT.into(),
-            account: "demo".into(),
             sources: vec!["127.0.0.0/8".into(), "::1".into()],
-            tech_prefix: None,
-            cps_limit: 0,
-            max_calls: 0,
+            ..MappingGateway::for_account(DEMO_TENANT, "demo")
         },
     )?;
     store.carrier_put(

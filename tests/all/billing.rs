@@ -345,6 +345,63 @@ async fn calendars_are_checked_when_stored() -> Result<()> {
     s.stop().await
 }
 
+#[tokio::test]
+async fn gateway_media_and_identity_settings_are_checked_when_stored() -> Result<()> {
+    let dir = TempDir::new("billing-gateway-settings");
+    let s = TestServer::start(&dir.0).await?;
+    let (status, body) = put(&s, "/api/v1/accounts/acme", json!({})).await?;
+    assert_eq!(status, 200, "{body}");
+    let customer = json!({ "account": "acme", "caller_source": "remote_party_id",
+        "support_privacy": true,
+        "media": { "proxy": "on", "codec_mode": "specified", "codec": "PCMA",
+                   "allow_conversion": true } });
+    let (status, body) = put(&s, "/api/v1/mapping-gateways/c1", customer).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["media"]["codec"], &body["media"]["rfc2833_payload"]),
+        (&json!("PCMA"), &json!(101))
+    );
+    let vendor = json!({ "pai": "caller", "privacy": "passthrough", "ppi": "none",
+        "caller_pool": { "numbers": ["4420000001", "4420000002"], "multiplexes": 1 },
+        "media": { "codec_mode": "specified", "codec": "G729", "g729": "g729_and_g729a",
+                   "dtmf_send": "info", "use_peer_rfc2833": false } });
+    let (status, body) = put(&s, "/api/v1/routing-gateways/v1", vendor).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["caller_pool"]["selection"], "round_robin", "{body}");
+    for (path, bad, why) in [
+        (
+            "/api/v1/routing-gateways/v2",
+            json!({ "media": { "codec_mode": "specified" } }),
+            "codec",
+        ),
+        (
+            "/api/v1/routing-gateways/v2",
+            json!({ "media": { "rfc2833_payload": 8 } }),
+            "96-127",
+        ),
+        (
+            "/api/v1/routing-gateways/v2",
+            json!({ "pai": "always" }),
+            "unknown variant",
+        ),
+        (
+            "/api/v1/routing-gateways/v2",
+            json!({ "caller_pool": { "numbers": [] } }),
+            "empty",
+        ),
+        (
+            "/api/v1/mapping-gateways/c2",
+            json!({ "account": "acme", "media": { "proxy": "must" } }),
+            "unknown variant",
+        ),
+    ] {
+        let (status, body) = put(&s, path, bad).await?;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.to_string().contains(why), "{why}: {body}");
+    }
+    s.stop().await
+}
+
 async fn put(s: &TestServer, path: &str, body: Value) -> Result<(u16, Value)> {
     s.admin("PUT", path, Some(body)).await
 }

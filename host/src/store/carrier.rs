@@ -12,6 +12,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::agents::{
     self, effective_permissions, permission_name, AgentScope, Permission, MAX_AGENT_DEPTH,
 };
+use super::gateway_settings::{CallerPool, CallerSource, IdentityMode, MediaSettings, PrivacyMode};
 use super::{from_json, key, to_json, Result, Store};
 
 /// A kind of carrier object stored as JSON under its id.
@@ -68,6 +69,21 @@ pub trait CarrierObject: Serialize + DeserializeOwned + Clone + Send + Sync + 's
 }
 
 impl MappingGateway {
+    /// A gateway of `tenant` billing `account`, with every other setting at its default.
+    pub fn for_account(tenant: &str, account: &str) -> MappingGateway {
+        MappingGateway {
+            tenant: tenant.into(),
+            account: account.into(),
+            sources: Vec::new(),
+            tech_prefix: None,
+            cps_limit: 0,
+            max_calls: 0,
+            caller_source: CallerSource::From,
+            support_privacy: false,
+            media: MediaSettings::default(),
+        }
+    }
+
     /// Whether calls from `ip` belong to this gateway.
     pub fn matches_source(&self, ip: std::net::IpAddr) -> bool {
         self.sources.iter().any(|s| crate::sip::ip_in(s, ip))
@@ -187,6 +203,16 @@ pub struct MappingGateway {
     /// Concurrent calls; 0 = unlimited.
     #[serde(default)]
     pub max_calls: u32,
+    /// Where the caller number is read.
+    #[serde(default)]
+    pub caller_source: CallerSource,
+    /// Let the caller's Privacy header through (needed for a vendor's `privacy:
+    /// passthrough`).
+    #[serde(default)]
+    pub support_privacy: bool,
+    /// Media settings of the caller leg.
+    #[serde(default)]
+    pub media: MediaSettings,
 }
 
 /// A vendor-side gateway.
@@ -247,6 +273,27 @@ pub struct RoutingGateway {
     /// `ua_register_expires_secs` (SS_SIP_USER_AGENT_EXPIRE).
     #[serde(default)]
     pub register_expires_secs: Option<u32>,
+    /// Prepended to the callee towards this vendor.
+    #[serde(default)]
+    pub tech_prefix: Option<String>,
+    /// New calls per second sent to it; 0 = unlimited.
+    #[serde(default)]
+    pub cps_limit: u32,
+    /// P-Asserted-Identity towards it.
+    #[serde(default)]
+    pub pai: IdentityMode,
+    /// Privacy towards it.
+    #[serde(default)]
+    pub privacy: PrivacyMode,
+    /// P-Preferred-Identity towards it.
+    #[serde(default)]
+    pub ppi: IdentityMode,
+    /// Caller numbers to send instead of the caller's own.
+    #[serde(default)]
+    pub caller_pool: Option<CallerPool>,
+    /// Media settings of the callee leg.
+    #[serde(default)]
+    pub media: MediaSettings,
 }
 
 /// A phone: a SIP user that registers and places calls with digest credentials. Its id
@@ -333,6 +380,13 @@ impl Default for RoutingGateway {
             auth_password: None,
             register: false,
             register_expires_secs: None,
+            tech_prefix: None,
+            cps_limit: 0,
+            pai: IdentityMode::None,
+            privacy: PrivacyMode::None,
+            ppi: IdentityMode::None,
+            caller_pool: None,
+            media: MediaSettings::default(),
         }
     }
 }
@@ -465,12 +519,12 @@ impl CarrierObject for MappingGateway {
         self.tenant = tenant;
     }
     fn validate(&self) -> Result<(), String> {
-        match self.sources.iter().find(|s| !crate::sip::valid_source(s)) {
-            Some(bad) => Err(format!(
+        if let Some(bad) = self.sources.iter().find(|s| !crate::sip::valid_source(s)) {
+            return Err(format!(
                 "source {bad:?} is not an IP address or CIDR prefix"
-            )),
-            None => Ok(()),
+            ));
         }
+        self.media.check()
     }
     fn agent_sees(&self, _id: &str, agent: &AgentScope, _store: &Store) -> bool {
         agents::mapping_gateways::sees(self, agent)
@@ -511,6 +565,10 @@ impl CarrierObject for RoutingGateway {
             if crate::sip::parse_address(a).is_none() {
                 return Err(format!("address {a:?} is not host:port"));
             }
+        }
+        self.media.check()?;
+        if let Some(pool) = &self.caller_pool {
+            pool.check()?;
         }
         if self.register && (self.address.is_none() || self.auth_user.is_none()) {
             return Err("register needs address and auth_user".into());
@@ -654,14 +712,7 @@ mod tests {
     use super::*;
 
     fn gateway(tenant: &str, account: &str) -> MappingGateway {
-        MappingGateway {
-            tenant: tenant.into(),
-            account: account.into(),
-            sources: vec![],
-            tech_prefix: None,
-            cps_limit: 0,
-            max_calls: 0,
-        }
+        MappingGateway::for_account(tenant, account)
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod bindings;
 mod calls;
 mod carrier;
 mod error;
+mod gateway_settings;
 mod module_state;
 mod modules;
 mod payments;
@@ -28,6 +29,10 @@ pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope}
 pub use calls::{AttemptRecord, CallCharges, CallQuery, CallRecord, CallResult, EndReason};
 pub use carrier::{Account, CarrierObject, MappingGateway, Phone, RoutingGateway, Snapshot};
 pub use error::{Error, Result};
+pub use gateway_settings::{
+    CallerPool, CallerSource, Codec, CodecMode, DtmfReceive, DtmfSend, G729Mode, IdentityMode,
+    MediaProxy, MediaSettings, PoolSelection, PrivacyMode,
+};
 pub use modules::{ModuleKey, ModuleVersion};
 pub use payments::Payment;
 pub use tables::{Row, TableIndex, TableInfo};
