@@ -133,6 +133,8 @@ fn record(call_id: &str) -> CallRecord {
         end_ms: switchyard::now_ms(),
         pdd_ms: None,
         final_code: 200,
+        codec_in: Some("PCMA".into()),
+        codec_out: Some("PCMA".into()),
         reason: EndReason::CallerHangup,
         module: None,
         module_version: None,

@@ -137,6 +137,52 @@ async fn failover_from_503_past_a_silent_vendor_to_an_answer() -> Result<()> {
     );
     assert_eq!(r["egress_gateway"], "vendor-ok");
     assert_eq!(r["final_code"], 200);
+    // SIPp's uac offers PCMU only; both legs' codec is what the answer chose.
+    assert_eq!(
+        (&r["codec_in"], &r["codec_out"]),
+        (&json!("PCMU"), &json!("PCMU"))
+    );
+    // The CSV export has the call, then one line per failed attempt.
+    let (status, csv) = s
+        .call(
+            "GET",
+            "/api/v1/calls?format=csv",
+            switchyard_tests::ADMIN,
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200);
+    let csv = csv.as_str().unwrap_or_default().to_string();
+    let lines: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    let header = &lines[0];
+    let column = |row: &Vec<&str>, name: &str| {
+        let i = header.iter().position(|h| *h == name).expect(name);
+        row[i].to_string()
+    };
+    let summary: Vec<[String; 5]> = lines[1..]
+        .iter()
+        .map(|row| {
+            [
+                "record",
+                "attempt",
+                "egress_gateway",
+                "final_code",
+                "result",
+            ]
+            .map(|name| column(row, name))
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ["call", "", "vendor-ok", "200", "answered"],
+            ["attempt", "1", "vendor-503", "503", "failed"],
+            ["attempt", "2", "vendor-silent", "", "no_answer"],
+        ]
+        .map(|row| row.map(str::to_string)),
+        "{csv}"
+    );
+    assert_eq!(column(&lines[3], "timed_out"), "true", "{csv}");
     s.stop().await
 }
 
@@ -745,7 +791,14 @@ async fn late_offer_answer_in_the_callers_ack_reaches_the_vendor() -> Result<()>
     .succeeds()
     .await?;
     uas.succeeds().await?;
-    assert_eq!(wait_for_records(&s, 1).await?[0]["final_code"], 200);
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(r["final_code"], 200);
+    // The vendor offered PCMA and PCMU; the caller's ACK answered PCMA.
+    assert_eq!(
+        (&r["codec_in"], &r["codec_out"]),
+        (&json!("PCMA"), &json!("PCMA")),
+        "{r}"
+    );
     wait_for_no_calls(&s).await?;
     s.stop().await
 }

@@ -52,7 +52,7 @@ async fn list(
         Some("csv") => {
             let mut csv = String::from(CSV_HEADER);
             for r in &records {
-                csv.push_str(&csv_row(r));
+                csv.push_str(&csv_rows(r));
             }
             let mut resp = csv.into_response();
             resp.headers_mut().insert(
@@ -73,43 +73,89 @@ async fn list(
     })
 }
 
-const CSV_HEADER: &str = "call_id,account,ingress_gateway,egress_gateway,caller_in,callee_in,caller_out,callee_out,invite_ms,answer_ms,end_ms,duration_secs,billed_secs,pdd_ms,final_code,reason,result,charge,cost,profit\n";
+/// One line per call, followed by one line per failed attempt of it (`record` says
+/// which; an attempt line carries the call's ids with the attempt's gateway, numbers,
+/// times and answer).
+const CSV_HEADER: &str = "call_id,account,ingress_gateway,egress_gateway,caller_in,callee_in,caller_out,callee_out,invite_ms,answer_ms,end_ms,duration_secs,billed_secs,pdd_ms,final_code,reason,result,charge,cost,profit,codec_in,codec_out,record,attempt,leg_call_id,timed_out\n";
 
-fn csv_row(r: &CallRecord) -> String {
-    let field = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
-    let opt = |o: &Option<String>| field(o.as_deref().unwrap_or_default());
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv_rows(r: &CallRecord) -> String {
+    let opt = |o: &Option<String>| csv_field(o.as_deref().unwrap_or_default());
     let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
     let money = |m: Option<crate::billing::Money>| m.map(|m| m.to_string()).unwrap_or_default();
     let b = r.billing.as_ref();
-    format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-        field(&r.call_id),
-        field(&r.account),
-        field(&r.ingress_gateway),
+    let mut rows = [
+        csv_field(&r.call_id),
+        csv_field(&r.account),
+        csv_field(&r.ingress_gateway),
         opt(&r.egress_gateway),
-        field(&r.caller_in),
-        field(&r.callee_in),
+        csv_field(&r.caller_in),
+        csv_field(&r.callee_in),
         opt(&r.caller_out),
         opt(&r.callee_out),
-        r.invite_ms,
+        r.invite_ms.to_string(),
         num(r.answer_ms),
-        r.end_ms,
-        r.duration_secs(),
+        r.end_ms.to_string(),
+        r.duration_secs().to_string(),
         num(b.map(|b| b.billed_secs)),
         num(r.pdd_ms.map(u64::from)),
-        r.final_code,
+        r.final_code.to_string(),
         enum_name(&r.reason),
         enum_name(&r.result()),
         money(b.map(|b| b.charge)),
         money(b.and_then(|b| b.cost)),
         money(b.map(|b| b.profit)),
-    )
+        opt(&r.codec_in),
+        opt(&r.codec_out),
+        "call".into(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]
+    .join(",");
+    rows.push('\n');
+    for (i, a) in r.attempts.iter().enumerate().filter(|(_, a)| a.failed()) {
+        rows.push_str(
+            &[
+                csv_field(&r.call_id),
+                csv_field(&r.account),
+                csv_field(&r.ingress_gateway),
+                csv_field(&a.gateway),
+                csv_field(&r.caller_in),
+                csv_field(&r.callee_in),
+                csv_field(&a.caller),
+                csv_field(&a.callee),
+                a.started_ms.to_string(),
+                String::new(),
+                num(a.ended_ms),
+                "0".into(),
+                String::new(),
+                num(a.pdd_ms.map(u64::from)),
+                num(a.code.map(u64::from)),
+                csv_field(&a.reason),
+                enum_name(&a.result()),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                "attempt".into(),
+                (i + 1).to_string(),
+                csv_field(&a.leg_call_id),
+                a.timed_out.to_string(),
+            ]
+            .join(","),
+        );
+        rows.push('\n');
+    }
+    rows
 }
 
 /// The serde name of a unit enum variant (`caller_hangup`).

@@ -19,7 +19,7 @@ use crate::store::{AttemptRecord, CallRecord, EndReason, RoutingGateway};
 use super::admission::{Admit, Slot};
 use super::digest::Challenge;
 use super::message::{param, uri_of, user_of, Message, Outgoing};
-use super::record::{call_record, Origin};
+use super::record::{answered_codec, call_record, Origin};
 use super::session_timer::{parse_session_expires, LegTimer};
 use super::transaction::{AckParts, ClientEvent, ServerTx, T1, T2, TIMER_64T1};
 use super::transport::Peer;
@@ -203,6 +203,8 @@ fn new_call_record(origin: &Origin<'_>, wit: &Call, callee_in: &str) -> CallReco
         end_ms: 0,
         pdd_ms: None,
         final_code: 0,
+        codec_in: None,
+        codec_out: None,
         reason: EndReason::FailoverExhausted,
         module: None,
         module_version: None,
@@ -528,6 +530,7 @@ impl CallTask {
                         code: None,
                         reason: why,
                         timed_out: false,
+                        ended_ms: Some(crate::now_ms()),
                     });
                 }
                 AttemptEnd::Failed(outcome) => {
@@ -717,6 +720,7 @@ impl CallTask {
             code: None,
             reason: String::new(),
             timed_out: false,
+            ended_ms: None,
         });
         let invite_timeout = Duration::from_millis(u64::from(
             attempt
@@ -892,6 +896,7 @@ impl CallTask {
             a.reason = reason;
             a.timed_out = timed_out;
             a.pdd_ms = pdd_ms;
+            a.ended_ms = Some(crate::now_ms());
         }
     }
 
@@ -1046,6 +1051,12 @@ impl CallTask {
         let now = crate::now_ms();
         self.record.answer_ms = Some(now);
         self.record.final_code = 200;
+        // Both legs carry the same SDP until the media layer relays it. With a late
+        // offer the answer is the caller's ACK (below).
+        if !self.invite.body.is_empty() {
+            self.record.codec_in = answered_codec(&answer.body);
+            self.record.codec_out = self.record.codec_in.clone();
+        }
         self.record.egress_gateway = Some(attempt.gateway.clone());
         self.record.callee_out = Some(attempt.callee.clone());
         self.record.caller_out = Some(self.caller_for(attempt));
@@ -1192,6 +1203,8 @@ impl CallTask {
                             if msg.call_id() == self.a.call_id {
                                 retransmit_at = None;
                                 if b_ack.is_none() {
+                                    self.record.codec_in = answered_codec(&msg.body);
+                                    self.record.codec_out = self.record.codec_in.clone();
                                     let body = SdpBody::of(&msg);
                                     send_ack_with(&self.core, &b, invite_cseq, &via_b, &body).await;
                                     b_ack = Some(body);

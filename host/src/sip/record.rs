@@ -107,6 +107,14 @@ pub(super) fn offered_codecs(sdp: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The voice codec an SDP answer settled on: its first audio payload that is not
+/// DTMF or comfort noise.
+pub(super) fn answered_codec(sdp: &[u8]) -> Option<String> {
+    offered_codecs(sdp)
+        .into_iter()
+        .find(|c| !c.eq_ignore_ascii_case("telephone-event") && !c.eq_ignore_ascii_case("CN"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -116,5 +124,8 @@ mod tests {
             super::offered_codecs(sdp),
             ["G729", "PCMU", "telephone-event"]
         );
+        let answer = b"v=0\r\nm=audio 6000 RTP/AVP 101 8\r\na=rtpmap:101 telephone-event/8000\r\n";
+        assert_eq!(super::answered_codec(answer).as_deref(), Some("PCMA"));
+        assert_eq!(super::answered_codec(b""), None);
     }
 }

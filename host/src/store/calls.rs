@@ -71,6 +71,27 @@ pub struct AttemptRecord {
     pub reason: String,
     /// No final answer within the attempt's timeout.
     pub timed_out: bool,
+    /// When it ended (its final answer, timeout or skip), ms since the epoch.
+    #[serde(default)]
+    pub ended_ms: Option<u64>,
+}
+
+impl AttemptRecord {
+    /// Whether it failed (rather than carried the call or was cut short by it).
+    pub fn failed(&self) -> bool {
+        !self.code.is_some_and(|c| (200..300).contains(&c))
+    }
+
+    /// How it turned out, with the call's meaning of each result.
+    pub fn result(&self) -> CallResult {
+        match self.code {
+            Some(c) if (200..300).contains(&c) => CallResult::Answered,
+            Some(486 | 600) => CallResult::Busy,
+            Some(408 | 480 | 487) => CallResult::NoAnswer,
+            _ if self.timed_out => CallResult::NoAnswer,
+            _ => CallResult::Failed,
+        }
+    }
 }
 
 /// A finished call.
@@ -106,6 +127,12 @@ pub struct CallRecord {
     pub pdd_ms: Option<u32>,
     /// Final SIP code given to the caller (200 for answered calls).
     pub final_code: u16,
+    /// Voice codec of the caller's leg: the first in the SDP answer on that leg.
+    #[serde(default)]
+    pub codec_in: Option<String>,
+    /// Voice codec of the vendor's leg.
+    #[serde(default)]
+    pub codec_out: Option<String>,
     /// Why it ended.
     pub reason: EndReason,
     /// Module that decided the call, `tenant/name`.
