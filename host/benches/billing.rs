@@ -4,7 +4,12 @@
 //! - durable call-record writes per second: settle (debit + record in one sled
 //!   transaction) and commit (flushed), from many concurrent calls, as call ends do.
 //!
-//! Prints `lookups N/s` and `cdr N/s` last.
+//! - call-record queries over a large store (`--cdrs`, default 1,000,000 records of
+//!   10,000 accounts): newest page, one account's page, one gateway's page, and a
+//!   callee substring search, each the median of 20 runs; and a search that matches
+//!   nothing, so reads every record.
+//!
+//! Prints `lookups N/s`, `cdr N/s` and the `query ... ms` lines last.
 
 mod common;
 
@@ -16,11 +21,12 @@ use switchyard::billing::{Money, Rate};
 use switchyard::store::{Account, CallCharges, CallRecord, EndReason, Row, Store, TableIndex};
 
 fn main() -> anyhow::Result<()> {
-    let (prefixes, lookups, records, writers) = (
+    let (prefixes, lookups, records, writers, cdrs) = (
         arg("--prefixes", 100_000),
         arg("--lookups", 2_000_000),
         arg("--records", 20_000),
         arg("--writers", 200),
+        arg("--cdrs", 1_000_000),
     );
 
     // 100,000 prefixes of 3 to 8 digits, like a real A-Z table.
@@ -110,10 +116,97 @@ fn main() -> anyhow::Result<()> {
     );
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
+
+    let queries = query_times(&dir, cdrs)?;
+    let _ = std::fs::remove_dir_all(&dir);
     println!("prefixes {prefixes}");
+    println!("cdrs {cdrs}");
+    for (what, ms) in queries {
+        println!("query {what} {ms:.2} ms");
+    }
     println!("lookups {lookups_per_sec:.0}/s");
     println!("cdr {cdr_per_sec:.0}/s");
     Ok(())
+}
+
+/// Load `cdrs` records of 10,000 accounts over 100 vendors, then time the queries.
+fn query_times(dir: &std::path::Path, cdrs: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    use switchyard::store::CallQuery;
+    let store = Store::open(dir)?;
+    let base = switchyard::now_ms() - cdrs as u64;
+    for n in 0..cdrs {
+        let mut r = record(&format!("q-{n}"));
+        r.account = format!("acct-{}", n % 10_000);
+        r.egress_gateway = Some(format!("vendor-{}", n % 100));
+        r.callee_in = format!("44{:010}", n);
+        r.end_ms = base + n as u64;
+        store.put_call_record(&r)?;
+    }
+    store.commit_blocking()?;
+    // `want`: the records the query must find, when known.
+    let timed =
+        |query: CallQuery, want: Option<usize>, runs_wanted: usize| -> anyhow::Result<f64> {
+            let mut runs = Vec::new();
+            for _ in 0..runs_wanted {
+                let started = Instant::now();
+                let (found, _) = store.query_calls(Some("bench"), &query)?;
+                runs.push(started.elapsed().as_secs_f64() * 1e3);
+                anyhow::ensure!(
+                    want.is_none_or(|w| found.len() == w),
+                    "{} records, wanted {want:?}",
+                    found.len()
+                );
+            }
+            runs.sort_by(f64::total_cmp);
+            Ok(runs[runs.len() / 2])
+        };
+    let time = |query, want| timed(query, want, 20);
+    let page = (cdrs / 10_000).clamp(1, 100);
+    Ok(vec![
+        ("newest", time(CallQuery::default(), Some(100.min(cdrs)))?),
+        (
+            "account",
+            time(
+                CallQuery {
+                    account: Some("acct-1234".into()),
+                    ..CallQuery::default()
+                },
+                Some(page),
+            )?,
+        ),
+        (
+            "gateway",
+            time(
+                CallQuery {
+                    gateway: Some("vendor-7".into()),
+                    ..CallQuery::default()
+                },
+                Some(100.min(cdrs / 100)),
+            )?,
+        ),
+        (
+            "callee",
+            time(
+                CallQuery {
+                    callee: Some("1234".into()),
+                    ..CallQuery::default()
+                },
+                None,
+            )?,
+        ),
+        // Matches nothing: reads every record (3 runs).
+        (
+            "full-scan",
+            timed(
+                CallQuery {
+                    callee: Some("none".into()),
+                    ..CallQuery::default()
+                },
+                Some(0),
+                3,
+            )?,
+        ),
+    ])
 }
 
 fn record(call_id: &str) -> CallRecord {

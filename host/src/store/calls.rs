@@ -187,7 +187,7 @@ pub struct CallQuery {
     /// Billed to this account.
     #[serde(default)]
     pub account: Option<String>,
-    /// Came in or went out on this gateway (mapping or routing).
+    /// Came in on, went out on or was tried on this gateway (mapping or routing).
     #[serde(default)]
     pub gateway: Option<String>,
     /// Turned out so.
@@ -242,7 +242,7 @@ impl CallQuery {
             && self
                 .gateway
                 .as_deref()
-                .is_none_or(|g| g == r.ingress_gateway || r.egress_gateway.as_deref() == Some(g))
+                .is_none_or(|g| record_gateways(r).contains(g))
             && self.result.is_none_or(|want| want == r.result())
             && contains(&self.caller, &r.caller_in, &r.caller_out)
             && contains(&self.callee, &r.callee_in, &r.callee_out)
@@ -281,20 +281,101 @@ fn record_key(record: &CallRecord) -> Vec<u8> {
     k
 }
 
+/// A record's key in an index by `owner` (an account or a gateway id): the owner, a
+/// NUL, then the record's key, so one owner's records are one range in time order.
+fn index_key(owner: &str, record_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(owner.len() + 1 + record_key.len());
+    k.extend_from_slice(owner.as_bytes());
+    k.push(0);
+    k.extend_from_slice(record_key);
+    k
+}
+
+/// The gateways a record is found under: where it came in and every gateway it tried.
+fn record_gateways(record: &CallRecord) -> std::collections::BTreeSet<&str> {
+    std::iter::once(record.ingress_gateway.as_str())
+        .chain(record.egress_gateway.as_deref())
+        .chain(record.attempts.iter().map(|a| a.gateway.as_str()))
+        .collect()
+}
+
+/// The trees a record is written to, inside a transaction or not.
+trait RecordTrees {
+    type Error;
+    fn put(&self, tree: usize, key: &[u8], value: &[u8]) -> std::result::Result<(), Self::Error>;
+}
+
+/// Write `record` under `k` with its Call-ID, account and gateway index entries; trees
+/// in the order calls, call_index, by_account, by_gateway.
+fn write_record<T: RecordTrees>(
+    trees: &T,
+    record: &CallRecord,
+    k: &[u8],
+    value: &[u8],
+) -> std::result::Result<(), T::Error> {
+    trees.put(0, k, value)?;
+    // The newest record of a Call-ID wins the index, as lookups promise.
+    trees.put(1, record.call_id.as_bytes(), k)?;
+    trees.put(2, &index_key(&record.account, k), &[])?;
+    for gateway in record_gateways(record) {
+        trees.put(3, &index_key(gateway, k), &[])?;
+    }
+    Ok(())
+}
+
+impl RecordTrees for [&sled::Tree; 4] {
+    type Error = sled::Error;
+    fn put(&self, tree: usize, key: &[u8], value: &[u8]) -> std::result::Result<(), sled::Error> {
+        self[tree].insert(key, value).map(drop)
+    }
+}
+
+impl RecordTrees for [&sled::transaction::TransactionalTree; 4] {
+    type Error = sled::transaction::UnabortableTransactionError;
+    fn put(&self, tree: usize, key: &[u8], value: &[u8]) -> std::result::Result<(), Self::Error> {
+        self[tree].insert(key, value).map(drop)
+    }
+}
+
 impl Store {
     /// Append a finished call. Durable once [`Store::commit`] returns.
     pub fn put_call_record(&self, record: &CallRecord) -> Result<()> {
-        let k = record_key(record);
-        self.calls.insert(k.as_slice(), to_json(record)?)?;
-        // The newest record of a Call-ID wins the index, as lookups promise.
-        self.call_index.insert(record.call_id.as_bytes(), k)?;
+        let trees = [
+            &self.calls,
+            &self.call_index,
+            &self.calls_by_account,
+            &self.calls_by_gateway,
+        ];
+        write_record(&trees, record, &record_key(record), &to_json(record)?)?;
+        Ok(())
+    }
+
+    /// Index every record written before the account and gateway indexes existed.
+    pub(super) fn index_old_call_records(&self) -> Result<()> {
+        if !self.calls_by_account.is_empty() || self.calls.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            records = self.calls.len(),
+            "indexing call records by account and gateway"
+        );
+        for kv in self.calls.iter() {
+            let (k, v) = kv?;
+            let r: CallRecord = from_json(&v)?;
+            self.calls_by_account
+                .insert(index_key(&r.account, &k), &[])?;
+            for gateway in record_gateways(&r) {
+                self.calls_by_gateway.insert(index_key(gateway, &k), &[])?;
+            }
+        }
         Ok(())
     }
 
     /// The newest records matching `query` (and, when given, of one tenant), newest
     /// first, at most `query.limit`; with the cursor of the next page when there may
-    /// be more. The time range narrows the scan (records are keyed by end time); the
-    /// other filters are checked record by record.
+    /// be more. The time range narrows the scan (records are keyed by end time); an
+    /// account or gateway filter reads only that one's index range; the other filters
+    /// are checked record by record.
     pub fn query_calls(
         &self,
         tenant: Option<&str>,
@@ -308,9 +389,50 @@ impl Store {
             (None, Some(to)) => to.to_be_bytes().to_vec(),
             (None, None) => u64::MAX.to_be_bytes().to_vec(),
         };
+        // Record keys newest first: from one account's or gateway's index range when
+        // the query names one, else from the whole table.
+        let indexed = match (&query.account, &query.gateway) {
+            (Some(account), _) => Some((&self.calls_by_account, account)),
+            (None, Some(gateway)) => Some((&self.calls_by_gateway, gateway)),
+            (None, None) => None,
+        };
+        // Each entry: a record's key, and its value when the scan already read it.
+        type Entry = Result<(sled::IVec, Option<sled::IVec>)>;
+        let entries: Box<dyn Iterator<Item = Entry>> = match indexed {
+            Some((index, owner)) => {
+                let skip = owner.len() + 1;
+                Box::new(
+                    index
+                        .range(index_key(owner, &from)..index_key(owner, &to))
+                        .rev()
+                        .map(move |kv| {
+                            let (k, _) = kv?;
+                            Ok((sled::IVec::from(&k[skip..]), None))
+                        }),
+                )
+            }
+            None => Box::new(self.calls.range(from..to).rev().map(|kv| {
+                let (k, v) = kv?;
+                Ok((k, Some(v)))
+            })),
+        };
+        // A caller or callee search must find its text in the stored JSON: records
+        // without it are skipped unparsed (text JSON would escape is not prefiltered).
+        let needles: Vec<memchr::memmem::Finder<'_>> = [&query.caller, &query.callee]
+            .into_iter()
+            .flatten()
+            .filter(|n| !n.contains(|c: char| c == '"' || c == '\\' || c.is_control()))
+            .map(|n| memchr::memmem::Finder::new(n.as_bytes()))
+            .collect();
         let mut out = Vec::new();
-        for kv in self.calls.range(from..to).rev() {
-            let (k, v) = kv?;
+        for entry in entries {
+            let (k, v) = entry?;
+            let Some(v) = v.map_or_else(|| self.calls.get(&k), |v| Ok(Some(v)))? else {
+                continue;
+            };
+            if needles.iter().any(|n| n.find(&v).is_none()) {
+                continue;
+            }
             let r: CallRecord = from_json(&v)?;
             if tenant.is_none_or(|t| t == r.tenant) && query.matches(&r) {
                 out.push(r);
@@ -331,8 +453,14 @@ impl Store {
         let k = record_key(record);
         // Holding the carrier cache lock keeps a stale account snapshot from landing.
         let mut kinds = self.carrier_cache_lock();
-        let result = (&self.carrier, &self.calls, &self.call_index).transaction(
-            |(carrier, calls, index)| {
+        let result = (
+            &self.carrier,
+            &self.calls,
+            &self.call_index,
+            &self.calls_by_account,
+            &self.calls_by_gateway,
+        )
+            .transaction(|(carrier, calls, index, by_account, by_gateway)| {
                 let abort = |e: Error| ConflictableTransactionError::Abort(e);
                 let mut account: Account = match carrier.get(&account_key)? {
                     Some(v) => from_json(&v).map_err(abort)?,
@@ -349,11 +477,15 @@ impl Store {
                 if let Some(b) = settled.billing.as_mut() {
                     b.balance_after = account.balance;
                 }
-                calls.insert(k.as_slice(), to_json(&settled).map_err(abort)?)?;
-                index.insert(record.call_id.as_bytes(), k.as_slice())?;
+                let value = to_json(&settled).map_err(abort)?;
+                write_record(
+                    &[calls, index, by_account, by_gateway],
+                    &settled,
+                    &k,
+                    &value,
+                )?;
                 Ok(account.balance)
-            },
-        );
+            });
         kinds.remove(Account::KIND);
         let balance = match result {
             Ok(balance) => balance,
@@ -372,5 +504,119 @@ impl Store {
             return Ok(None);
         };
         self.calls.get(k)?.map(|v| from_json(&v)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u64, account: &str, ingress: &str, tried: &[&str]) -> CallRecord {
+        CallRecord {
+            call_id: format!("call-{n}"),
+            tenant: "t".into(),
+            account: account.into(),
+            ingress_gateway: ingress.into(),
+            egress_gateway: tried.last().map(|g| g.to_string()),
+            caller_in: "1000".into(),
+            callee_in: "4420".into(),
+            caller_out: None,
+            callee_out: None,
+            invite_ms: n,
+            ring_ms: None,
+            answer_ms: None,
+            end_ms: 1_000 + n,
+            pdd_ms: None,
+            final_code: 503,
+            codec_in: None,
+            codec_out: None,
+            reason: EndReason::FailoverExhausted,
+            module: None,
+            module_version: None,
+            attempts: tried
+                .iter()
+                .map(|g| AttemptRecord {
+                    gateway: g.to_string(),
+                    leg_call_id: String::new(),
+                    callee: "4420".into(),
+                    caller: "1000".into(),
+                    started_ms: n,
+                    pdd_ms: None,
+                    code: Some(503),
+                    reason: String::new(),
+                    timed_out: false,
+                    ended_ms: None,
+                })
+                .collect(),
+            billing: None,
+        }
+    }
+
+    fn ids(found: &[CallRecord]) -> Vec<&str> {
+        found.iter().map(|r| r.call_id.as_str()).collect()
+    }
+
+    #[test]
+    fn account_and_gateway_queries_read_their_index_and_page_through_it() {
+        let dir = std::env::temp_dir().join(format!("switchyard-calls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let store = Store::open(&dir).unwrap();
+            for n in 0..30 {
+                let (account, tried): (&str, &[&str]) = match n % 3 {
+                    0 => ("a", &["v1"]),
+                    1 => ("b", &["v1", "v2"]),
+                    _ => ("c", &[]),
+                };
+                store
+                    .put_call_record(&record(n, account, "in", tried))
+                    .unwrap();
+            }
+            let query = |q: CallQuery| store.query_calls(Some("t"), &q).unwrap();
+            let (found, next) = query(CallQuery {
+                account: Some("b".into()),
+                limit: 3,
+                ..CallQuery::default()
+            });
+            assert_eq!(ids(&found), ["call-28", "call-25", "call-22"]);
+            let (found, _) = query(CallQuery {
+                account: Some("b".into()),
+                before: next,
+                limit: 2,
+                ..CallQuery::default()
+            });
+            assert_eq!(ids(&found), ["call-19", "call-16"]);
+            // v2 was only ever tried, never the last gateway of a's calls.
+            let (found, _) = query(CallQuery {
+                gateway: Some("v2".into()),
+                from_ms: Some(1_010),
+                to_ms: Some(1_020),
+                ..CallQuery::default()
+            });
+            assert_eq!(ids(&found), ["call-19", "call-16", "call-13", "call-10"]);
+            let (found, next) = query(CallQuery {
+                account: Some("nobody".into()),
+                ..CallQuery::default()
+            });
+            assert!(found.is_empty() && next.is_none());
+            // Records from before the indexes existed are indexed on opening.
+            store.calls_by_account.clear().unwrap();
+            store.calls_by_gateway.clear().unwrap();
+            store.commit_blocking().unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        let (found, _) = store
+            .query_calls(
+                None,
+                &CallQuery {
+                    gateway: Some("v2".into()),
+                    limit: 1,
+                    ..CallQuery::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(ids(&found), ["call-28"]);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -56,6 +56,10 @@ pub struct Store {
     calls: sled::Tree,
     /// Customer Call-ID → key in `calls`.
     call_index: sled::Tree,
+    /// Account, NUL, key in `calls` (empty values): one account's records in order.
+    calls_by_account: sled::Tree,
+    /// Gateway (ingress, egress or attempted), NUL, key in `calls`.
+    calls_by_gateway: sled::Tree,
     carrier_cache: Arc<carrier::CarrierCache>,
     flusher: std::sync::mpsc::Sender<FlushRequest>,
 }
@@ -99,7 +103,7 @@ impl Store {
                 path: dir.display().to_string(),
                 source: e,
             })?;
-        Ok(Store {
+        let store = Store {
             flusher,
             modules: db.open_tree("modules")?,
             module_bytes: db.open_tree("module_bytes")?,
@@ -113,9 +117,13 @@ impl Store {
             payments: db.open_tree("payments")?,
             calls: db.open_tree("calls")?,
             call_index: db.open_tree("call_index")?,
+            calls_by_account: db.open_tree("calls_by_account")?,
+            calls_by_gateway: db.open_tree("calls_by_gateway")?,
             carrier_cache: Arc::default(),
             db,
-        })
+        };
+        store.index_old_call_records()?;
+        Ok(store)
     }
 
     /// Make every write so far durable. Call before acknowledging a change.
