@@ -12,6 +12,7 @@
 
 mod calendar;
 mod money;
+mod rate_table;
 mod rating;
 
 use std::collections::HashMap;

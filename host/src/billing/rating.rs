@@ -71,22 +71,7 @@ impl Rate {
     /// The rate of `number` in `table` in effect at `now_ms`: none when no prefix has
     /// one.
     pub fn lookup(table: &TableIndex, number: &str, now_ms: u64) -> Result<Option<Rate>, String> {
-        // Longest keys first; rows of one key in load order. Only the effective dates
-        // are read while choosing; the chosen row alone is parsed in full.
-        let mut best: Option<(&Row, Option<u64>)> = None;
-        for row in table.prefixes(number) {
-            if best.is_some_and(|(b, _)| row.key.len() < b.key.len()) {
-                break;
-            }
-            let from = effective_from(row)?;
-            if from.is_some_and(|t| t > now_ms) {
-                continue;
-            }
-            if best.is_none_or(|(_, b)| from >= b) {
-                best = Some((row, from));
-            }
-        }
-        best.map(|(row, _)| Rate::from_row(row)).transpose()
+        super::rate_table::RateTable::lookup_in(table, number, now_ms)
     }
 
     /// Seconds billed for a call of `duration_secs`: nothing for zero, else the first
@@ -139,7 +124,7 @@ impl Rate {
 }
 
 /// When a row's rate takes effect (its sixth field), Unix ms; none: always.
-fn effective_from(row: &Row) -> Result<Option<u64>, String> {
+pub(super) fn effective_from(row: &Row) -> Result<Option<u64>, String> {
     match row
         .fields
         .get(4)

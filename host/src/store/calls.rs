@@ -604,7 +604,7 @@ mod tests {
             store.calls_by_gateway.clear().unwrap();
             store.commit_blocking().unwrap();
         }
-        let store = Store::open(&dir).unwrap();
+        let store = Store::reopen(&dir).unwrap();
         let (found, _) = store
             .query_calls(
                 None,

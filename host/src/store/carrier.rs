@@ -766,7 +766,7 @@ mod tests {
             assert_eq!(ids(None), ["gw"]);
             store.commit_blocking().unwrap();
         }
-        let store = Store::open(&dir).unwrap();
+        let store = Store::reopen(&dir).unwrap();
         assert_eq!(
             store
                 .carrier_get::<MappingGateway>("gw")

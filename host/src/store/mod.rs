@@ -77,8 +77,11 @@ fn run_flusher(requests: std::sync::mpsc::Receiver<FlushRequest>) {
         let mut batch = vec![first];
         batch.extend(requests.try_iter());
         let outcome = batch[0].db.flush().map(drop).map_err(|e| e.to_string());
-        for request in batch {
-            (request.done)(
+        // Let go of the database before answering: a caller that closes its store
+        // once committed must be able to reopen it at once.
+        let waiting: Vec<_> = batch.into_iter().map(|request| request.done).collect();
+        for done in waiting {
+            done(
                 outcome
                     .clone()
                     .map_err(|e| Error::Db(sled::Error::Io(std::io::Error::other(e)))),
@@ -124,6 +127,21 @@ impl Store {
         };
         store.index_old_call_records()?;
         Ok(store)
+    }
+
+    /// [`Store::open`] for tests that reopen a store they just dropped: sled's own
+    /// background thread can hold the file lock for a moment after the last handle.
+    #[cfg(test)]
+    pub(crate) fn reopen(dir: &std::path::Path) -> Result<Store> {
+        for _ in 0..100 {
+            match Store::open(dir) {
+                Err(Error::Db(sled::Error::Io(e))) if e.to_string().contains("lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other,
+            }
+        }
+        Store::open(dir)
     }
 
     /// Make every write so far durable. Call before acknowledging a change.

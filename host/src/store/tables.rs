@@ -46,6 +46,9 @@ pub struct TableIndex {
     by_key: FxHashMap<String, Vec<u32>>,
     /// Distinct key lengths, longest first.
     key_lengths: Vec<usize>,
+    /// One view of the rows built for a use (a compiled rate table), made on first use
+    /// and dropped with the index when the table is reloaded.
+    derived: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl TableIndex {
@@ -63,7 +66,19 @@ impl TableIndex {
             rows,
             by_key,
             key_lengths,
+            derived: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The view `build` makes of this table, built once. None when the table already
+    /// holds a view of another type (the caller then builds its own).
+    pub fn derived<T: std::any::Any + Send + Sync>(
+        &self,
+        build: impl FnOnce(&TableIndex) -> T,
+    ) -> Option<&T> {
+        self.derived
+            .get_or_init(|| Box::new(build(self)))
+            .downcast_ref::<T>()
     }
 
     fn rows_of(&self, key: &str) -> Option<impl Iterator<Item = &Row>> {
