@@ -26,10 +26,25 @@ pub fn seed_if_empty(store: &Store, policy: &Arc<PolicyEngine>) -> anyhow::Resul
     if !empty {
         return Ok(false);
     }
+    // Every call is rated: the demo account's table prices every number at 0.
+    let free = vec![Row {
+        key: String::new(),
+        fields: vec!["0".into()],
+    }];
+    store.put_table(
+        &TableInfo {
+            tenant: DEMO_TENANT.into(),
+            name: "demo-free".into(),
+            rows: free.len(),
+            loaded_at_ms: crate::now_ms(),
+        },
+        &free,
+    )?;
     store.carrier_put(
         "demo",
         &Account {
             tenant: DEMO_TENANT.into(),
+            rate_table: Some("demo-free".into()),
             ..Account::default()
         },
     )?;

@@ -167,13 +167,25 @@ async fn query_the_records(s: &TestServer) -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_number_without_a_rate_is_refused_and_unbilled_accounts_are_not_charged() -> Result<()> {
+async fn a_number_without_a_rate_is_refused_and_no_call_is_carried_unbilled() -> Result<()> {
     let dir = TempDir::new("billing-no-rate");
     let s = TestServer::start(&dir.0).await?;
     carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
-    // Not billed yet: no rate table, so no rate is needed.
-    let (_, account) = s.admin("GET", "/api/v1/accounts/acme", None).await?;
-    assert_eq!(account["rate_table"], Value::Null);
+    // An account without a rate table carries nothing (spec decision 16).
+    let (status, _) = s
+        .admin("PUT", "/api/v1/accounts/acme", Some(json!({})))
+        .await?;
+    assert_eq!(status, 200);
+    let answer = raw_request(
+        "127.0.0.1:0",
+        s.server.sip.addr,
+        &raw_invite("unrated-1", "442071234567"),
+        Duration::from_secs(2),
+    )
+    .await?
+    .unwrap_or_default();
+    assert!(answer.starts_with("SIP/2.0 404 No Rate"), "{answer}");
+    assert!(answer.contains("no rate table"), "{answer}");
     bill_acme(&s, 10.0, None).await?;
     let answer = raw_request(
         "127.0.0.1:0",
@@ -184,8 +196,11 @@ async fn a_number_without_a_rate_is_refused_and_unbilled_accounts_are_not_charge
     .await?
     .unwrap_or_default();
     assert!(answer.starts_with("SIP/2.0 404 No Rate"), "{answer}");
-    let r = &wait_for_records(&s, 1).await?[0];
-    assert_eq!(r["reason"], "no_rate", "{r}");
+    let records = wait_for_records(&s, 2).await?;
+    assert!(
+        records.iter().all(|r| r["reason"] == "no_rate"),
+        "{records:?}"
+    );
     assert!(close(balance(&s).await?, 10.0));
     s.stop().await
 }
@@ -240,7 +255,8 @@ async fn number_sections_and_the_account_call_limit_refuse_calls() -> Result<()>
             "PUT",
             "/api/v1/accounts/acme",
             Some(
-                json!({ "allowed_prefixes": ["44"], "blocked_prefixes": ["4490"], "max_calls": 1 }),
+                json!({ "rate_table": "acme-free", "allowed_prefixes": ["44"],
+                        "blocked_prefixes": ["4490"], "max_calls": 1 }),
             ),
         )
         .await?;

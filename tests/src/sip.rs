@@ -56,7 +56,22 @@ impl Vendor {
 /// `customer` merged over its defaults, the vendors as routing gateways, a catch-all
 /// route to each in order, and the prefix-router example bound globally.
 pub async fn carrier(s: &TestServer, customer: Value, vendors: &[&Vendor]) -> Result<()> {
-    put(s, "/api/v1/accounts/acme", json!({})).await?;
+    // Every call is rated: acme's own table prices every number at 0.
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/api/v1/tables/acme-free",
+            ADMIN,
+            Some(Body::Bytes(b",0\n".to_vec(), "text/csv")),
+        )
+        .await?;
+    anyhow::ensure!(status == 200, "rate table: {status} {body}");
+    put(
+        s,
+        "/api/v1/accounts/acme",
+        json!({ "rate_table": "acme-free" }),
+    )
+    .await?;
     let mut gateway = json!({ "account": "acme", "sources": ["127.0.0.1/32"] });
     if let (Some(g), Some(extra)) = (gateway.as_object_mut(), customer.as_object()) {
         g.extend(extra.clone());

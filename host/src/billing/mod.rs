@@ -82,13 +82,8 @@ impl Billing {
         self.reserved.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// At call setup, before routing: may `account_id` call `callee`? `Ok(None)`: the
-    /// account is not billed (it has no rate table).
-    pub fn authorize(
-        &self,
-        account_id: &str,
-        callee: &str,
-    ) -> Result<Option<Authorization>, Refusal> {
+    /// At call setup, before routing: may `account_id` call `callee`, and at what rate?
+    pub fn authorize(&self, account_id: &str, callee: &str) -> Result<Authorization, Refusal> {
         let refuse = |code, phrase, reason, detail: String| Refusal {
             code,
             phrase,
@@ -138,8 +133,15 @@ impl Billing {
                 format!("{callee} is outside the number sections of the account or its agents"),
             ));
         }
+        // Spec decision 16: no call is carried unbilled. A free account says so with a
+        // rate of 0.
         if account.rate_table.is_none() && account.period_rate_tables.is_empty() {
-            return Ok(None);
+            return Err(refuse(
+                404,
+                "No Rate",
+                EndReason::NoRate,
+                "the account has no rate table".into(),
+            ));
         }
         let rate = self
             .account_rate(&account, callee, crate::now_ms())
@@ -164,13 +166,13 @@ impl Billing {
                 format!("balance covers {available}, the first increment costs {first}"),
             ));
         }
-        Ok(Some(Authorization {
+        Ok(Authorization {
             account: account_id.to_string(),
             tenant: account.tenant,
             rate,
             granted_secs: 0,
             reserved: Money::ZERO,
-        }))
+        })
     }
 
     /// At answer, and whenever the last quota runs out: reserve the next quota and
@@ -324,8 +326,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("switchyard-billing-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let billing = billing(&dir, 1.0); // 100 s at 0.01/s
-        let mut a = billing.authorize("acct", "4420").unwrap().unwrap();
-        let mut b = billing.authorize("acct", "4420").unwrap().unwrap();
+        let mut a = billing.authorize("acct", "4420").unwrap();
+        let mut b = billing.authorize("acct", "4420").unwrap();
         assert_eq!(billing.grant(&mut a), Some(QUOTA_SECS)); // 0.60 held
         assert_eq!(billing.grant(&mut b), Some(40)); // the 0.40 left
         assert_eq!(billing.grant(&mut a), Some(0)); // nothing left for a second quota
@@ -402,6 +404,17 @@ mod tests {
         // Not in the peak table: the default table's rate; in neither: none.
         assert_eq!(price(morning, "3312"), Some(Money::from_units(0.90)));
         assert_eq!(price(morning, "1212"), None);
+        // The boundary: 17:59:59.999 is still peak, 18:00 is not.
+        let six_pm = 1_795_456_800_000u64;
+        assert_eq!(price(six_pm - 1, "4420"), Some(Money::from_units(0.30)));
+        assert_eq!(price(six_pm, "4420"), Some(Money::from_units(0.60)));
+        // A call crossing the boundary keeps the rate it started under: two minutes
+        // from 17:59:30 cost two peak minutes.
+        let crossing = billing
+            .account_rate(&account, "4420", six_pm - 30_000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(crossing.charge(120), Money::from_units(0.60));
         account.calendar = Some("missing".into());
         assert!(billing.account_rate(&account, "4420", morning).is_err());
         drop(billing);

@@ -122,7 +122,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
     let record = new_call_record(&origin, &wit, &requested);
     // Billing refuses before any vendor INVITE, and the refusal is recorded.
     let billing = match core.billing.authorize(&gateway.account, &callee) {
-        Ok(billing) => billing,
+        Ok(billing) => Some(billing),
         Err(refusal) => {
             tracing::info!(%call_id, account = %gateway.account, reason = %refusal.detail, "call refused by billing");
             let resp = reply(refusal.code, refusal.phrase).header(
@@ -381,7 +381,7 @@ struct CallTask {
     relayed_sdp: bool,
     /// The routing gateway whose live call count this call holds.
     busy_gateway: Option<String>,
-    /// The account's billing, when it is billed.
+    /// The account's rate and reserved money; taken when the call settles.
     billing: Option<crate::billing::Authorization>,
     /// The BYE that ended the call, answered after the record is written: a party
     /// that saw its hang-up accepted finds the call's record even after a crash.
