@@ -47,6 +47,36 @@ struct ServeArgs {
     /// Do not create the demo carrier in an empty data directory.
     #[arg(long, env = "SWITCHYARD_NO_DEMO")]
     no_demo: bool,
+    /// RTP relay mode of gateways that set none: off, on or auto (SS_MEDIAPROXYMODE).
+    #[arg(long, env = "SWITCHYARD_MEDIA_PROXY", default_value = "auto", value_parser = parse_media_proxy)]
+    media_proxy: crate::store::MediaProxy,
+    /// RTP relay ports, FIRST-LAST (SS_MEDIAPROXYPORT_START/END).
+    #[arg(long, env = "SWITCHYARD_MEDIA_PORTS", default_value = "10000-20000", value_parser = parse_port_range)]
+    media_ports: (u16, u16),
+    /// End a relayed call when a side sends no RTP for this long, s; 0 = never
+    /// (SS_RTP_TIMEOUT).
+    #[arg(long, env = "SWITCHYARD_RTP_TIMEOUT_SECS", default_value_t = 30)]
+    rtp_timeout_secs: u32,
+}
+
+fn parse_media_proxy(text: &str) -> Result<crate::store::MediaProxy, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_lowercase()))
+        .map_err(|_| format!("{text:?}: use off, on or auto"))
+}
+
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{text:?}: use FIRST-LAST, e.g. 10000-20000");
+    let (first, last) = text.split_once('-').ok_or_else(bad)?;
+    let (first, last): (u16, u16) = (
+        first.trim().parse().map_err(|_| bad())?,
+        last.trim().parse().map_err(|_| bad())?,
+    );
+    if first >= last || first < 1024 {
+        return Err(format!(
+            "{text:?}: the range must be above 1023 and not empty"
+        ));
+    }
+    Ok((first, last))
 }
 
 #[derive(Args)]
@@ -159,6 +189,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         sip: crate::sip::SipConfig {
             listen: a.sip_listen,
             reply_unauthorized: !a.silent_to_unknown,
+            media: crate::media::MediaConfig {
+                proxy_mode: a.media_proxy,
+                port_start: a.media_ports.0,
+                port_end: a.media_ports.1,
+                rtp_timeout_secs: a.rtp_timeout_secs,
+            },
             ..Default::default()
         },
         demo: !a.no_demo,

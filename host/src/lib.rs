@@ -20,6 +20,7 @@ pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod media;
 pub mod names;
 pub mod policy;
 pub mod server;

@@ -6,5 +6,6 @@ mod billing;
 mod bindings;
 mod host_services;
 mod hostile;
+mod media;
 mod sip_calls;
 mod tenancy;

@@ -25,6 +25,7 @@ use super::transaction::{AckParts, ClientEvent, ServerTx, T1, T2, TIMER_64T1};
 use super::transport::Peer;
 use super::{a_key, b_key, parse_address, CallEvent, SipCore};
 use super::{new_branch, new_tag};
+use crate::media::{Relay, Side};
 
 /// Methods we accept, for Allow headers.
 pub(super) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
@@ -179,6 +180,8 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         busy_gateway: None,
         billing,
         hangup: None,
+        relay: None,
+        relaying: false,
         _slot: slot,
     };
     tokio::spawn(call.run().instrument(span));
@@ -386,6 +389,10 @@ struct CallTask {
     /// The BYE that ended the call, answered after the record is written: a party
     /// that saw its hang-up accepted finds the call's record even after a crash.
     hangup: Option<(Arc<ServerTx>, Box<Message>)>,
+    /// The RTP relay, once an attempt needed one; SDP through it is rewritten while
+    /// `relaying` (the current attempt, then the answered call, uses it).
+    relay: Option<Relay>,
+    relaying: bool,
     _slot: Slot,
 }
 
@@ -599,6 +606,61 @@ impl CallTask {
         EndReason::FailoverExhausted
     }
 
+    /// Decide whether this attempt relays its media (the gateways' media proxy
+    /// settings; Auto relays when the caller's SDP address is not where its
+    /// signalling comes from) and start the relay on the first that does. The error
+    /// says why an attempt that needs the relay cannot have it.
+    async fn prepare_media(
+        &mut self,
+        vendor: &RoutingGateway,
+        vendor_peer: Peer,
+    ) -> Result<(), String> {
+        let customer = self
+            .core
+            .store
+            .carrier_get::<crate::store::MappingGateway>(&self.record.ingress_gateway)
+            .ok()
+            .flatten();
+        let caller_audio = crate::media::sdp::audio_endpoint(&self.invite.body);
+        let nat = caller_audio.is_some_and(|a| a.ip() != self.a.peer.addr.ip());
+        self.relaying = self.core.media.wants_relay(
+            customer.and_then(|g| g.media.proxy),
+            vendor.media.proxy,
+            nat,
+        );
+        if self.relaying && self.relay.is_none() {
+            let transports = self.core.txs.transports();
+            let caller_ip = transports.advertised_for(self.a.peer.addr).ip();
+            let vendor_ip = transports.advertised_for(vendor_peer.addr).ip();
+            let relay = self
+                .core
+                .media
+                .relay(caller_ip, vendor_ip)
+                .await
+                .map_err(|e| format!("media relay: {e}"))?;
+            tracing::info!(
+                caller_side = relay.local_port(Side::Caller),
+                vendor_side = relay.local_port(Side::Callee),
+                "relaying media"
+            );
+            self.relay = Some(relay);
+        }
+        Ok(())
+    }
+
+    /// SDP from `from` as the other side must get it: through the relay while the
+    /// call relays its media, unchanged otherwise.
+    fn carry_sdp(&self, body: &[u8], from: Side) -> Vec<u8> {
+        match self
+            .relay
+            .as_ref()
+            .filter(|_| self.relaying && !body.is_empty())
+        {
+            Some(relay) => relay.carry_sdp(body, from),
+            None => body.to_vec(),
+        }
+    }
+
     fn caller_for(&self, attempt: &Attempt) -> String {
         attempt
             .caller
@@ -688,8 +750,11 @@ impl CallTask {
         for h in &attempt.add_headers {
             req.push(&h.name, &h.value);
         }
-        // Media passes end to end until the media issue lands the relay.
-        let mut req = req.body(self.invite.content_type(), &self.invite.body);
+        if let Err(why) = self.prepare_media(&gateway, peer).await {
+            return AttemptEnd::Skipped(why);
+        }
+        let offer = self.carry_sdp(&self.invite.body, Side::Caller);
+        let mut req = req.body(self.invite.content_type(), &offer);
 
         let b_key = b_key(&call_id);
         self.core
@@ -921,9 +986,10 @@ impl CallTask {
             return;
         }
         let code = resp.status().unwrap_or(180);
+        let body = self.carry_sdp(&resp.body, Side::Callee);
         let out = Outgoing::response(&self.invite, code, &resp.reason(), Some(&self.a_tag))
             .header("Contact", self.contact(self.a.peer))
-            .body(resp.content_type(), &resp.body);
+            .body(resp.content_type(), &body);
         self.core.txs.respond(&self.tx, out).await;
         self.relayed_ringing = true;
         self.relayed_sdp |= has_sdp;
@@ -1035,7 +1101,11 @@ impl CallTask {
             ok.push("Session-Expires", session_expires(t, true));
             ok.push("Require", "timer");
         }
-        let ok = ok.body(answer.content_type(), &answer.body);
+        let answer_body = self.carry_sdp(&answer.body, Side::Callee);
+        let ok = ok.body(answer.content_type(), &answer_body);
+        if let Some(relay) = self.relay.as_ref().filter(|_| self.relaying) {
+            relay.reset_silence();
+        }
         // Spec decision 4: the no-timer maximum applies when neither leg runs a timer.
         let no_timer_limit = if a_timer.is_none() && b_timer.is_none() {
             config.no_timer_max_duration_secs
@@ -1086,9 +1156,21 @@ impl CallTask {
         // Our own session refresh in flight: (on the caller's leg?, its responses).
         let mut refreshing: Option<(bool, mpsc::Receiver<ClientEvent>)> = None;
         let far_future = answered_at + Duration::from_secs(86400 * 365);
+        // A relayed call checks each second that both sides still send RTP.
+        let rtp_timeout = u64::from(self.core.config.media.rtp_timeout_secs);
+        let watch_rtp = self.relaying && rtp_timeout > 0;
+        let mut rtp_check = tokio::time::interval(Duration::from_secs(1));
 
         let reason = loop {
             tokio::select! {
+                _ = rtp_check.tick(), if watch_rtp => {
+                    let relay = self.relay.as_ref().expect("a relaying call has its relay");
+                    let silent = [Side::Caller, Side::Callee].map(|side| relay.silent_secs(side));
+                    if let Some(i) = silent.iter().position(|s| *s >= rtp_timeout) {
+                        tracing::info!(side = ["caller", "vendor"][i], silent_secs = silent[i], "RTP timeout");
+                        break EndReason::RtpTimeout;
+                    }
+                }
                 _ = sleep_until(retransmit_at.unwrap_or(far_future)), if retransmit_at.is_some() => {
                     if answered_at.elapsed() >= TIMER_64T1 {
                         tracing::warn!("caller never acknowledged the 200; ending the call");
@@ -1183,7 +1265,8 @@ impl CallTask {
                                     t.refreshed();
                                 }
                             }
-                            let out = out.body(resp.content_type(), &resp.body);
+                            let body = self.carry_sdp(&resp.body, if from_a { Side::Callee } else { Side::Caller });
+                            let out = out.body(resp.content_type(), &body);
                             self.core.txs.respond(&r.origin, out).await;
                             if code >= 200 {
                                 if r.method == "INVITE" && code < 300 {
@@ -1205,7 +1288,8 @@ impl CallTask {
                                 if b_ack.is_none() {
                                     self.record.codec_in = answered_codec(&msg.body);
                                     self.record.codec_out = self.record.codec_in.clone();
-                                    let body = SdpBody::of(&msg);
+                                    let mut body = SdpBody::of(&msg);
+                                    body.bytes = self.carry_sdp(&body.bytes, Side::Caller);
                                     send_ack_with(&self.core, &b, invite_cseq, &via_b, &body).await;
                                     b_ack = Some(body);
                                 }
@@ -1248,7 +1332,8 @@ impl CallTask {
                             if let (Some(t), true) = (target_timer, matches!(method.as_str(), "INVITE" | "UPDATE")) {
                                 req.push("Session-Expires", session_expires(t, !from_a));
                             }
-                            let req = req.body(msg.content_type(), &msg.body);
+                            let body = self.carry_sdp(&msg.body, if from_a { Side::Caller } else { Side::Callee });
+                            let req = req.body(msg.content_type(), &body);
                             let ack = (method == "INVITE").then(|| {
                                 let (leg, via) = if from_a { (&b, &via_b) } else { (&self.a, &via_a) };
                                 AckParts {

@@ -100,6 +100,8 @@ pub struct SipConfig {
     /// Wait before registering again after a failure, s (SS_SIP_USER_AGENT_RETRY_DELAY,
     /// 30-600).
     pub ua_register_retry_delay_secs: u32,
+    /// RTP relay settings.
+    pub media: crate::media::MediaConfig,
 }
 
 impl Default for SipConfig {
@@ -127,6 +129,7 @@ impl Default for SipConfig {
             ua_send_unregister: true,
             ua_register_expires_secs: 3_600,
             ua_register_retry_delay_secs: 60,
+            media: crate::media::MediaConfig::default(),
         }
     }
 }
@@ -158,6 +161,8 @@ pub struct SipCore {
     dialogs: Mutex<HashMap<String, mpsc::Sender<CallEvent>>>,
     /// Our registrations with routing gateways, by gateway id.
     upstream: Mutex<HashMap<String, upstream::UpstreamStatus>>,
+    /// RTP relays.
+    media: crate::media::MediaEngine,
 }
 
 /// Live counts, for operators and leak checks.
@@ -173,6 +178,8 @@ pub struct SipStats {
     pub server_transactions: usize,
     /// Phones registered.
     pub registrations: usize,
+    /// Relay ports free (each relayed call holds two, with their RTCP ports).
+    pub media_ports_free: usize,
 }
 
 /// The running SIP layer.
@@ -210,6 +217,7 @@ impl SipServer {
                 )),
             ),
             registrar: registrar::Registrar::default(),
+            media: crate::media::MediaEngine::new(config.media.clone()),
             policy,
             store,
             config,
@@ -328,6 +336,7 @@ impl SipCore {
             client_transactions,
             server_transactions,
             registrations: self.registrar.count(),
+            media_ports_free: self.media.free_ports(),
         }
     }
 

@@ -48,6 +48,8 @@ pub enum EndReason {
     BalanceExhausted,
     /// The account's number section limitation does not allow the callee.
     NumberNotAllowed,
+    /// A side of a relayed call sent no RTP for `rtp_timeout_secs`.
+    RtpTimeout,
 }
 
 /// One outbound attempt.

@@ -1,0 +1,150 @@
+//! Media: whether a call's RTP is relayed, the relay itself and the SDP edits it
+//! needs. Signalling (`sip/`) asks [`MediaEngine::wants_relay`] at each attempt and
+//! starts a [`Relay`] when it says so; codecs, transcoding and DTMF conversion come
+//! later and will sit on the same relay.
+
+mod ports;
+mod relay;
+pub mod sdp;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use ports::PortPool;
+pub use relay::{Relay, Side};
+
+use crate::store::MediaProxy;
+
+/// Media settings of the host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Relay mode of gateways that do not set one (SS_MEDIAPROXYMODE). Auto relays
+    /// when a side is behind NAT.
+    pub proxy_mode: MediaProxy,
+    /// First relay port (SS_MEDIAPROXYPORT_START).
+    pub port_start: u16,
+    /// Last relay port (SS_MEDIAPROXYPORT_END).
+    pub port_end: u16,
+    /// A relayed, answered call in which one side sends no RTP for this long ends
+    /// with reason `rtp_timeout` (SS_RTP_TIMEOUT); 0 = never.
+    pub rtp_timeout_secs: u32,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            proxy_mode: MediaProxy::Auto,
+            port_start: 10_000,
+            port_end: 20_000,
+            rtp_timeout_secs: 30,
+        }
+    }
+}
+
+/// The host's media side: its settings and its relay ports.
+pub struct MediaEngine {
+    /// Its settings.
+    pub config: MediaConfig,
+    ports: Arc<PortPool>,
+}
+
+impl MediaEngine {
+    /// An engine over `config`'s port range.
+    pub fn new(config: MediaConfig) -> MediaEngine {
+        let ports = PortPool::new(config.port_start, config.port_end);
+        MediaEngine { config, ports }
+    }
+
+    /// Whether a call between these gateways' settings relays its media. Either side
+    /// asking for On relays; Off on both (or Off and the default Off) passes SDP end
+    /// to end; Auto relays when `nat` (a side's SDP address is not where its
+    /// signalling comes from).
+    pub fn wants_relay(
+        &self,
+        caller: Option<MediaProxy>,
+        callee: Option<MediaProxy>,
+        nat: bool,
+    ) -> bool {
+        let mode = |m: Option<MediaProxy>| m.unwrap_or(self.config.proxy_mode);
+        match (mode(caller), mode(callee)) {
+            (MediaProxy::On, _) | (_, MediaProxy::On) => true,
+            (MediaProxy::Off, MediaProxy::Off) => false,
+            _ => nat,
+        }
+    }
+
+    /// Start a relay whose caller side listens on `caller_ip` and callee side on
+    /// `callee_ip`; an error when the port range is used up.
+    pub async fn relay(&self, caller_ip: IpAddr, callee_ip: IpAddr) -> std::io::Result<Relay> {
+        let exhausted = || std::io::Error::other("the media port range is used up");
+        let ports = [
+            self.ports.lease().ok_or_else(exhausted)?,
+            self.ports.lease().ok_or_else(exhausted)?,
+        ];
+        Relay::start(caller_ip, callee_ip, ports).await
+    }
+
+    /// Relay ports free now.
+    pub fn free_ports(&self) -> usize {
+        self.ports.available()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_beats_off_and_auto_follows_nat() {
+        use MediaProxy::*;
+        let engine = MediaEngine::new(MediaConfig::default());
+        assert!(engine.wants_relay(Some(On), Some(Off), false));
+        assert!(!engine.wants_relay(Some(Off), Some(Off), true));
+        assert!(!engine.wants_relay(None, None, false));
+        assert!(engine.wants_relay(None, Some(Off), true));
+    }
+
+    async fn recv(s: &tokio::net::UdpSocket, buf: &mut [u8]) -> (usize, std::net::SocketAddr) {
+        tokio::time::timeout(std::time::Duration::from_secs(2), s.recv_from(buf))
+            .await
+            .expect("a packet")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn packets_cross_to_the_latched_peer_both_ways() {
+        let engine = MediaEngine::new(MediaConfig {
+            port_start: 41_000,
+            port_end: 41_100,
+            ..MediaConfig::default()
+        });
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let relay = engine.relay(lo, lo).await.unwrap();
+        let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let callee = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // The callee's SDP address; the caller's is learnt from its first packet.
+        relay.set_peer(Side::Callee, callee.local_addr().unwrap());
+        let to_caller_side = std::net::SocketAddr::new(lo, relay.local_port(Side::Caller));
+        let to_callee_side = std::net::SocketAddr::new(lo, relay.local_port(Side::Callee));
+        let mut buf = [0u8; 64];
+        caller
+            .send_to(b"from-caller", to_caller_side)
+            .await
+            .unwrap();
+        let (n, from) = recv(&callee, &mut buf).await;
+        assert_eq!((&buf[..n], from), (&b"from-caller"[..], to_callee_side));
+        callee
+            .send_to(b"from-callee", to_callee_side)
+            .await
+            .unwrap();
+        let (n, from) = recv(&caller, &mut buf).await;
+        assert_eq!((&buf[..n], from), (&b"from-callee"[..], to_caller_side));
+        assert_eq!(relay.silent_secs(Side::Caller), 0);
+        assert_eq!(engine.free_ports(), 48);
+        drop(relay);
+        assert_eq!(engine.free_ports(), 50);
+    }
+}

@@ -1,0 +1,166 @@
+//! The few SDP edits a media relay needs, made on the text so that everything else
+//! passes through byte for byte: attributes and media the host does not understand
+//! (`a=silenceSupp`, a T.38 `m=image` stream) reach the other side unchanged.
+//! Only the audio stream is relayed: its `m=` port, the connection address that applies
+//! to it, and its `a=rtcp:` port are rewritten; another stream that relied on the
+//! session-level address gets that address as its own `c=` line, so it keeps its path.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// Where a side wants its audio RTP: the audio stream's connection address and port.
+/// None when the SDP has no audio stream, or no address for it.
+pub fn audio_endpoint(sdp: &[u8]) -> Option<SocketAddr> {
+    let text = std::str::from_utf8(sdp).ok()?;
+    let mut session_addr = None;
+    let mut audio: Option<(u16, Option<IpAddr>)> = None;
+    let mut in_audio = false;
+    for line in text.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            if audio.is_some() {
+                break;
+            }
+            in_audio = m.starts_with("audio ");
+            if in_audio {
+                let port = m.split_whitespace().nth(1)?.parse().ok()?;
+                audio = Some((port, None));
+            }
+        } else if let Some(c) = line.strip_prefix("c=") {
+            let addr = connection_address(c);
+            match (&mut audio, in_audio) {
+                (Some((_, a)), true) => *a = addr,
+                (None, _) => session_addr = addr,
+                _ => {}
+            }
+        }
+    }
+    let (port, addr) = audio?;
+    Some(SocketAddr::new(addr.or(session_addr)?, port))
+}
+
+/// The address of a `c=IN IP4 192.0.2.1` line (a multicast TTL suffix ignored).
+fn connection_address(value: &str) -> Option<IpAddr> {
+    let addr = value.split_whitespace().nth(2)?;
+    addr.split('/').next()?.parse().ok()
+}
+
+fn connection_line(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("c=IN IP4 {a}"),
+        IpAddr::V6(a) => format!("c=IN IP6 {a}"),
+    }
+}
+
+/// `sdp` with its audio stream moved to `addr:port` (RTCP on `port + 1`); None when
+/// there is no audio stream to move.
+pub fn relay_audio(sdp: &[u8], addr: IpAddr, port: u16) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(sdp).ok()?;
+    let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let lines: Vec<&str> = text.lines().collect();
+    // Which section each line is in: None for the session part, else the m= index.
+    let mut section = None;
+    let mut sections: Vec<Option<usize>> = Vec::with_capacity(lines.len());
+    let mut kinds: Vec<&str> = Vec::new();
+    let mut has_c: Vec<bool> = Vec::new();
+    for line in &lines {
+        if let Some(m) = line.strip_prefix("m=") {
+            kinds.push(m.split_whitespace().next().unwrap_or_default());
+            has_c.push(false);
+            section = Some(kinds.len() - 1);
+        } else if line.starts_with("c=") {
+            if let Some(s) = section {
+                has_c[s] = true;
+            }
+        }
+        sections.push(section);
+    }
+    let audio = kinds.iter().position(|k| *k == "audio")?;
+    let session_c = lines
+        .iter()
+        .zip(&sections)
+        .find(|(l, s)| s.is_none() && l.starts_with("c="))
+        .map(|(l, _)| *l);
+    let ours = connection_line(addr);
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut push = |line: &str| {
+        out.push_str(line);
+        out.push_str(eol);
+    };
+    for (line, s) in lines.iter().zip(&sections) {
+        match s {
+            // The session address now names us: it applies to the audio stream when
+            // that has no c= of its own.
+            None if line.starts_with("c=") => {
+                push(if has_c[audio] { line } else { &ours });
+            }
+            Some(s) if *s == audio && line.starts_with("m=") => {
+                let mut fields: Vec<&str> = line.split(' ').collect();
+                let port_text = port.to_string();
+                if fields.len() > 1 {
+                    fields[1] = &port_text;
+                }
+                push(&fields.join(" "));
+                if !has_c[audio] && session_c.is_none() {
+                    push(&ours);
+                }
+            }
+            Some(s) if *s == audio && line.starts_with("c=") => push(&ours),
+            Some(s) if *s == audio && line.starts_with("a=rtcp:") => {
+                push(&format!("a=rtcp:{}", u32::from(port) + 1));
+            }
+            Some(s) if line.starts_with("m=") => {
+                push(line);
+                // A stream we do not relay keeps the session address it used.
+                if !has_c[*s] && !has_c[audio] {
+                    if let Some(c) = session_c {
+                        push(c);
+                    }
+                }
+            }
+            _ => push(line),
+        }
+    }
+    Some(out.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
+        m=audio 4000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+        a=silenceSupp:off - - - -\r\na=rtcp:4001\r\nm=image 5000 udptl t38\r\na=T38FaxVersion:0\r\n";
+
+    #[test]
+    fn the_audio_endpoint_is_its_port_at_the_address_that_applies() {
+        assert_eq!(
+            audio_endpoint(OFFER.as_bytes()),
+            Some("192.0.2.10:4000".parse().unwrap())
+        );
+        let media_level =
+            "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 7000 RTP/AVP 0\r\nc=IN IP6 2001:db8::5\r\n";
+        assert_eq!(
+            audio_endpoint(media_level.as_bytes()),
+            Some("[2001:db8::5]:7000".parse().unwrap())
+        );
+        assert_eq!(audio_endpoint(b"v=0\r\nm=video 6000 RTP/AVP 96\r\n"), None);
+    }
+
+    #[test]
+    fn relaying_moves_only_the_audio_and_keeps_everything_else() {
+        let ours: IpAddr = "203.0.113.7".parse().unwrap();
+        let out = relay_audio(OFFER.as_bytes(), ours, 10_002).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 203.0.113.7\r\nt=0 0\r\n\
+             m=audio 10002 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=silenceSupp:off - - - -\r\na=rtcp:10003\r\nm=image 5000 udptl t38\r\n\
+             c=IN IP4 192.0.2.10\r\na=T38FaxVersion:0\r\n"
+        );
+        assert_eq!(
+            audio_endpoint(out.as_bytes()),
+            Some("203.0.113.7:10002".parse().unwrap())
+        );
+        assert!(relay_audio(b"v=0\r\nm=image 5000 udptl t38\r\n", ours, 10_002).is_none());
+    }
+}
