@@ -1,14 +1,16 @@
 //! The RTP relay with SIPp for signalling and the test's own UDP sockets for media:
 //! packets cross the host both ways, the caller's media is latched to where it really
-//! comes from, SDP the host does not understand passes through, and a relayed call
-//! whose media stops ends with reason `rtp_timeout`.
+//! comes from, SDP the host does not understand passes through, PCMA and G.729 are
+//! converted with the audio checked, and a relayed call whose media stops ends with
+//! reason `rtp_timeout`.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde_json::json;
+use serde_json::{json, Value};
+use switchyard::media::codec::{alaw_decode, alaw_encode};
 use switchyard::media::MediaConfig;
 use switchyard::store::MediaProxy;
 use switchyard_tests::sip::{carrier, scenario, wait_for_records, Sipp, Vendor};
@@ -28,95 +30,185 @@ async fn written_port(dir: &Path, file: &str) -> Result<u16> {
     anyhow::bail!("SIPp never wrote {file}")
 }
 
-/// Packets `socket` receives within `wait`, with their sources.
+/// Packets `socket` receives within `wait` of each other, with their sources.
 async fn received(socket: &UdpSocket, wait: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
     let mut got = Vec::new();
-    let mut buf = [0u8; 256];
+    let mut buf = [0u8; 512];
     while let Ok(Ok((n, from))) = tokio::time::timeout(wait, socket.recv_from(&mut buf)).await {
         got.push((buf[..n].to_vec(), from));
     }
     got
 }
 
-#[tokio::test]
-async fn relayed_media_crosses_both_ways_latches_and_times_out() -> Result<()> {
-    let dir = TempDir::new("media-relay");
-    let s = TestServer::start_configured(&dir.0, |c| {
+/// A server relaying every call's media on 100 ports from `ports` (tests running at
+/// once need ranges of their own), with a 2 s RTP timeout, and one vendor.
+async fn relaying_server(dir: &Path, ports: u16) -> Result<(TestServer, Vendor)> {
+    let s = TestServer::start_configured(dir, |c| {
         c.sip.media = MediaConfig {
             proxy_mode: MediaProxy::On,
-            port_start: 42_000,
-            port_end: 42_100,
+            port_start: ports,
+            port_end: ports + 100,
             rtp_timeout_secs: 2,
         }
     })
     .await?;
-    let vendor = Vendor::new("vendor-a");
-    carrier(&s, json!({}), &[&vendor]).await?;
-    // The ports the SDPs name; the caller then sends from another one (its NAT).
-    let caller_sdp = UdpSocket::bind("127.0.0.1:0").await?;
-    let caller_nat = UdpSocket::bind("127.0.0.1:0").await?;
-    let vendor_sdp = UdpSocket::bind("127.0.0.1:0").await?;
-    let port = |s: &UdpSocket| s.local_addr().map(|a| a.port().to_string());
-    let (caller_rtp, vendor_rtp) = (port(&caller_sdp)?, port(&vendor_sdp)?);
+    Ok((s, Vendor::new("vendor-a")))
+}
 
-    let vendor_dir = dir.0.join("vendor");
-    let vendor_port = vendor.port.to_string();
-    let uas = Sipp::spawn_in(
-        &vendor_dir,
-        &[
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &vendor_port,
-            "-m",
-            "1",
-            "-sf",
-            &scenario("uas_media.xml").to_string_lossy(),
-            "-key",
-            "vendor_rtp",
-            &vendor_rtp,
-        ],
-    )?;
-    let caller_dir = dir.0.join("caller");
-    let target = s.server.sip.addr.to_string();
-    let uac = Sipp::spawn_in(
-        &caller_dir,
-        &[
-            &target,
-            "-i",
-            "127.0.0.1",
-            "-m",
-            "1",
-            "-sf",
-            &scenario("uac_media.xml").to_string_lossy(),
-            "-key",
-            "caller_rtp",
-            &caller_rtp,
-        ],
-    )?;
-    let caller_side = written_port(&caller_dir, "caller_side_port")
-        .await
-        .context("the answer's audio port")?;
-    let vendor_side = written_port(&vendor_dir, "vendor_side_port")
-        .await
-        .context("the offer's audio port")?;
-    for p in [caller_side, vendor_side] {
-        assert!(
-            (42_000..42_100).contains(&p),
-            "relay port {p} outside the range"
-        );
+/// One call whose media ends at the test's sockets: the caller's SDP names
+/// `caller_sdp`, the vendor answers `vendor_codec` at `vendor_sdp`.
+struct MediaCall {
+    uac: Sipp,
+    uas: Sipp,
+    caller_sdp: UdpSocket,
+    vendor_sdp: UdpSocket,
+    /// The host's relay address facing the caller, and facing the vendor.
+    caller_side: SocketAddr,
+    vendor_side: SocketAddr,
+}
+
+impl MediaCall {
+    async fn start(
+        s: &TestServer,
+        dir: &Path,
+        vendor: &Vendor,
+        vendor_codec: (&str, &str),
+    ) -> Result<MediaCall> {
+        let caller_sdp = UdpSocket::bind("127.0.0.1:0").await?;
+        let vendor_sdp = UdpSocket::bind("127.0.0.1:0").await?;
+        let port = |s: &UdpSocket| s.local_addr().map(|a| a.port().to_string());
+        let (caller_rtp, vendor_rtp) = (port(&caller_sdp)?, port(&vendor_sdp)?);
+        let vendor_dir = dir.join("vendor");
+        let vendor_port = vendor.port.to_string();
+        let uas = Sipp::spawn_in(
+            &vendor_dir,
+            &[
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &vendor_port,
+                "-m",
+                "1",
+                "-sf",
+                &scenario("uas_media.xml").to_string_lossy(),
+                "-key",
+                "vendor_rtp",
+                &vendor_rtp,
+                "-key",
+                "vendor_pt",
+                vendor_codec.0,
+                "-key",
+                "vendor_codec",
+                vendor_codec.1,
+            ],
+        )?;
+        let caller_dir = dir.join("caller");
+        let target = s.server.sip.addr.to_string();
+        let uac = Sipp::spawn_in(
+            &caller_dir,
+            &[
+                &target,
+                "-i",
+                "127.0.0.1",
+                "-m",
+                "1",
+                "-sf",
+                &scenario("uac_media.xml").to_string_lossy(),
+                "-key",
+                "caller_rtp",
+                &caller_rtp,
+            ],
+        )?;
+        let caller_side = written_port(&caller_dir, "caller_side_port")
+            .await
+            .context("the answer's audio port")?;
+        let vendor_side = written_port(&vendor_dir, "vendor_side_port")
+            .await
+            .context("the offer's audio port")?;
+        let range = s.server.sip.core.media_ports();
+        for p in [caller_side, vendor_side] {
+            assert!(range.contains(&p), "relay port {p} outside {range:?}");
+        }
+        assert_ne!(caller_side, vendor_side);
+        Ok(MediaCall {
+            uac,
+            uas,
+            caller_sdp,
+            vendor_sdp,
+            caller_side: format!("127.0.0.1:{caller_side}").parse()?,
+            vendor_side: format!("127.0.0.1:{vendor_side}").parse()?,
+        })
     }
-    assert_ne!(caller_side, vendor_side);
-    let caller_side: SocketAddr = format!("127.0.0.1:{caller_side}").parse()?;
-    let vendor_side: SocketAddr = format!("127.0.0.1:{vendor_side}").parse()?;
 
-    // One second of packets each way, 50 a second.
+    /// Silence: within 2 s the host hangs up both sides; the call's record.
+    async fn ends_by_rtp_timeout(self, s: &TestServer) -> Result<Value> {
+        self.uac.succeeds().await?;
+        self.uas.succeeds().await?;
+        let r = wait_for_records(s, 1).await?[0].clone();
+        assert_eq!(r["reason"], "rtp_timeout", "{r}");
+        // The call's relay ports go back to the pool as the call ends.
+        let mut free = None;
+        for _ in 0..40 {
+            let (_, stats) = s.admin("GET", "/api/v1/sip/stats", None).await?;
+            free = stats["sip"]["media_ports_free"].as_u64();
+            if free == Some(50) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(free, Some(50), "relay ports returned");
+        Ok(r)
+    }
+}
+
+/// An RTP packet: version 2, `pt`, sequence `seq`, 20 ms of 8 kHz audio per step.
+fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&0x5157_4954u32.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// 20 ms of a `hz` tone starting at packet `n`.
+fn tone(hz: f64, n: usize) -> [i16; 160] {
+    std::array::from_fn(|i| {
+        let t = (n * 160 + i) as f64 / 8000.0;
+        (8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+    })
+}
+
+/// The share of `samples`' energy at `hz` (Goertzel), 0 to about 1.
+fn share_at(samples: &[i16], hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / 8000.0;
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in samples {
+        let s = f64::from(x) + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    let total: f64 = samples.iter().map(|&x| f64::from(x).powi(2)).sum();
+    power / (total * samples.len() as f64 / 2.0)
+}
+
+#[tokio::test]
+async fn relayed_media_crosses_both_ways_latches_and_times_out() -> Result<()> {
+    let dir = TempDir::new("media-relay");
+    let (s, vendor) = relaying_server(&dir.0, 42_000).await?;
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let call = MediaCall::start(&s, &dir.0, &vendor, ("8", "PCMA")).await?;
+    // The caller sends from another port than its SDP named (its NAT).
+    let caller_nat = UdpSocket::bind("127.0.0.1:0").await?;
     for i in 0..50u8 {
-        caller_nat.send_to(&[b'a', i], caller_side).await?;
-        vendor_sdp.send_to(&[b'b', i], vendor_side).await?;
+        caller_nat.send_to(&[b'a', i], call.caller_side).await?;
+        call.vendor_sdp
+            .send_to(&[b'b', i], call.vendor_side)
+            .await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let at_vendor = received(&vendor_sdp, Duration::from_millis(300)).await;
+    let at_vendor = received(&call.vendor_sdp, Duration::from_millis(300)).await;
     let at_caller = received(&caller_nat, Duration::from_millis(300)).await;
     // Both directions arrive, from the relay's side facing each party; the caller's
     // media goes where it came from, not to the port its SDP named.
@@ -127,7 +219,7 @@ async fn relayed_media_crosses_both_ways_latches_and_times_out() -> Result<()> {
     );
     assert!(at_vendor
         .iter()
-        .all(|(p, from)| p[0] == b'a' && *from == vendor_side));
+        .all(|(p, from)| p[0] == b'a' && *from == call.vendor_side));
     assert!(
         at_caller.len() >= 40,
         "{} of 50 reached the caller",
@@ -135,24 +227,114 @@ async fn relayed_media_crosses_both_ways_latches_and_times_out() -> Result<()> {
     );
     assert!(at_caller
         .iter()
-        .all(|(p, from)| p[0] == b'b' && *from == caller_side));
-    assert!(received(&caller_sdp, Duration::from_millis(50)).await.len() <= 10);
+        .all(|(p, from)| p[0] == b'b' && *from == call.caller_side));
+    assert!(
+        received(&call.caller_sdp, Duration::from_millis(50))
+            .await
+            .len()
+            <= 10
+    );
+    call.ends_by_rtp_timeout(&s).await?;
+    s.stop().await
+}
 
-    // Silence: 2 s later the host hangs up both sides.
-    uac.succeeds().await?;
-    uas.succeeds().await?;
-    let r = &wait_for_records(&s, 1).await?[0];
-    assert_eq!(r["reason"], "rtp_timeout", "{r}");
-    // The call's relay ports go back to the pool as the call ends.
-    let mut free = None;
-    for _ in 0..40 {
-        let (_, stats) = s.admin("GET", "/api/v1/sip/stats", None).await?;
-        free = stats["sip"]["media_ports_free"].as_u64();
-        if free == Some(50) {
-            break;
+#[tokio::test]
+async fn a_pcma_caller_and_a_g729_vendor_hear_each_other_through_the_transcoder() -> Result<()> {
+    let dir = TempDir::new("media-transcode");
+    let (s, vendor) = relaying_server(&dir.0, 42_200).await?;
+    let pinned = |codec: &str| json!({ "codec_mode": "specified", "codec": codec, "allow_conversion": true });
+    carrier(&s, json!({ "media": pinned("PCMA") }), &[&vendor]).await?;
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/routing-gateways/vendor-a",
+            Some(
+                json!({ "address": format!("127.0.0.1:{}", vendor.port), "media": pinned("G729") }),
+            ),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let call = MediaCall::start(&s, &dir.0, &vendor, ("18", "G729")).await?;
+
+    // One second each way: a 1 kHz tone as PCMA from the caller, 440 Hz as G.729 from
+    // the vendor.
+    let mut encoder = bcg729::Encoder::new(false);
+    for n in 0..50usize {
+        let pcma: Vec<u8> = tone(1000.0, n).iter().map(|&s| alaw_encode(s)).collect();
+        call.caller_sdp
+            .send_to(&rtp(8, n as u16, &pcma), call.caller_side)
+            .await?;
+        let pcm = tone(440.0, n);
+        let mut g729 = Vec::new();
+        for half in pcm.chunks_exact(bcg729::FRAME_SAMPLES) {
+            let mut bits = [0u8; bcg729::FRAME_BYTES];
+            let len = encoder.encode(half.try_into()?, &mut bits);
+            g729.extend_from_slice(&bits[..len]);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        call.vendor_sdp
+            .send_to(&rtp(18, n as u16, &g729), call.vendor_side)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(free, Some(50), "relay ports returned");
+    let at_vendor = received(&call.vendor_sdp, Duration::from_millis(300)).await;
+    let at_caller = received(&call.caller_sdp, Duration::from_millis(300)).await;
+    assert!(
+        at_vendor.len() >= 45,
+        "{} of 50 reached the vendor",
+        at_vendor.len()
+    );
+    assert!(
+        at_caller.len() >= 45,
+        "{} of 50 reached the caller",
+        at_caller.len()
+    );
+
+    // The vendor gets G.729 (payload type 18, 20 bytes per 20 ms) carrying the tone.
+    let mut decoder = bcg729::Decoder::new();
+    let mut heard = Vec::new();
+    for (packet, _) in &at_vendor {
+        assert_eq!(
+            (packet[1] & 0x7f, packet.len() - 12),
+            (18, 20),
+            "{packet:?}"
+        );
+        for frame in packet[12..].chunks(bcg729::FRAME_BYTES) {
+            let mut out = [0i16; bcg729::FRAME_SAMPLES];
+            decoder.decode(Some(frame), &mut out);
+            heard.extend_from_slice(&out);
+        }
+    }
+    let steady = &heard[1600..];
+    assert!(
+        share_at(steady, 1000.0) > 0.7,
+        "1 kHz share {}",
+        share_at(steady, 1000.0)
+    );
+    assert!(share_at(steady, 440.0) < 0.05);
+
+    // The caller gets PCMA (payload type 8, 160 bytes) carrying the vendor's tone.
+    let mut heard = Vec::new();
+    for (packet, _) in &at_caller {
+        assert_eq!(
+            (packet[1] & 0x7f, packet.len() - 12),
+            (8, 160),
+            "{packet:?}"
+        );
+        heard.extend(packet[12..].iter().map(|&b| alaw_decode(b)));
+    }
+    let steady = &heard[1600..];
+    assert!(
+        share_at(steady, 440.0) > 0.7,
+        "440 Hz share {}",
+        share_at(steady, 440.0)
+    );
+    assert!(share_at(steady, 1000.0) < 0.05);
+
+    let r = call.ends_by_rtp_timeout(&s).await?;
+    assert_eq!(
+        (&r["codec_in"], &r["codec_out"]),
+        (&json!("PCMA"), &json!("G729")),
+        "{r}"
+    );
     s.stop().await
 }

@@ -3,6 +3,7 @@
 //! starts a [`Relay`] when it says so; codecs, transcoding and DTMF conversion come
 //! later and will sit on the same relay.
 
+pub mod codec;
 mod ports;
 mod relay;
 pub mod sdp;
@@ -15,7 +16,8 @@ use serde::{Deserialize, Serialize};
 pub use ports::PortPool;
 pub use relay::{Relay, Side};
 
-use crate::store::MediaProxy;
+use crate::store::{CodecMode, MediaProxy, MediaSettings};
+use codec::Codec;
 
 /// Media settings of the host.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +87,37 @@ impl MediaEngine {
             self.ports.lease().ok_or_else(exhausted)?,
         ];
         Relay::start(caller_ip, callee_ip, ports).await
+    }
+
+    /// The codecs each side must use when both gateways pin a codec, the two differ
+    /// and either allows conversion ("Allow codec conversion"): (caller's, vendor's).
+    /// An error when that conversion is needed but the caller did not offer its codec,
+    /// or a pinned codec cannot be converted.
+    pub fn transcode_plan(
+        caller: &MediaSettings,
+        callee: &MediaSettings,
+        offer: &[u8],
+    ) -> Result<Option<(Codec, Codec)>, String> {
+        let pinned = |m: &MediaSettings| match (m.codec_mode, m.codec) {
+            (CodecMode::Specified, Some(c)) => Some(c),
+            _ => None,
+        };
+        let (Some(a), Some(b)) = (pinned(caller), pinned(callee)) else {
+            return Ok(None);
+        };
+        if a == b || !(caller.allow_conversion || callee.allow_conversion) {
+            return Ok(None);
+        }
+        let convertible =
+            |c| Codec::of(c).ok_or_else(|| format!("{c:?} cannot be transcoded here"));
+        let (a, b) = (convertible(a)?, convertible(b)?);
+        let offered = sdp::audio_formats(offer).iter().any(|(pt, name)| {
+            *pt == a.payload_type() || a.rtpmap().starts_with(&format!("{name}/"))
+        });
+        if !offered {
+            return Err(format!("the caller did not offer {}", a.rtpmap()));
+        }
+        Ok(Some((a, b)))
     }
 
     /// Relay ports free now.

@@ -12,6 +12,7 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
+use super::codec::{Codec, Transcoder};
 use super::ports::PortLease;
 
 /// Which side of the call.
@@ -33,6 +34,8 @@ struct LegState {
     rtcp_peer: Mutex<Option<SocketAddr>>,
     /// Milliseconds since the relay started when this side last sent RTP.
     last_rtp_ms: AtomicU64,
+    /// Converts this side's voice into the other side's codec, when they differ.
+    transcoder: Mutex<Option<Transcoder>>,
 }
 
 /// A running relay; dropping it stops the forwarding and frees its ports.
@@ -60,6 +63,7 @@ impl Relay {
                 peer: Mutex::new(None),
                 rtcp_peer: Mutex::new(None),
                 last_rtp_ms: AtomicU64::new(0),
+                transcoder: Mutex::new(None),
             })
         };
         let (a, b) = (ports[0].port(), ports[1].port());
@@ -129,6 +133,22 @@ impl Relay {
         now.saturating_sub(self.leg(side).last_rtp_ms.load(Ordering::Relaxed)) / 1000
     }
 
+    /// Convert voice between the sides: `caller` is the caller side's codec, `callee`
+    /// the vendor side's. Other payloads (telephone-events, comfort noise) pass as they
+    /// are.
+    pub fn transcode(&self, caller: Codec, callee: Codec) {
+        *self
+            .caller
+            .transcoder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Transcoder::new(caller, callee));
+        *self
+            .callee
+            .transcoder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Transcoder::new(callee, caller));
+    }
+
     /// Restart both sides' silence clocks (at answer: silence before it is normal).
     pub fn reset_silence(&self) {
         let now = self.started.elapsed().as_millis() as u64;
@@ -173,8 +193,51 @@ async fn forward(from: Arc<LegState>, to: Arc<LegState>, rtcp: bool, started: In
                 .unwrap_or_else(|e| e.into_inner())
                 .or_else(|| rtp_peer.map(|p| SocketAddr::new(p.ip(), p.port().wrapping_add(1)))),
         };
-        if let Some(target) = target {
-            let _ = out.send_to(&buf[..n], target).await;
-        }
+        let Some(target) = target else {
+            continue;
+        };
+        let converted = match rtcp {
+            false => convert(&from, &buf[..n]),
+            true => None,
+        };
+        let _ = out
+            .send_to(converted.as_deref().unwrap_or(&buf[..n]), target)
+            .await;
     }
+}
+
+/// `packet` with its voice payload converted, when this side has a transcoder and the
+/// packet carries its codec; none to send it as it is.
+fn convert(from: &LegState, packet: &[u8]) -> Option<Vec<u8>> {
+    let mut transcoder = from.transcoder.lock().unwrap_or_else(|e| e.into_inner());
+    let transcoder = transcoder.as_mut()?;
+    let start = rtp_payload_start(packet)?;
+    if packet[1] & 0x7f != transcoder.from().payload_type() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(start + 160);
+    out.extend_from_slice(&packet[..start]);
+    // Keep the marker bit; the payload type becomes the other codec's.
+    out[1] = (packet[1] & 0x80) | transcoder.to().payload_type();
+    // Padding (the P bit) is not carried over.
+    out[0] &= !0x20;
+    let end = match packet[0] & 0x20 {
+        0 => packet.len(),
+        _ => packet.len().saturating_sub(usize::from(*packet.last()?)),
+    };
+    out.extend(transcoder.convert(packet.get(start..end)?));
+    Some(out)
+}
+
+/// Where an RTP packet's payload starts (after CSRCs and a header extension).
+fn rtp_payload_start(packet: &[u8]) -> Option<usize> {
+    if packet.len() < 12 || packet[0] >> 6 != 2 {
+        return None;
+    }
+    let mut start = 12 + 4 * usize::from(packet[0] & 0x0f);
+    if packet[0] & 0x10 != 0 {
+        let words = u16::from_be_bytes([*packet.get(start + 2)?, *packet.get(start + 3)?]);
+        start += 4 + 4 * usize::from(words);
+    }
+    (start <= packet.len()).then_some(start)
 }

@@ -122,6 +122,105 @@ pub fn relay_audio(sdp: &[u8], addr: IpAddr, port: u16) -> Option<Vec<u8>> {
     Some(out.into_bytes())
 }
 
+/// The audio stream's payload types with the encoding names their `a=rtpmap` lines
+/// (or the static table) give, in the `m=` line's order.
+pub fn audio_formats(sdp: &[u8]) -> Vec<(u8, String)> {
+    let Ok(text) = std::str::from_utf8(sdp) else {
+        return Vec::new();
+    };
+    let mut formats: Vec<(u8, String)> = Vec::new();
+    let mut in_audio = false;
+    for line in text.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_audio {
+                break;
+            }
+            in_audio = m.starts_with("audio ");
+            if in_audio {
+                formats = m
+                    .split_whitespace()
+                    .skip(3)
+                    .filter_map(|pt| pt.parse().ok())
+                    .map(|pt| (pt, static_name(pt).to_string()))
+                    .collect();
+            }
+        } else if let Some(map) = line.strip_prefix("a=rtpmap:").filter(|_| in_audio) {
+            if let Some((pt, name)) = map.split_once(' ') {
+                let name = name.split('/').next().unwrap_or_default().trim();
+                if let Some(f) = formats.iter_mut().find(|f| pt.trim().parse() == Ok(f.0)) {
+                    f.1 = name.to_string();
+                }
+            }
+        }
+    }
+    formats
+}
+
+fn static_name(pt: u8) -> &'static str {
+    match pt {
+        0 => "PCMU",
+        8 => "PCMA",
+        9 => "G722",
+        18 => "G729",
+        _ => "",
+    }
+}
+
+/// `sdp` with its audio stream offering only `codec` (plus any telephone-event
+/// payloads it had): other formats and their `a=rtpmap` / `a=fmtp` lines go, the
+/// codec's own `a=rtpmap` is there. G.729 is offered without annex B (the host's
+/// encoder sends no silence frames; RFC 7261 makes annexb=yes the default).
+pub fn offer_only(sdp: &[u8], codec: super::codec::Codec) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(sdp).ok()?;
+    let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let events: Vec<u8> = audio_formats(sdp)
+        .into_iter()
+        .filter(|(_, name)| name.eq_ignore_ascii_case("telephone-event"))
+        .map(|(pt, _)| pt)
+        .collect();
+    let pt = codec.payload_type();
+    let kept = |p: u8| p == pt || events.contains(&p);
+    let mut out = String::with_capacity(text.len());
+    let mut in_audio = false;
+    let mut seen_audio = false;
+    for line in text.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_audio = m.starts_with("audio ") && !seen_audio;
+            seen_audio |= in_audio;
+            if in_audio {
+                let fields: Vec<&str> = m.split_whitespace().collect();
+                let mut formats = vec![pt.to_string()];
+                formats.extend(events.iter().map(u8::to_string));
+                out.push_str(&format!(
+                    "m={} {}",
+                    fields[..3.min(fields.len())].join(" "),
+                    formats.join(" ")
+                ));
+                out.push_str(eol);
+                out.push_str(&format!("a=rtpmap:{pt} {}{eol}", codec.rtpmap()));
+                if codec == super::codec::Codec::G729 {
+                    out.push_str(&format!("a=fmtp:{pt} annexb=no{eol}"));
+                }
+                continue;
+            }
+        }
+        let format_line = line
+            .strip_prefix("a=rtpmap:")
+            .or_else(|| line.strip_prefix("a=fmtp:"))
+            .filter(|_| in_audio)
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u8>().ok());
+        match format_line {
+            // The codec's own lines were written with the m= line.
+            Some(p) if p == pt || !kept(p) => {}
+            _ => {
+                out.push_str(line);
+                out.push_str(eol);
+            }
+        }
+    }
+    Some(out.into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +261,33 @@ mod tests {
             Some("203.0.113.7:10002".parse().unwrap())
         );
         assert!(relay_audio(b"v=0\r\nm=image 5000 udptl t38\r\n", ours, 10_002).is_none());
+    }
+
+    #[test]
+    fn offering_one_codec_keeps_telephone_events_and_other_streams() {
+        use crate::media::codec::Codec;
+        let out = String::from_utf8(offer_only(OFFER.as_bytes(), Codec::G729).unwrap()).unwrap();
+        assert!(
+            out.contains(
+                "m=audio 4000 RTP/AVP 18 101\r\na=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no\r\n"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("PCMA"), "{out}");
+        assert!(
+            out.contains("a=rtpmap:101 telephone-event/8000\r\na=silenceSupp:off - - - -"),
+            "{out}"
+        );
+        assert!(
+            out.contains("m=image 5000 udptl t38\r\na=T38FaxVersion:0\r\n"),
+            "{out}"
+        );
+        assert_eq!(
+            audio_formats(out.as_bytes()),
+            [
+                (18, "G729".to_string()),
+                (101, "telephone-event".to_string())
+            ]
+        );
     }
 }

@@ -25,6 +25,7 @@ use super::transaction::{AckParts, ClientEvent, ServerTx, T1, T2, TIMER_64T1};
 use super::transport::Peer;
 use super::{a_key, b_key, parse_address, CallEvent, SipCore};
 use super::{new_branch, new_tag};
+use crate::media::codec::Codec;
 use crate::media::{Relay, Side};
 
 /// Methods we accept, for Allow headers.
@@ -182,6 +183,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         hangup: None,
         relay: None,
         relaying: false,
+        transcoding: None,
         _slot: slot,
     };
     tokio::spawn(call.run().instrument(span));
@@ -393,6 +395,8 @@ struct CallTask {
     /// `relaying` (the current attempt, then the answered call, uses it).
     relay: Option<Relay>,
     relaying: bool,
+    /// Codecs of (caller, vendor) when the relay converts between them.
+    transcoding: Option<(Codec, Codec)>,
     _slot: Slot,
 }
 
@@ -623,11 +627,17 @@ impl CallTask {
             .flatten();
         let caller_audio = crate::media::sdp::audio_endpoint(&self.invite.body);
         let nat = caller_audio.is_some_and(|a| a.ip() != self.a.peer.addr.ip());
-        self.relaying = self.core.media.wants_relay(
-            customer.and_then(|g| g.media.proxy),
-            vendor.media.proxy,
-            nat,
-        );
+        let customer_media = customer.map(|g| g.media).unwrap_or_default();
+        self.transcoding = crate::media::MediaEngine::transcode_plan(
+            &customer_media,
+            &vendor.media,
+            &self.invite.body,
+        )?;
+        self.relaying = self.transcoding.is_some()
+            || self
+                .core
+                .media
+                .wants_relay(customer_media.proxy, vendor.media.proxy, nat);
         if self.relaying && self.relay.is_none() {
             let transports = self.core.txs.transports();
             let caller_ip = transports.advertised_for(self.a.peer.addr).ip();
@@ -645,19 +655,35 @@ impl CallTask {
             );
             self.relay = Some(relay);
         }
+        if let (Some(relay), Some((caller, vendor))) = (&self.relay, self.transcoding) {
+            tracing::info!(
+                caller = caller.rtpmap(),
+                vendor = vendor.rtpmap(),
+                "transcoding"
+            );
+            relay.transcode(caller, vendor);
+        }
         Ok(())
     }
 
     /// SDP from `from` as the other side must get it: through the relay while the
     /// call relays its media, unchanged otherwise.
     fn carry_sdp(&self, body: &[u8], from: Side) -> Vec<u8> {
-        match self
+        let Some(relay) = self
             .relay
             .as_ref()
             .filter(|_| self.relaying && !body.is_empty())
-        {
-            Some(relay) => relay.carry_sdp(body, from),
-            None => body.to_vec(),
+        else {
+            return body.to_vec();
+        };
+        let carried = relay.carry_sdp(body, from);
+        // Each side hears of its own codec only; the relay converts between them.
+        match self.transcoding {
+            Some((caller, vendor)) => {
+                let codec = if from == Side::Caller { vendor } else { caller };
+                crate::media::sdp::offer_only(&carried, codec).unwrap_or(carried)
+            }
+            None => carried,
         }
     }
 
@@ -1121,11 +1147,11 @@ impl CallTask {
         let now = crate::now_ms();
         self.record.answer_ms = Some(now);
         self.record.final_code = 200;
-        // Both legs carry the same SDP until the media layer relays it. With a late
-        // offer the answer is the caller's ACK (below).
+        // Each leg's codec is the one its answer chose (they differ when the relay
+        // transcodes). With a late offer the answer is the caller's ACK (below).
         if !self.invite.body.is_empty() {
-            self.record.codec_in = answered_codec(&answer.body);
-            self.record.codec_out = self.record.codec_in.clone();
+            self.record.codec_in = answered_codec(&answer_body);
+            self.record.codec_out = answered_codec(&answer.body);
         }
         self.record.egress_gateway = Some(attempt.gateway.clone());
         self.record.callee_out = Some(attempt.callee.clone());
@@ -1286,10 +1312,10 @@ impl CallTask {
                             if msg.call_id() == self.a.call_id {
                                 retransmit_at = None;
                                 if b_ack.is_none() {
-                                    self.record.codec_in = answered_codec(&msg.body);
-                                    self.record.codec_out = self.record.codec_in.clone();
                                     let mut body = SdpBody::of(&msg);
                                     body.bytes = self.carry_sdp(&body.bytes, Side::Caller);
+                                    self.record.codec_in = answered_codec(&msg.body);
+                                    self.record.codec_out = answered_codec(&body.bytes);
                                     send_ack_with(&self.core, &b, invite_cseq, &via_b, &body).await;
                                     b_ack = Some(body);
                                 }

@@ -326,6 +326,11 @@ impl SipCore {
         self.dialogs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The relay port range.
+    pub fn media_ports(&self) -> std::ops::Range<u16> {
+        self.config.media.port_start..self.config.media.port_end
+    }
+
     /// Live counts.
     pub fn stats(&self) -> SipStats {
         let (client_transactions, server_transactions) = self.txs.counts();
