@@ -125,11 +125,6 @@ impl MediaCall {
         let vendor_side = written_port(&vendor_dir, "vendor_side_port")
             .await
             .context("the offer's audio port")?;
-        let range = s.server.sip.core.media_ports();
-        for p in [caller_side, vendor_side] {
-            assert!(range.contains(&p), "relay port {p} outside {range:?}");
-        }
-        assert_ne!(caller_side, vendor_side);
         Ok(MediaCall {
             uac,
             uas,
@@ -138,6 +133,15 @@ impl MediaCall {
             caller_side: format!("127.0.0.1:{caller_side}").parse()?,
             vendor_side: format!("127.0.0.1:{vendor_side}").parse()?,
         })
+    }
+
+    /// Both SDPs name the host's relay, on two ports of its range.
+    fn is_relayed(&self, s: &TestServer) {
+        let range = s.server.sip.core.media_ports();
+        for p in [self.caller_side.port(), self.vendor_side.port()] {
+            assert!(range.contains(&p), "relay port {p} outside {range:?}");
+        }
+        assert_ne!(self.caller_side, self.vendor_side);
     }
 
     /// Silence: within 2 s the host hangs up both sides; the call's record.
@@ -199,6 +203,7 @@ async fn relayed_media_crosses_both_ways_latches_and_times_out() -> Result<()> {
     let (s, vendor) = relaying_server(&dir.0, 42_000).await?;
     carrier(&s, json!({}), &[&vendor]).await?;
     let call = MediaCall::start(&s, &dir.0, &vendor, ("8", "PCMA")).await?;
+    call.is_relayed(&s);
     // The caller sends from another port than its SDP named (its NAT).
     let caller_nat = UdpSocket::bind("127.0.0.1:0").await?;
     for i in 0..50u8 {
@@ -255,6 +260,7 @@ async fn a_pcma_caller_and_a_g729_vendor_hear_each_other_through_the_transcoder(
         .await?;
     assert_eq!(status, 200, "{body}");
     let call = MediaCall::start(&s, &dir.0, &vendor, ("18", "G729")).await?;
+    call.is_relayed(&s);
 
     // One second each way: a 1 kHz tone as PCMA from the caller, 440 Hz as G.729 from
     // the vendor.
@@ -335,6 +341,34 @@ async fn a_pcma_caller_and_a_g729_vendor_hear_each_other_through_the_transcoder(
         (&r["codec_in"], &r["codec_out"]),
         (&json!("PCMA"), &json!("G729")),
         "{r}"
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn with_the_proxy_off_sdp_passes_end_to_end() -> Result<()> {
+    let dir = TempDir::new("media-direct");
+    let s = TestServer::start_configured(&dir.0, |c| {
+        c.sip.media.proxy_mode = MediaProxy::Off;
+        // Nothing relays, so nothing times out: the call is ended at 2 s.
+        c.sip.no_timer_max_duration_secs = 2;
+    })
+    .await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let call = MediaCall::start(&s, &dir.0, &vendor, ("8", "PCMA")).await?;
+    // Each side is told the other's own address (the vendor also checked the
+    // caller's unknown attribute arrived).
+    assert_eq!(call.vendor_side, call.caller_sdp.local_addr()?);
+    assert_eq!(call.caller_side, call.vendor_sdp.local_addr()?);
+    call.uac.succeeds().await?;
+    call.uas.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(r["reason"], "max_duration", "{r}");
+    let (_, stats) = s.admin("GET", "/api/v1/sip/stats", None).await?;
+    assert_eq!(
+        stats["sip"]["media_ports_free"], 5000,
+        "no relay ports taken"
     );
     s.stop().await
 }

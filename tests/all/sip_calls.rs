@@ -421,7 +421,8 @@ async fn re_invite_and_update_are_relayed_across_the_dialogs() -> Result<()> {
     Sipp::uac(s.server.sip.addr, &["-sf", &path("uac_reinvite.xml")], 1, 1)?
         .succeeds()
         .await?;
-    // The vendor checked the relayed re-INVITE carried the caller's new SDP.
+    // The vendor checked the relayed re-INVITE carried the caller's new SDP, T.38
+    // image stream and attributes included.
     uas.succeeds().await?;
     let r = &wait_for_records(&s, 1).await?[0];
     assert_eq!(
