@@ -7,6 +7,7 @@ pub mod codec;
 mod ports;
 mod relay;
 pub mod sdp;
+mod transcode_pool;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -51,13 +52,18 @@ pub struct MediaEngine {
     /// Its settings.
     pub config: MediaConfig,
     ports: Arc<PortPool>,
+    transcoders: Arc<transcode_pool::TranscodePool>,
 }
 
 impl MediaEngine {
     /// An engine over `config`'s port range.
     pub fn new(config: MediaConfig) -> MediaEngine {
         let ports = PortPool::new(config.port_start, config.port_end);
-        MediaEngine { config, ports }
+        MediaEngine {
+            config,
+            ports,
+            transcoders: transcode_pool::TranscodePool::new(),
+        }
     }
 
     /// Whether a call between these gateways' settings relays its media. Either side
@@ -86,7 +92,7 @@ impl MediaEngine {
             self.ports.lease().ok_or_else(exhausted)?,
             self.ports.lease().ok_or_else(exhausted)?,
         ];
-        Relay::start(caller_ip, callee_ip, ports).await
+        Relay::start(caller_ip, callee_ip, ports, self.transcoders.clone()).await
     }
 
     /// The codecs each side must use when both gateways pin a codec, the two differ
@@ -123,6 +129,11 @@ impl MediaEngine {
     /// Relay ports free now.
     pub fn free_ports(&self) -> usize {
         self.ports.available()
+    }
+
+    /// Voice packets dropped because transcoding fell behind.
+    pub fn transcode_drops(&self) -> usize {
+        self.transcoders.dropped()
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use super::codec::{Codec, Transcoder};
 use super::ports::PortLease;
+use super::transcode_pool::{rtp_payload_start, Direction, TranscodePool};
 
 /// Which side of the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,7 @@ struct LegState {
     /// Milliseconds since the relay started when this side last sent RTP.
     last_rtp_ms: AtomicU64,
     /// Converts this side's voice into the other side's codec, when they differ.
-    transcoder: Mutex<Option<Transcoder>>,
+    transcoder: Mutex<Option<Arc<Direction>>>,
 }
 
 /// A running relay; dropping it stops the forwarding and frees its ports.
@@ -44,6 +45,7 @@ pub struct Relay {
     callee: Arc<LegState>,
     started: Instant,
     tasks: JoinSet<()>,
+    pool: Arc<TranscodePool>,
     _ports: [PortLease; 2],
 }
 
@@ -54,6 +56,7 @@ impl Relay {
         caller_ip: std::net::IpAddr,
         callee_ip: std::net::IpAddr,
         ports: [PortLease; 2],
+        pool: Arc<TranscodePool>,
     ) -> std::io::Result<Relay> {
         let bind = |ip, port| UdpSocket::bind(SocketAddr::new(ip, port));
         let leg = |rtp, rtcp| {
@@ -72,14 +75,27 @@ impl Relay {
         let started = Instant::now();
         let mut tasks = JoinSet::new();
         for (from, to) in [(&caller, &callee), (&callee, &caller)] {
-            tasks.spawn(forward(from.clone(), to.clone(), false, started));
-            tasks.spawn(forward(from.clone(), to.clone(), true, started));
+            tasks.spawn(forward(
+                from.clone(),
+                to.clone(),
+                false,
+                started,
+                pool.clone(),
+            ));
+            tasks.spawn(forward(
+                from.clone(),
+                to.clone(),
+                true,
+                started,
+                pool.clone(),
+            ));
         }
         Ok(Relay {
             caller,
             callee,
             started,
             tasks,
+            pool,
             _ports: ports,
         })
     }
@@ -137,16 +153,22 @@ impl Relay {
     /// the vendor side's. Other payloads (telephone-events, comfort noise) pass as they
     /// are.
     pub fn transcode(&self, caller: Codec, callee: Codec) {
+        let caller_to_callee = self
+            .pool
+            .direction(Transcoder::new(caller, callee), self.callee.rtp.clone());
+        let callee_to_caller = self
+            .pool
+            .direction(Transcoder::new(callee, caller), self.caller.rtp.clone());
         *self
             .caller
             .transcoder
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Transcoder::new(caller, callee));
+            .unwrap_or_else(|e| e.into_inner()) = Some(caller_to_callee);
         *self
             .callee
             .transcoder
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Transcoder::new(callee, caller));
+            .unwrap_or_else(|e| e.into_inner()) = Some(callee_to_caller);
     }
 
     /// Restart both sides' silence clocks (at answer: silence before it is normal).
@@ -166,7 +188,13 @@ impl Drop for Relay {
 
 /// Copy packets arriving on `from` (its RTP or RTCP socket) out of `to`'s matching
 /// socket towards `to`'s peer.
-async fn forward(from: Arc<LegState>, to: Arc<LegState>, rtcp: bool, started: Instant) {
+async fn forward(
+    from: Arc<LegState>,
+    to: Arc<LegState>,
+    rtcp: bool,
+    started: Instant,
+    pool: Arc<TranscodePool>,
+) {
     let (socket, out) = match rtcp {
         false => (&from.rtp, &to.rtp),
         true => (&from.rtcp, &to.rtcp),
@@ -196,48 +224,23 @@ async fn forward(from: Arc<LegState>, to: Arc<LegState>, rtcp: bool, started: In
         let Some(target) = target else {
             continue;
         };
-        let converted = match rtcp {
-            false => convert(&from, &buf[..n]),
-            true => None,
-        };
-        let _ = out
-            .send_to(converted.as_deref().unwrap_or(&buf[..n]), target)
-            .await;
+        // Voice in the codec this side converts from goes to its transcoding worker;
+        // anything else (telephone-events, comfort noise, RTCP) as it is.
+        if !rtcp {
+            let direction = from
+                .transcoder
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(direction) = direction {
+                let voice = rtp_payload_start(&buf[..n]).is_some()
+                    && buf[1] & 0x7f == direction.reads().payload_type();
+                if voice {
+                    pool.submit(&direction, buf[..n].to_vec(), target);
+                    continue;
+                }
+            }
+        }
+        let _ = out.send_to(&buf[..n], target).await;
     }
-}
-
-/// `packet` with its voice payload converted, when this side has a transcoder and the
-/// packet carries its codec; none to send it as it is.
-fn convert(from: &LegState, packet: &[u8]) -> Option<Vec<u8>> {
-    let mut transcoder = from.transcoder.lock().unwrap_or_else(|e| e.into_inner());
-    let transcoder = transcoder.as_mut()?;
-    let start = rtp_payload_start(packet)?;
-    if packet[1] & 0x7f != transcoder.from().payload_type() {
-        return None;
-    }
-    let mut out = Vec::with_capacity(start + 160);
-    out.extend_from_slice(&packet[..start]);
-    // Keep the marker bit; the payload type becomes the other codec's.
-    out[1] = (packet[1] & 0x80) | transcoder.to().payload_type();
-    // Padding (the P bit) is not carried over.
-    out[0] &= !0x20;
-    let end = match packet[0] & 0x20 {
-        0 => packet.len(),
-        _ => packet.len().saturating_sub(usize::from(*packet.last()?)),
-    };
-    out.extend(transcoder.convert(packet.get(start..end)?));
-    Some(out)
-}
-
-/// Where an RTP packet's payload starts (after CSRCs and a header extension).
-fn rtp_payload_start(packet: &[u8]) -> Option<usize> {
-    if packet.len() < 12 || packet[0] >> 6 != 2 {
-        return None;
-    }
-    let mut start = 12 + 4 * usize::from(packet[0] & 0x0f);
-    if packet[0] & 0x10 != 0 {
-        let words = u16::from_be_bytes([*packet.get(start + 2)?, *packet.get(start + 3)?]);
-        start += 4 + 4 * usize::from(words);
-    }
-    (start <= packet.len()).then_some(start)
 }

@@ -180,6 +180,8 @@ pub struct SipStats {
     pub registrations: usize,
     /// Relay ports free (each relayed call holds two, with their RTCP ports).
     pub media_ports_free: usize,
+    /// Voice packets dropped because transcoding fell behind.
+    pub media_transcode_drops: usize,
 }
 
 /// The running SIP layer.
@@ -342,6 +344,7 @@ impl SipCore {
             server_transactions,
             registrations: self.registrar.count(),
             media_ports_free: self.media.free_ports(),
+            media_transcode_drops: self.media.transcode_drops(),
         }
     }
 

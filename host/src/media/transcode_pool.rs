@@ -1,0 +1,140 @@
+//! Transcoding off the async reactor: one worker thread per core converts voice
+//! packets and sends them. Each call direction is pinned to one worker, so its codec
+//! state is used by one thread and its packets leave in order; a worker that falls
+//! behind drops packets rather than deliver them late.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::UdpSocket;
+
+use super::codec::Transcoder;
+
+/// Packets a worker may have waiting: 200 ms of 100 duplex calls.
+const QUEUE: usize = 2_000;
+
+/// One direction of a transcoded call: its converter, the socket it leaves by and
+/// the worker it runs on.
+pub(super) struct Direction {
+    transcoder: Mutex<Transcoder>,
+    out: Arc<UdpSocket>,
+    worker: usize,
+}
+
+impl Direction {
+    /// The codec it reads.
+    pub(super) fn reads(&self) -> super::codec::Codec {
+        self.transcoder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .from()
+    }
+}
+
+struct Job {
+    direction: Arc<Direction>,
+    packet: Vec<u8>,
+    target: SocketAddr,
+}
+
+/// The workers.
+pub(super) struct TranscodePool {
+    workers: Vec<SyncSender<Job>>,
+    next: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+impl TranscodePool {
+    /// One worker per core.
+    pub(super) fn new() -> Arc<TranscodePool> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = (0..cores)
+            .map(|i| {
+                let (tx, rx) = sync_channel::<Job>(QUEUE);
+                std::thread::Builder::new()
+                    .name(format!("transcode-{i}"))
+                    .spawn(move || {
+                        while let Ok(job) = rx.recv() {
+                            if let Some(packet) = convert(&job.direction, &job.packet) {
+                                let _ = job.direction.out.try_send_to(&packet, job.target);
+                            }
+                        }
+                    })
+                    .expect("spawning a transcoding worker");
+                tx
+            })
+            .collect();
+        Arc::new(TranscodePool {
+            workers,
+            next: AtomicUsize::new(0),
+            dropped: AtomicUsize::new(0),
+        })
+    }
+
+    /// A direction converting with `transcoder` and sending out of `out`, on the next
+    /// worker in turn.
+    pub(super) fn direction(&self, transcoder: Transcoder, out: Arc<UdpSocket>) -> Arc<Direction> {
+        let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        Arc::new(Direction {
+            transcoder: Mutex::new(transcoder),
+            out,
+            worker,
+        })
+    }
+
+    /// Queue `packet` of `direction` for conversion and sending to `target`.
+    pub(super) fn submit(&self, direction: &Arc<Direction>, packet: Vec<u8>, target: SocketAddr) {
+        let job = Job {
+            direction: direction.clone(),
+            packet,
+            target,
+        };
+        match self.workers[direction.worker].try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Packets dropped because a worker was behind.
+    pub(super) fn dropped(&self) -> usize {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// `packet` with its voice payload converted; none when it is not RTP.
+fn convert(direction: &Direction, packet: &[u8]) -> Option<Vec<u8>> {
+    let mut transcoder = direction
+        .transcoder
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let start = rtp_payload_start(packet)?;
+    let mut out = Vec::with_capacity(start + 160);
+    out.extend_from_slice(&packet[..start]);
+    // Keep the marker bit; the payload type becomes the other codec's.
+    out[1] = (packet[1] & 0x80) | transcoder.to().payload_type();
+    // Padding (the P bit) is not carried over.
+    out[0] &= !0x20;
+    let end = match packet[0] & 0x20 {
+        0 => packet.len(),
+        _ => packet.len().saturating_sub(usize::from(*packet.last()?)),
+    };
+    out.extend(transcoder.convert(packet.get(start..end)?));
+    Some(out)
+}
+
+/// Where an RTP packet's payload starts (after CSRCs and a header extension).
+pub(super) fn rtp_payload_start(packet: &[u8]) -> Option<usize> {
+    if packet.len() < 12 || packet[0] >> 6 != 2 {
+        return None;
+    }
+    let mut start = 12 + 4 * usize::from(packet[0] & 0x0f);
+    if packet[0] & 0x10 != 0 {
+        let words = u16::from_be_bytes([*packet.get(start + 2)?, *packet.get(start + 3)?]);
+        start += 4 + 4 * usize::from(words);
+    }
+    (start <= packet.len()).then_some(start)
+}
