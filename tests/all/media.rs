@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use switchyard::media::codec::{alaw_decode, alaw_encode};
+use switchyard::media::codec::{alaw_decode, alaw_encode, tone_share as share_at};
 use switchyard::media::MediaConfig;
 use switchyard::store::MediaProxy;
 use switchyard_tests::sip::{carrier, scenario, wait_for_records, Sipp, Vendor};
@@ -181,20 +181,6 @@ fn tone(hz: f64, n: usize) -> [i16; 160] {
         let t = (n * 160 + i) as f64 / 8000.0;
         (8000.0 * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
     })
-}
-
-/// The share of `samples`' energy at `hz` (Goertzel), 0 to about 1.
-fn share_at(samples: &[i16], hz: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * hz / 8000.0;
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &x in samples {
-        let s = f64::from(x) + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
-    let total: f64 = samples.iter().map(|&x| f64::from(x).powi(2)).sum();
-    power / (total * samples.len() as f64 / 2.0)
 }
 
 #[tokio::test]

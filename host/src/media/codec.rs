@@ -95,6 +95,24 @@ pub fn ulaw_decode(byte: u8) -> i16 {
     }
 }
 
+/// The share of `samples`' energy at `hz` (Goertzel over 8 kHz samples): near 1 for a
+/// pure tone at that frequency, near 0 without it.
+pub fn tone_share(samples: &[i16], hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / 8000.0;
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in samples {
+        let s = f64::from(x) + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+    let total: f64 = samples.iter().map(|&x| f64::from(x).powi(2)).sum();
+    if total == 0.0 {
+        return 0.0;
+    }
+    power / (total * samples.len() as f64 / 2.0)
+}
+
 /// One direction's conversion: decodes payloads of `from` to PCM and encodes them as
 /// `to`, keeping codec state across packets.
 pub struct Transcoder {
