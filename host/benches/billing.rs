@@ -122,8 +122,11 @@ fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     println!("prefixes {prefixes}");
     println!("cdrs {cdrs}");
-    for (what, ms) in queries {
-        println!("query {what} {ms:.2} ms");
+    for (what, value) in queries {
+        match what {
+            "disk bytes per record" => println!("{what} {value:.0}"),
+            _ => println!("query {what} {value:.2} ms"),
+        }
     }
     println!("lookups {lookups_per_sec:.0}/s");
     println!("cdr {cdr_per_sec:.0}/s");
@@ -144,6 +147,7 @@ fn query_times(dir: &std::path::Path, cdrs: usize) -> anyhow::Result<Vec<(&'stat
         store.put_call_record(&r)?;
     }
     store.commit_blocking()?;
+    let bytes = dir_bytes(dir);
     // `want`: the records the query must find, when known.
     let timed =
         |query: CallQuery, want: Option<usize>, runs_wanted: usize| -> anyhow::Result<f64> {
@@ -198,6 +202,7 @@ fn query_times(dir: &std::path::Path, cdrs: usize) -> anyhow::Result<Vec<(&'stat
                 None,
             )?,
         ),
+        ("disk bytes per record", bytes as f64 / cdrs.max(1) as f64),
         // Matches nothing: reads every record (3 runs).
         (
             "full-scan",
@@ -245,4 +250,17 @@ fn record(call_id: &str) -> CallRecord {
             balance_after: Money::ZERO,
         }),
     }
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }
