@@ -358,3 +358,43 @@ async fn with_the_proxy_off_sdp_passes_end_to_end() -> Result<()> {
     );
     s.stop().await
 }
+
+#[tokio::test]
+async fn a_caller_without_its_gateways_pinned_codec_gets_488_and_no_vendor_invite() -> Result<()> {
+    let dir = TempDir::new("media-488");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    let pinned = json!({ "media": { "codec_mode": "specified", "codec": "G729" } });
+    carrier(&s, pinned, &[&vendor]).await?;
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+    let invite = switchyard_tests::sip::raw_invite("pcma-only", "442071234567").replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
+    );
+    // The vendor's port stays quiet: nothing is sent to it.
+    let vendor_socket = UdpSocket::bind(format!("127.0.0.1:{}", vendor.port)).await?;
+    let answer = switchyard_tests::sip::raw_request(
+        "127.0.0.1:0",
+        s.server.sip.addr,
+        &invite,
+        Duration::from_secs(2),
+    )
+    .await?
+    .unwrap_or_default();
+    assert!(answer.starts_with("SIP/2.0 488"), "{answer}");
+    assert!(answer.contains("did not offer G729"), "{answer}");
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(
+        (&r["reason"], &r["attempts"]),
+        (&json!("codec_not_offered"), &json!([])),
+        "{r}"
+    );
+    assert!(received(&vendor_socket, Duration::from_millis(200))
+        .await
+        .is_empty());
+    s.stop().await
+}

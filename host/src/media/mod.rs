@@ -117,12 +117,7 @@ impl MediaEngine {
         let convertible =
             |c| Codec::of(c).ok_or_else(|| format!("{c:?} cannot be transcoded here"));
         let (a, b) = (convertible(a)?, convertible(b)?);
-        let offered = sdp::audio_formats(offer).iter().any(|(pt, name)| {
-            *pt == a.payload_type() || a.rtpmap().starts_with(&format!("{name}/"))
-        });
-        if !offered {
-            return Err(format!("the caller did not offer {}", a.rtpmap()));
-        }
+        caller_offers_its_codec(caller, offer)?;
         Ok(Some((a, b)))
     }
 
@@ -134,6 +129,31 @@ impl MediaEngine {
     /// Voice packets dropped because transcoding fell behind.
     pub fn transcode_drops(&self) -> usize {
         self.transcoders.dropped()
+    }
+}
+
+/// The caller's offer must include the codec its gateway pins ("Softswitch specified");
+/// the error names the missing codec. An INVITE without SDP (late offer) passes.
+pub fn caller_offers_its_codec(settings: &MediaSettings, offer: &[u8]) -> Result<(), String> {
+    let (CodecMode::Specified, Some(codec)) = (settings.codec_mode, settings.codec) else {
+        return Ok(());
+    };
+    if offer.is_empty() {
+        return Ok(());
+    }
+    let name = serde_json::to_value(codec)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let static_pt = Codec::of(codec).map(Codec::payload_type);
+    let offered = sdp::audio_formats(offer)
+        .iter()
+        .any(|(pt, n)| Some(*pt) == static_pt || n.eq_ignore_ascii_case(&name));
+    match offered {
+        true => Ok(()),
+        false => Err(format!(
+            "the caller did not offer {name}, which its gateway requires"
+        )),
     }
 }
 

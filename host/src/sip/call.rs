@@ -122,6 +122,15 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
     let origin = Origin::on(&gateway_id, &gateway, &callee, peer);
     let wit = call_record(&invite, &origin, arrived_at_ms);
     let record = new_call_record(&origin, &wit, &requested);
+    // A codec the caller's gateway pins must be in the offer: refused at once,
+    // before any vendor INVITE.
+    if let Err(why) = crate::media::caller_offers_its_codec(&gateway.media, &invite.body) {
+        tracing::info!(%call_id, reason = %why, "call refused");
+        let resp = reply(488, "Not Acceptable Here")
+            .header("Reason", format!("SIP;cause=488;text=\"{why}\""));
+        core.txs.respond(&tx, resp).await;
+        return save_refusal(&core.store, record, 488, EndReason::CodecNotOffered).await;
+    }
     // Billing refuses before any vendor INVITE, and the refusal is recorded.
     let billing = match core.billing.authorize(&gateway.account, &callee) {
         Ok(billing) => Some(billing),

@@ -50,6 +50,8 @@ pub enum EndReason {
     NumberNotAllowed,
     /// A side of a relayed call sent no RTP for `rtp_timeout_secs`.
     RtpTimeout,
+    /// The caller's offer lacks the codec its mapping gateway requires.
+    CodecNotOffered,
 }
 
 /// One outbound attempt.
