@@ -72,6 +72,7 @@ impl MediaCall {
         s: &TestServer,
         dir: &Path,
         vendor: &Vendor,
+        caller_formats: &str,
         vendor_codec: (&str, &str),
     ) -> Result<MediaCall> {
         let caller_sdp = UdpSocket::bind("127.0.0.1:0").await?;
@@ -117,6 +118,9 @@ impl MediaCall {
                 "-key",
                 "caller_rtp",
                 &caller_rtp,
+                "-key",
+                "caller_formats",
+                caller_formats,
             ],
         )?;
         let caller_side = written_port(&caller_dir, "caller_side_port")
@@ -188,7 +192,7 @@ async fn relayed_media_crosses_both_ways_latches_and_times_out() -> Result<()> {
     let dir = TempDir::new("media-relay");
     let (s, vendor) = relaying_server(&dir.0, 42_000).await?;
     carrier(&s, json!({}), &[&vendor]).await?;
-    let call = MediaCall::start(&s, &dir.0, &vendor, ("8", "PCMA")).await?;
+    let call = MediaCall::start(&s, &dir.0, &vendor, "8 101", ("8", "PCMA")).await?;
     call.is_relayed(&s);
     // The caller sends from another port than its SDP named (its NAT).
     let caller_nat = UdpSocket::bind("127.0.0.1:0").await?;
@@ -245,7 +249,7 @@ async fn a_pcma_caller_and_a_g729_vendor_hear_each_other_through_the_transcoder(
         )
         .await?;
     assert_eq!(status, 200, "{body}");
-    let call = MediaCall::start(&s, &dir.0, &vendor, ("18", "G729")).await?;
+    let call = MediaCall::start(&s, &dir.0, &vendor, "8 101", ("18", "G729")).await?;
     call.is_relayed(&s);
 
     // One second each way: a 1 kHz tone as PCMA from the caller, 440 Hz as G.729 from
@@ -342,7 +346,7 @@ async fn with_the_proxy_off_sdp_passes_end_to_end() -> Result<()> {
     .await?;
     let vendor = Vendor::new("vendor-a");
     carrier(&s, json!({}), &[&vendor]).await?;
-    let call = MediaCall::start(&s, &dir.0, &vendor, ("8", "PCMA")).await?;
+    let call = MediaCall::start(&s, &dir.0, &vendor, "8 101", ("8", "PCMA")).await?;
     // Each side is told the other's own address (the vendor also checked the
     // caller's unknown attribute arrived).
     assert_eq!(call.vendor_side, call.caller_sdp.local_addr()?);
@@ -396,5 +400,47 @@ async fn a_caller_without_its_gateways_pinned_codec_gets_488_and_no_vendor_invit
     assert!(received(&vendor_socket, Duration::from_millis(200))
         .await
         .is_empty());
+    s.stop().await
+}
+
+/// The `m=` line a SIPp scenario wrote to `file` in `dir`.
+fn written_line(dir: &Path, file: &str) -> Result<String> {
+    Ok(std::fs::read_to_string(dir.join(file))
+        .with_context(|| format!("SIPp never wrote {file}"))?
+        .trim()
+        .to_string())
+}
+
+#[tokio::test]
+async fn each_side_is_offered_only_the_codec_its_gateway_pins() -> Result<()> {
+    let dir = TempDir::new("media-pinned");
+    let s = TestServer::start_configured(&dir.0, |c| c.sip.no_timer_max_duration_secs = 2).await?;
+    let vendor = Vendor::new("vendor-a");
+    let pinned = |codec: &str| json!({ "codec_mode": "specified", "codec": codec });
+    carrier(&s, json!({ "media": pinned("PCMA") }), &[&vendor]).await?;
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/routing-gateways/vendor-a",
+            Some(
+                json!({ "address": format!("127.0.0.1:{}", vendor.port), "media": pinned("PCMA") }),
+            ),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    // The caller offers PCMU, PCMA and G.729; the vendor answers PCMA and PCMU.
+    let call = MediaCall::start(&s, &dir.0, &vendor, "0 8 18 101", ("8 0", "PCMA")).await?;
+    call.uac.succeeds().await?;
+    call.uas.succeeds().await?;
+    let port = call.caller_sdp.local_addr()?.port();
+    assert_eq!(
+        written_line(&dir.0.join("vendor"), "vendor_offer")?,
+        format!("m=audio {port} RTP/AVP 8 101")
+    );
+    let port = call.vendor_sdp.local_addr()?.port();
+    assert_eq!(
+        written_line(&dir.0.join("caller"), "caller_answer")?,
+        format!("m=audio {port} RTP/AVP 8")
+    );
     s.stop().await
 }

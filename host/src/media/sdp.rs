@@ -168,9 +168,10 @@ fn static_name(pt: u8) -> &'static str {
 
 /// `sdp` with its audio stream offering only `codec` (plus any telephone-event
 /// payloads it had): other formats and their `a=rtpmap` / `a=fmtp` lines go, the
-/// codec's own `a=rtpmap` is there. G.729 is offered without annex B (the host's
-/// encoder sends no silence frames; RFC 7261 makes annexb=yes the default).
-pub fn offer_only(sdp: &[u8], codec: super::codec::Codec) -> Option<Vec<u8>> {
+/// codec's own `a=rtpmap` is there. When the host `encodes` the codec itself, G.729 is
+/// offered without annex B (its encoder sends no silence frames; RFC 7261 makes
+/// annexb=yes the default); otherwise the codec's own `a=fmtp` lines pass as they were.
+pub fn offer_only(sdp: &[u8], codec: super::codec::Codec, encodes: bool) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(sdp).ok()?;
     let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let events: Vec<u8> = audio_formats(sdp)
@@ -198,20 +199,22 @@ pub fn offer_only(sdp: &[u8], codec: super::codec::Codec) -> Option<Vec<u8>> {
                 ));
                 out.push_str(eol);
                 out.push_str(&format!("a=rtpmap:{pt} {}{eol}", codec.rtpmap()));
-                if codec == super::codec::Codec::G729 {
+                if encodes && codec == super::codec::Codec::G729 {
                     out.push_str(&format!("a=fmtp:{pt} annexb=no{eol}"));
                 }
                 continue;
             }
         }
-        let format_line = line
-            .strip_prefix("a=rtpmap:")
-            .or_else(|| line.strip_prefix("a=fmtp:"))
-            .filter(|_| in_audio)
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u8>().ok());
-        match format_line {
-            // The codec's own lines were written with the m= line.
-            Some(p) if p == pt || !kept(p) => {}
+        let format_line = |prefix: &str| {
+            line.strip_prefix(prefix)
+                .filter(|_| in_audio)
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<u8>().ok())
+        };
+        let (rtpmap, fmtp) = (format_line("a=rtpmap:"), format_line("a=fmtp:"));
+        match rtpmap.or(fmtp) {
+            // The codec's rtpmap (and, when we encode, its fmtp) came with the m= line.
+            Some(p) if p == pt && (rtpmap.is_some() || encodes) => {}
+            Some(p) if !kept(p) => {}
             _ => {
                 out.push_str(line);
                 out.push_str(eol);
@@ -266,7 +269,8 @@ mod tests {
     #[test]
     fn offering_one_codec_keeps_telephone_events_and_other_streams() {
         use crate::media::codec::Codec;
-        let out = String::from_utf8(offer_only(OFFER.as_bytes(), Codec::G729).unwrap()).unwrap();
+        let out =
+            String::from_utf8(offer_only(OFFER.as_bytes(), Codec::G729, true).unwrap()).unwrap();
         assert!(
             out.contains(
                 "m=audio 4000 RTP/AVP 18 101\r\na=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no\r\n"

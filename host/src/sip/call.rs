@@ -193,6 +193,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         relay: None,
         relaying: false,
         transcoding: None,
+        pinned: (None, None),
         _slot: slot,
     };
     tokio::spawn(call.run().instrument(span));
@@ -406,6 +407,8 @@ struct CallTask {
     relaying: bool,
     /// Codecs of (caller, vendor) when the relay converts between them.
     transcoding: Option<(Codec, Codec)>,
+    /// Codecs the (caller's, vendor's) gateways pin, each side offered only its own.
+    pinned: (Option<Codec>, Option<Codec>),
     _slot: Slot,
 }
 
@@ -637,6 +640,11 @@ impl CallTask {
         let caller_audio = crate::media::sdp::audio_endpoint(&self.invite.body);
         let nat = caller_audio.is_some_and(|a| a.ip() != self.a.peer.addr.ip());
         let customer_media = customer.map(|g| g.media).unwrap_or_default();
+        let pinned = |m: &crate::store::MediaSettings| match m.codec_mode {
+            crate::store::CodecMode::Specified => m.codec.and_then(Codec::of),
+            crate::store::CodecMode::Auto => None,
+        };
+        self.pinned = (pinned(&customer_media), pinned(&vendor.media));
         self.transcoding = crate::media::MediaEngine::transcode_plan(
             &customer_media,
             &vendor.media,
@@ -678,21 +686,29 @@ impl CallTask {
     /// SDP from `from` as the other side must get it: through the relay while the
     /// call relays its media, unchanged otherwise.
     fn carry_sdp(&self, body: &[u8], from: Side) -> Vec<u8> {
-        let Some(relay) = self
-            .relay
-            .as_ref()
-            .filter(|_| self.relaying && !body.is_empty())
-        else {
-            return body.to_vec();
+        if body.is_empty() {
+            return Vec::new();
+        }
+        let carried = match self.relay.as_ref().filter(|_| self.relaying) {
+            Some(relay) => relay.carry_sdp(body, from),
+            None => body.to_vec(),
         };
-        let carried = relay.carry_sdp(body, from);
-        // Each side hears of its own codec only; the relay converts between them.
-        match self.transcoding {
-            Some((caller, vendor)) => {
-                let codec = if from == Side::Caller { vendor } else { caller };
-                crate::media::sdp::offer_only(&carried, codec).unwrap_or(carried)
-            }
-            None => carried,
+        let to_caller = from == Side::Callee;
+        // Each side hears of its own codec only: the one the relay converts to, or
+        // the one its gateway pins, when the SDP has it.
+        let (codec, encodes) = match (self.transcoding, self.pinned) {
+            (Some((caller, vendor)), _) => (if to_caller { caller } else { vendor }, true),
+            (None, (caller, vendor)) => match if to_caller { caller } else { vendor } {
+                Some(codec) => (codec, false),
+                None => return carried,
+            },
+        };
+        let has = crate::media::sdp::audio_formats(&carried)
+            .iter()
+            .any(|(pt, _)| *pt == codec.payload_type());
+        match encodes || has {
+            true => crate::media::sdp::offer_only(&carried, codec, encodes).unwrap_or(carried),
+            false => carried,
         }
     }
 
