@@ -272,6 +272,24 @@ async fn a_pcma_caller_and_a_g729_vendor_hear_each_other_through_the_transcoder(
             .await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The live view shows the answered call with both legs' codecs.
+    let (_, live) = s.admin("GET", "/api/v1/live-calls", None).await?;
+    let c = &live["calls"][0];
+    assert_eq!(
+        (
+            &c["codec_in"],
+            &c["codec_out"],
+            &c["transcoded"],
+            &c["egress_gateway"]
+        ),
+        (
+            &json!("PCMA"),
+            &json!("G729"),
+            &json!(true),
+            &json!("vendor-a")
+        ),
+        "{live}"
+    );
     let at_vendor = received(&call.vendor_sdp, Duration::from_millis(300)).await;
     let at_caller = received(&call.caller_sdp, Duration::from_millis(300)).await;
     assert!(
@@ -327,6 +345,8 @@ async fn a_pcma_caller_and_a_g729_vendor_hear_each_other_through_the_transcoder(
     assert!(share_at(steady, 1000.0) < 0.05);
 
     let r = call.ends_by_rtp_timeout(&s).await?;
+    let (_, live) = s.admin("GET", "/api/v1/live-calls", None).await?;
+    assert_eq!(live["calls"], json!([]), "ended calls leave the live view");
     assert_eq!(
         (&r["codec_in"], &r["codec_out"]),
         (&json!("PCMA"), &json!("G729")),

@@ -18,6 +18,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/calls", get(list))
         .route("/api/v1/calls/{call_id}", get(show))
+        .route("/api/v1/live-calls", get(live))
         .route("/api/v1/sip/stats", get(stats))
         .route("/api/v1/stats", get(traffic))
 }
@@ -180,6 +181,18 @@ async fn show(
         }
         _ => Err(ApiError::NotFound(format!("call {call_id:?}"))),
     }
+}
+
+/// Calls in progress of the caller's tenant (an agent: of its subtree), oldest first,
+/// with each leg's codec and media path.
+async fn live(State(state): State<AppState>, caller: ScopedCaller) -> ApiResult<ApiJson<Value>> {
+    let calls = state.sip.as_ref().map_or_else(Vec::new, |sip| {
+        sip.live.list(|c| {
+            c.tenant == caller.caller.tenant
+                && caller.agent.as_ref().is_none_or(|a| a.covers(&c.account))
+        })
+    });
+    Ok(ApiJson(json!({ "calls": calls })))
 }
 
 async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJson<Value>> {

@@ -18,6 +18,7 @@ use crate::store::{AttemptRecord, CallRecord, EndReason, RoutingGateway};
 
 use super::admission::{Admit, Slot};
 use super::digest::Challenge;
+use super::live::LiveCall;
 use super::message::{param, uri_of, user_of, Message, Outgoing};
 use super::record::{answered_codec, call_record, Origin};
 use super::session_timer::{parse_session_expires, LegTimer};
@@ -468,8 +469,19 @@ impl CallTask {
     }
 
     async fn run(mut self) {
+        self.publish();
         let reason = self.decide_and_connect().await;
         self.finish(reason).await;
+    }
+
+    /// Show the call as it stands in the live view.
+    fn publish(&self) {
+        let relayed = self.relaying && self.relay.is_some();
+        self.core.live.update(LiveCall::of(
+            &self.record,
+            relayed,
+            relayed && self.transcoding.is_some(),
+        ));
     }
 
     /// Screen, route, try the attempts; then, if answered, carry the call to its end.
@@ -825,6 +837,7 @@ impl CallTask {
             .await;
         let mut resends = 0;
         tracing::info!(gateway = %attempt.gateway, %addr, leg = %call_id, callee = %attempt.callee, "attempt {index}");
+        self.publish();
         let started = Instant::now();
         self.record.attempts.push(AttemptRecord {
             gateway: attempt.gateway.clone(),
@@ -1185,6 +1198,7 @@ impl CallTask {
             self.record.pdd_ms = Some(now.saturating_sub(self.record.invite_ms) as u32);
         }
         tracing::info!(gateway = %attempt.gateway, "answered");
+        self.publish();
 
         let via_a = self.via(self.a.peer);
         // Our 2xx is retransmitted until the caller's ACK (RFC 3261 §13.3.1.4).
@@ -1415,6 +1429,7 @@ impl CallTask {
 
     /// Unregister the dialogs, free the gateway, write the call record.
     async fn finish(mut self, reason: EndReason) {
+        self.core.live.remove(&self.record.call_id);
         {
             let mut dialogs = self.core.dialogs();
             for k in &self.keys {

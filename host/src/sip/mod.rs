@@ -17,6 +17,7 @@ pub mod admission;
 mod call;
 pub mod digest;
 mod health;
+pub mod live;
 pub mod message;
 mod record;
 pub mod registrar;
@@ -163,6 +164,8 @@ pub struct SipCore {
     upstream: Mutex<HashMap<String, upstream::UpstreamStatus>>,
     /// RTP relays.
     media: crate::media::MediaEngine,
+    /// Calls in progress.
+    pub live: live::LiveCalls,
 }
 
 /// Live counts, for operators and leak checks.
@@ -220,6 +223,7 @@ impl SipServer {
             ),
             registrar: registrar::Registrar::default(),
             media: crate::media::MediaEngine::new(config.media.clone()),
+            live: live::LiveCalls::default(),
             policy,
             store,
             config,

@@ -1,0 +1,91 @@
+//! The calls in progress, for the operator's live view: who, where, since when, and
+//! each leg's codec and media path.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::store::CallRecord;
+
+/// One call in progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveCall {
+    /// Customer Call-ID.
+    pub call_id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Billed account.
+    pub account: String,
+    /// Mapping gateway it came in on.
+    pub ingress_gateway: String,
+    /// Routing gateway it is trying or talking on.
+    pub egress_gateway: Option<String>,
+    /// Caller as received.
+    pub caller: String,
+    /// Callee as received.
+    pub callee: String,
+    /// INVITE received, Unix ms.
+    pub invite_ms: u64,
+    /// Answered, Unix ms.
+    pub answer_ms: Option<u64>,
+    /// The caller leg's codec.
+    pub codec_in: Option<String>,
+    /// The vendor leg's codec.
+    pub codec_out: Option<String>,
+    /// Media goes through the host's relay.
+    pub relayed: bool,
+    /// The relay converts between the legs' codecs.
+    pub transcoded: bool,
+}
+
+impl LiveCall {
+    /// The live view of a call whose record so far is `record`.
+    pub(super) fn of(record: &CallRecord, relayed: bool, transcoded: bool) -> LiveCall {
+        LiveCall {
+            call_id: record.call_id.clone(),
+            tenant: record.tenant.clone(),
+            account: record.account.clone(),
+            ingress_gateway: record.ingress_gateway.clone(),
+            egress_gateway: record
+                .egress_gateway
+                .clone()
+                .or_else(|| record.attempts.last().map(|a| a.gateway.clone())),
+            caller: record.caller_in.clone(),
+            callee: record.callee_in.clone(),
+            invite_ms: record.invite_ms,
+            answer_ms: record.answer_ms,
+            codec_in: record.codec_in.clone(),
+            codec_out: record.codec_out.clone(),
+            relayed,
+            transcoded,
+        }
+    }
+}
+
+/// Every call in progress by Call-ID.
+#[derive(Default)]
+pub struct LiveCalls(Mutex<HashMap<String, LiveCall>>);
+
+impl LiveCalls {
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveCall>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Add or refresh a call.
+    pub(super) fn update(&self, call: LiveCall) {
+        self.calls().insert(call.call_id.clone(), call);
+    }
+
+    /// Forget an ended call.
+    pub(super) fn remove(&self, call_id: &str) {
+        self.calls().remove(call_id);
+    }
+
+    /// The calls `keep` accepts, oldest first.
+    pub fn list(&self, keep: impl Fn(&LiveCall) -> bool) -> Vec<LiveCall> {
+        let mut calls: Vec<LiveCall> = self.calls().values().filter(|c| keep(c)).cloned().collect();
+        calls.sort_by_key(|c| c.invite_ms);
+        calls
+    }
+}
