@@ -169,6 +169,30 @@ impl MediaCall {
     }
 }
 
+/// The carrier with `media` settings on both gateways, the caller's pinning
+/// `customer` and the vendor's `vendor`.
+async fn pin_codecs(
+    s: &TestServer,
+    vendor: &Vendor,
+    media: &Value,
+    customer: &str,
+    vendor_codec: &str,
+) -> Result<()> {
+    let with = |codec: &str| {
+        let mut m = media.clone();
+        m["codec"] = json!(codec);
+        m
+    };
+    carrier(s, json!({ "media": with(customer) }), &[vendor]).await?;
+    let gateway =
+        json!({ "address": format!("127.0.0.1:{}", vendor.port), "media": with(vendor_codec) });
+    let (status, body) = s
+        .admin("PUT", "/api/v1/routing-gateways/vendor-a", Some(gateway))
+        .await?;
+    anyhow::ensure!(status == 200, "{body}");
+    Ok(())
+}
+
 /// An RTP packet: version 2, `pt`, sequence `seq`, 20 ms of 8 kHz audio per step.
 fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, pt];
@@ -237,18 +261,8 @@ async fn relayed_media_crosses_both_ways_latches_and_times_out() -> Result<()> {
 async fn a_pcma_caller_and_a_g729_vendor_hear_each_other_through_the_transcoder() -> Result<()> {
     let dir = TempDir::new("media-transcode");
     let (s, vendor) = relaying_server(&dir.0, 42_200).await?;
-    let pinned = |codec: &str| json!({ "codec_mode": "specified", "codec": codec, "allow_conversion": true });
-    carrier(&s, json!({ "media": pinned("PCMA") }), &[&vendor]).await?;
-    let (status, body) = s
-        .admin(
-            "PUT",
-            "/api/v1/routing-gateways/vendor-a",
-            Some(
-                json!({ "address": format!("127.0.0.1:{}", vendor.port), "media": pinned("G729") }),
-            ),
-        )
-        .await?;
-    assert_eq!(status, 200, "{body}");
+    let pinned = json!({ "codec_mode": "specified", "allow_conversion": true });
+    pin_codecs(&s, &vendor, &pinned, "PCMA", "G729").await?;
     let call = MediaCall::start(&s, &dir.0, &vendor, "8 101", ("18", "G729")).await?;
     call.is_relayed(&s);
 
@@ -436,18 +450,8 @@ async fn each_side_is_offered_only_the_codec_its_gateway_pins() -> Result<()> {
     let dir = TempDir::new("media-pinned");
     let s = TestServer::start_configured(&dir.0, |c| c.sip.no_timer_max_duration_secs = 2).await?;
     let vendor = Vendor::new("vendor-a");
-    let pinned = |codec: &str| json!({ "codec_mode": "specified", "codec": codec });
-    carrier(&s, json!({ "media": pinned("PCMA") }), &[&vendor]).await?;
-    let (status, body) = s
-        .admin(
-            "PUT",
-            "/api/v1/routing-gateways/vendor-a",
-            Some(
-                json!({ "address": format!("127.0.0.1:{}", vendor.port), "media": pinned("PCMA") }),
-            ),
-        )
-        .await?;
-    assert_eq!(status, 200, "{body}");
+    let pinned = json!({ "codec_mode": "specified" });
+    pin_codecs(&s, &vendor, &pinned, "PCMA", "PCMA").await?;
     // The caller offers PCMU, PCMA and G.729; the vendor answers PCMA and PCMU.
     let call = MediaCall::start(&s, &dir.0, &vendor, "0 8 18 101", ("8 0", "PCMA")).await?;
     call.uac.succeeds().await?;
