@@ -1,5 +1,14 @@
 //! Names of objects (modules, tables, tenants, ids) that appear in URLs and keys.
 
+/// The name serde gives a unit enum variant (`caller_hangup`, `PCMA`): how the API
+/// spells it in messages and exports.
+pub fn variant_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// Longest name, bytes.
 pub const MAX_NAME_BYTES: usize = 64;
 

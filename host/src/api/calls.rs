@@ -108,8 +108,8 @@ fn csv_rows(r: &CallRecord) -> String {
         num(b.map(|b| b.billed_secs)),
         num(r.pdd_ms.map(u64::from)),
         r.final_code.to_string(),
-        enum_name(&r.reason),
-        enum_name(&r.result()),
+        crate::names::variant_name(&r.reason),
+        crate::names::variant_name(&r.result()),
         money(b.map(|b| b.charge)),
         money(b.and_then(|b| b.cost)),
         money(b.map(|b| b.profit)),
@@ -141,7 +141,7 @@ fn csv_rows(r: &CallRecord) -> String {
                 num(a.pdd_ms.map(u64::from)),
                 num(a.code.map(u64::from)),
                 csv_field(&a.reason),
-                enum_name(&a.result()),
+                crate::names::variant_name(&a.result()),
                 String::new(),
                 String::new(),
                 String::new(),
@@ -157,14 +157,6 @@ fn csv_rows(r: &CallRecord) -> String {
         rows.push('\n');
     }
     rows
-}
-
-/// The serde name of a unit enum variant (`caller_hangup`).
-fn enum_name<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 async fn show(

@@ -141,10 +141,7 @@ pub fn caller_offers_its_codec(settings: &MediaSettings, offer: &[u8]) -> Result
     if offer.is_empty() {
         return Ok(());
     }
-    let name = serde_json::to_value(codec)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let name = crate::names::variant_name(&codec);
     let static_pt = Codec::of(codec).map(Codec::payload_type);
     let offered = sdp::audio_formats(offer)
         .iter()

@@ -75,35 +75,13 @@ pub(super) fn call_record(invite: &Message, origin: &Origin<'_>, arrived_at_ms: 
     }
 }
 
-/// Codec names offered in an SDP body's audio stream, in preference order.
+/// Codec names offered in an SDP body's audio stream, in preference order (payload
+/// types neither mapped nor static are left out).
 pub(super) fn offered_codecs(sdp: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(sdp);
-    let mut payloads: Vec<&str> = Vec::new();
-    let mut rtpmap = std::collections::HashMap::new();
-    let mut in_audio = false;
-    for line in text.lines() {
-        if let Some(m) = line.strip_prefix("m=") {
-            in_audio = m.starts_with("audio ");
-            if in_audio {
-                payloads = m.split_whitespace().skip(3).collect();
-            }
-        } else if let Some(map) = line.strip_prefix("a=rtpmap:").filter(|_| in_audio) {
-            if let Some((pt, name)) = map.split_once(' ') {
-                rtpmap.insert(pt.trim(), name.split('/').next().unwrap_or(name).trim());
-            }
-        }
-    }
-    payloads
-        .iter()
-        .filter_map(|pt| {
-            rtpmap.get(pt).map(|n| n.to_string()).or(match *pt {
-                "0" => Some("PCMU".into()),
-                "8" => Some("PCMA".into()),
-                "9" => Some("G722".into()),
-                "18" => Some("G729".into()),
-                _ => None,
-            })
-        })
+    crate::media::sdp::audio_formats(sdp)
+        .into_iter()
+        .map(|(_, name)| name)
+        .filter(|name| !name.is_empty())
         .collect()
 }
 

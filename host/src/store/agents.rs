@@ -56,7 +56,7 @@ impl AgentScope {
             false => Err(format!(
                 "agent {:?} lacks the {} permission",
                 self.account,
-                permission_name(flag)
+                crate::names::variant_name(&flag)
             )),
         }
     }
@@ -70,14 +70,6 @@ impl AgentScope {
     pub fn is_below(&self, account: &str) -> bool {
         account != self.account && self.covers(account)
     }
-}
-
-/// A flag's name as the API spells it (`add_delete_gateways`).
-pub(super) fn permission_name(flag: Permission) -> String {
-    serde_json::to_value(flag)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// What an agent may do with accounts: see its subtree; with [`Permission::Accounts`]

@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::agents::{
-    self, effective_permissions, permission_name, AgentScope, Permission, MAX_AGENT_DEPTH,
-};
+use super::agents::{self, effective_permissions, AgentScope, Permission, MAX_AGENT_DEPTH};
 use super::gateway_settings::{CallerPool, CallerSource, IdentityMode, MediaSettings, PrivacyMode};
 use super::{from_json, key, to_json, Result, Store};
 
@@ -473,7 +471,7 @@ impl CarrierObject for Account {
         match self.permissions.iter().find(|p| !held.contains(p)) {
             Some(extra) => Err(format!(
                 "permission {} is not held by parent {:?}",
-                permission_name(*extra),
+                crate::names::variant_name(extra),
                 self.parent.as_deref().unwrap_or_default()
             )),
             None => Ok(()),
