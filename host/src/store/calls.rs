@@ -320,6 +320,15 @@ fn write_record<T: RecordTrees>(
     trees.put(0, k, value)?;
     // The newest record of a Call-ID wins the index, as lookups promise.
     trees.put(1, record.call_id.as_bytes(), k)?;
+    write_owner_indexes(trees, record, k)
+}
+
+/// The account and gateway index entries of the record stored under `k`.
+fn write_owner_indexes<T: RecordTrees>(
+    trees: &T,
+    record: &CallRecord,
+    k: &[u8],
+) -> std::result::Result<(), T::Error> {
     trees.put(2, &index_key(&record.account, k), &[])?;
     for gateway in record_gateways(record) {
         trees.put(3, &index_key(gateway, k), &[])?;
@@ -359,19 +368,19 @@ impl Store {
         if !self.calls_by_account.is_empty() || self.calls.is_empty() {
             return Ok(());
         }
-        tracing::info!(
-            records = self.calls.len(),
-            "indexing call records by account and gateway"
-        );
+        let trees = [
+            &self.calls,
+            &self.call_index,
+            &self.calls_by_account,
+            &self.calls_by_gateway,
+        ];
+        let mut records = 0;
         for kv in self.calls.iter() {
             let (k, v) = kv?;
-            let r: CallRecord = from_json(&v)?;
-            self.calls_by_account
-                .insert(index_key(&r.account, &k), &[])?;
-            for gateway in record_gateways(&r) {
-                self.calls_by_gateway.insert(index_key(gateway, &k), &[])?;
-            }
+            write_owner_indexes(&trees, &from_json::<CallRecord>(&v)?, &k)?;
+            records += 1;
         }
+        tracing::info!(records, "indexed call records by account and gateway");
         Ok(())
     }
 
