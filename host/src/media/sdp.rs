@@ -224,6 +224,77 @@ pub fn offer_only(sdp: &[u8], codec: super::codec::Codec, encodes: bool) -> Opti
     Some(out.into_bytes())
 }
 
+/// The payload type of the audio stream's first telephone-event format.
+pub fn telephone_event(sdp: &[u8]) -> Option<u8> {
+    audio_formats(sdp)
+        .into_iter()
+        .find(|(_, name)| name.eq_ignore_ascii_case("telephone-event"))
+        .map(|(pt, _)| pt)
+}
+
+/// `sdp` with the audio stream's telephone-event formats replaced by one at `pt`
+/// (keys 0-16), or removed when `pt` is none. A `pt` some codec already uses gives way
+/// to the first free dynamic type. Everything else passes as it was.
+pub fn with_telephone_event(sdp: &[u8], pt: Option<u8>) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(sdp).ok()?;
+    let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let formats = audio_formats(sdp);
+    let is_event = |name: &str| name.eq_ignore_ascii_case("telephone-event");
+    let events: Vec<u8> = formats
+        .iter()
+        .filter(|(_, n)| is_event(n))
+        .map(|(p, _)| *p)
+        .collect();
+    let taken = |p: u8| formats.iter().any(|(q, n)| *q == p && !is_event(n));
+    let pt = pt.map(|p| match taken(p) {
+        false => p,
+        true => (96..=127).find(|q| !taken(*q)).unwrap_or(p),
+    });
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut in_audio = false;
+    let mut seen_audio = false;
+    let mut pending: Option<String> = None;
+    for line in text.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            // The new format's attributes close the audio section.
+            if let Some(lines) = pending.take() {
+                out.push_str(&lines);
+            }
+            in_audio = m.starts_with("audio ") && !seen_audio;
+            seen_audio |= in_audio;
+            if in_audio {
+                let mut fields: Vec<String> = m
+                    .split_whitespace()
+                    .enumerate()
+                    .filter(|(i, f)| *i < 3 || !f.parse().is_ok_and(|p: u8| events.contains(&p)))
+                    .map(|(_, f)| f.to_string())
+                    .collect();
+                if let Some(pt) = pt {
+                    fields.push(pt.to_string());
+                    pending = Some(format!(
+                        "a=rtpmap:{pt} telephone-event/8000{eol}a=fmtp:{pt} 0-16{eol}"
+                    ));
+                }
+                out.push_str(&format!("m={}{eol}", fields.join(" ")));
+                continue;
+            }
+        }
+        let format = ["a=rtpmap:", "a=fmtp:"].iter().find_map(|prefix| {
+            line.strip_prefix(prefix)
+                .filter(|_| in_audio)
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<u8>().ok())
+        });
+        if !format.is_some_and(|p| events.contains(&p)) {
+            out.push_str(line);
+            out.push_str(eol);
+        }
+    }
+    if let Some(lines) = pending {
+        out.push_str(&lines);
+    }
+    Some(out.into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +363,31 @@ mod tests {
                 (18, "G729".to_string()),
                 (101, "telephone-event".to_string())
             ]
+        );
+    }
+
+    #[test]
+    fn telephone_events_are_replaced_by_the_legs_own_payload_type() {
+        let out = with_telephone_event(OFFER.as_bytes(), Some(96)).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("m=audio 4000 RTP/AVP 8 96\r\na=rtpmap:8 PCMA/8000\r\na=silenceSupp:off - - - -\r\na=rtcp:4001\r\na=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-16\r\nm=image"),
+            "{out}"
+        );
+        assert_eq!(telephone_event(out.as_bytes()), Some(96));
+        // Removed, and a type a codec holds gives way.
+        let none =
+            String::from_utf8(with_telephone_event(OFFER.as_bytes(), None).unwrap()).unwrap();
+        assert!(
+            none.contains("m=audio 4000 RTP/AVP 8\r\n") && !none.contains("telephone-event"),
+            "{none}"
+        );
+        let clash = with_telephone_event(OFFER.as_bytes(), Some(8)).unwrap();
+        assert_eq!(telephone_event(&clash), Some(96));
+        let added = with_telephone_event(b"v=0\nm=audio 5 RTP/AVP 0\n", Some(101)).unwrap();
+        assert_eq!(
+            String::from_utf8(added).unwrap(),
+            "v=0\nm=audio 5 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16\n"
         );
     }
 }
