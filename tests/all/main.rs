@@ -4,6 +4,7 @@ mod agents;
 mod api_modules;
 mod billing;
 mod bindings;
+mod dtmf;
 mod host_services;
 mod hostile;
 mod media;

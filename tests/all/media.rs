@@ -18,7 +18,7 @@ use switchyard_tests::{TempDir, TestServer};
 use tokio::net::UdpSocket;
 
 /// The port a SIPp scenario wrote to `file` in `dir`, once it has.
-async fn written_port(dir: &Path, file: &str) -> Result<u16> {
+pub(crate) async fn written_port(dir: &Path, file: &str) -> Result<u16> {
     for _ in 0..100 {
         if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
             if let Ok(port) = text.trim().parse() {
@@ -31,7 +31,7 @@ async fn written_port(dir: &Path, file: &str) -> Result<u16> {
 }
 
 /// Packets `socket` receives within `wait` of each other, with their sources.
-async fn received(socket: &UdpSocket, wait: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
+pub(crate) async fn received(socket: &UdpSocket, wait: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
     let mut got = Vec::new();
     let mut buf = [0u8; 512];
     while let Ok(Ok((n, from))) = tokio::time::timeout(wait, socket.recv_from(&mut buf)).await {
@@ -42,7 +42,7 @@ async fn received(socket: &UdpSocket, wait: Duration) -> Vec<(Vec<u8>, SocketAdd
 
 /// A server relaying every call's media on 100 ports from `ports` (tests running at
 /// once need ranges of their own), with a 2 s RTP timeout, and one vendor.
-async fn relaying_server(dir: &Path, ports: u16) -> Result<(TestServer, Vendor)> {
+pub(crate) async fn relaying_server(dir: &Path, ports: u16) -> Result<(TestServer, Vendor)> {
     let s = TestServer::start_configured(dir, |c| {
         c.sip.media = MediaConfig {
             proxy_mode: MediaProxy::On,
@@ -57,23 +57,46 @@ async fn relaying_server(dir: &Path, ports: u16) -> Result<(TestServer, Vendor)>
 
 /// One call whose media ends at the test's sockets: the caller's SDP names
 /// `caller_sdp`, the vendor answers `vendor_codec` at `vendor_sdp`.
-struct MediaCall {
-    uac: Sipp,
-    uas: Sipp,
-    caller_sdp: UdpSocket,
-    vendor_sdp: UdpSocket,
+pub(crate) struct MediaCall {
+    pub(crate) uac: Sipp,
+    pub(crate) uas: Sipp,
+    pub(crate) caller_sdp: UdpSocket,
+    pub(crate) vendor_sdp: UdpSocket,
     /// The host's relay address facing the caller, and facing the vendor.
-    caller_side: SocketAddr,
-    vendor_side: SocketAddr,
+    pub(crate) caller_side: SocketAddr,
+    pub(crate) vendor_side: SocketAddr,
 }
 
 impl MediaCall {
-    async fn start(
+    pub(crate) async fn start(
         s: &TestServer,
         dir: &Path,
         vendor: &Vendor,
         caller_formats: &str,
         vendor_codec: (&str, &str),
+    ) -> Result<MediaCall> {
+        Self::start_with(
+            s,
+            dir,
+            vendor,
+            caller_formats,
+            vendor_codec,
+            "uac_media.xml",
+            &[],
+        )
+        .await
+    }
+
+    /// [`MediaCall::start`] with the caller running `uac` with extra `-key`s. The
+    /// vendor maps payload type 96 to telephone-event (offered when its formats list 96).
+    pub(crate) async fn start_with(
+        s: &TestServer,
+        dir: &Path,
+        vendor: &Vendor,
+        caller_formats: &str,
+        vendor_codec: (&str, &str),
+        uac: &str,
+        uac_keys: &[(&str, &str)],
     ) -> Result<MediaCall> {
         let caller_sdp = UdpSocket::bind("127.0.0.1:0").await?;
         let vendor_sdp = UdpSocket::bind("127.0.0.1:0").await?;
@@ -101,28 +124,33 @@ impl MediaCall {
                 "-key",
                 "vendor_codec",
                 vendor_codec.1,
+                "-key",
+                "vendor_event_pt",
+                "96",
             ],
         )?;
         let caller_dir = dir.join("caller");
         let target = s.server.sip.addr.to_string();
-        let uac = Sipp::spawn_in(
-            &caller_dir,
-            &[
-                &target,
-                "-i",
-                "127.0.0.1",
-                "-m",
-                "1",
-                "-sf",
-                &scenario("uac_media.xml").to_string_lossy(),
-                "-key",
-                "caller_rtp",
-                &caller_rtp,
-                "-key",
-                "caller_formats",
-                caller_formats,
-            ],
-        )?;
+        let uac_path = scenario(uac).to_string_lossy().into_owned();
+        let mut args = vec![
+            target.as_str(),
+            "-i",
+            "127.0.0.1",
+            "-m",
+            "1",
+            "-sf",
+            &uac_path,
+            "-key",
+            "caller_rtp",
+            &caller_rtp,
+            "-key",
+            "caller_formats",
+            caller_formats,
+        ];
+        for (key, value) in uac_keys {
+            args.extend(["-key", key, value]);
+        }
+        let uac = Sipp::spawn_in(&caller_dir, &args)?;
         let caller_side = written_port(&caller_dir, "caller_side_port")
             .await
             .context("the answer's audio port")?;
@@ -140,7 +168,7 @@ impl MediaCall {
     }
 
     /// Both SDPs name the host's relay, on two ports of its range.
-    fn is_relayed(&self, s: &TestServer) {
+    pub(crate) fn is_relayed(&self, s: &TestServer) {
         let range = s.server.sip.core.media_ports();
         for p in [self.caller_side.port(), self.vendor_side.port()] {
             assert!(range.contains(&p), "relay port {p} outside {range:?}");
@@ -149,7 +177,7 @@ impl MediaCall {
     }
 
     /// Silence: within 2 s the host hangs up both sides; the call's record.
-    async fn ends_by_rtp_timeout(self, s: &TestServer) -> Result<Value> {
+    pub(crate) async fn ends_by_rtp_timeout(self, s: &TestServer) -> Result<Value> {
         self.uac.succeeds().await?;
         self.uas.succeeds().await?;
         let r = wait_for_records(s, 1).await?[0].clone();
@@ -194,7 +222,7 @@ async fn pin_codecs(
 }
 
 /// An RTP packet: version 2, `pt`, sequence `seq`, 20 ms of 8 kHz audio per step.
-fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, pt];
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
@@ -438,7 +466,7 @@ async fn a_caller_without_its_gateways_pinned_codec_gets_488_and_no_vendor_invit
 }
 
 /// The `m=` line a SIPp scenario wrote to `file` in `dir`.
-fn written_line(dir: &Path, file: &str) -> Result<String> {
+pub(crate) fn written_line(dir: &Path, file: &str) -> Result<String> {
     Ok(std::fs::read_to_string(dir.join(file))
         .with_context(|| format!("SIPp never wrote {file}"))?
         .trim()

@@ -1,9 +1,10 @@
 //! Media: whether a call's RTP is relayed, the relay itself and the SDP edits it
 //! needs. Signalling (`sip/`) asks [`MediaEngine::wants_relay`] at each attempt and
-//! starts a [`Relay`] when it says so; codecs, transcoding and DTMF conversion come
-//! later and will sit on the same relay.
+//! starts a [`Relay`] when it says so; transcoding and DTMF conversion sit on the
+//! same relay.
 
 pub mod codec;
+pub mod dtmf;
 mod ports;
 mod relay;
 pub mod sdp;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use ports::PortPool;
-pub use relay::{Relay, Side};
+pub use relay::{InfoDigit, Relay, Side};
 
 use crate::store::{CodecMode, MediaProxy, MediaSettings};
 use codec::Codec;
@@ -132,6 +133,16 @@ impl MediaEngine {
     }
 }
 
+/// Whether the gateways' DTMF settings ask for more than passing digits through as
+/// they come, which only a relay can do (media proxy Auto then relays).
+pub fn dtmf_needs_relay(caller: &MediaSettings, callee: &MediaSettings) -> bool {
+    use crate::store::{DtmfReceive, DtmfSend};
+    let plain = |m: &MediaSettings| {
+        m.dtmf_send == DtmfSend::Auto && m.dtmf_receive == DtmfReceive::All && m.use_peer_rfc2833
+    };
+    !plain(caller) || !plain(callee) || caller.rfc2833_payload != callee.rfc2833_payload
+}
+
 /// The caller's offer must include the codec its gateway pins ("Softswitch specified");
 /// the error names the missing codec. An INVITE without SDP (late offer) passes.
 pub fn caller_offers_its_codec(settings: &MediaSettings, offer: &[u8]) -> Result<(), String> {
@@ -166,6 +177,27 @@ mod tests {
         assert!(!engine.wants_relay(Some(Off), Some(Off), true));
         assert!(!engine.wants_relay(None, None, false));
         assert!(engine.wants_relay(None, Some(Off), true));
+    }
+
+    #[test]
+    fn auto_relays_for_dtmf_only_when_the_settings_ask_for_conversion() {
+        let plain = MediaSettings::default();
+        assert!(!dtmf_needs_relay(&plain, &plain));
+        let info = MediaSettings {
+            dtmf_send: crate::store::DtmfSend::Info,
+            ..MediaSettings::default()
+        };
+        assert!(dtmf_needs_relay(&plain, &info));
+        let other_type = MediaSettings {
+            rfc2833_payload: 96,
+            ..MediaSettings::default()
+        };
+        assert!(dtmf_needs_relay(&other_type, &plain));
+        let always = MediaSettings {
+            use_peer_rfc2833: false,
+            ..MediaSettings::default()
+        };
+        assert!(dtmf_needs_relay(&plain, &always));
     }
 
     async fn recv(s: &tokio::net::UdpSocket, buf: &mut [u8]) -> (usize, std::net::SocketAddr) {

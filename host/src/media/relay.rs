@@ -3,18 +3,27 @@
 //! other towards that side's peer. Symmetric RTP: each side's peer is where its packets
 //! really come from (latched on every packet, so a NAT rebinding is followed), and
 //! until it sends, the address its SDP gave.
+//!
+//! DTMF rides on the same relay (see [`super::dtmf`]): telephone-events are renumbered
+//! to each side's payload type, or dropped and turned into an INFO or a tone; INFO
+//! digits and tones found in G.711 audio become telephone-events. Each side's stream
+//! stays continuous: packets the relay adds or drops shift the sequence numbers that
+//! side sees.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::codec::{Codec, Transcoder};
+use super::codec::{alaw_decode, alaw_encode, ulaw_decode, ulaw_encode, Codec, Transcoder};
+use super::dtmf::{self, Delivery, Event, EventFate, LegDtmf, Method, ToneWriter};
 use super::ports::PortLease;
 use super::transcode_pool::{rtp_payload_start, Direction, TranscodePool};
+use crate::store::MediaSettings;
 
 /// Which side of the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +46,126 @@ struct LegState {
     last_rtp_ms: AtomicU64,
     /// Converts this side's voice into the other side's codec, when they differ.
     transcoder: Mutex<Option<Arc<Direction>>>,
+    /// This side's DTMF settings and state.
+    dtmf: Mutex<LegDtmf>,
+    /// Whether its audio is searched for tones (a cheap check on every packet).
+    detect_inband: AtomicBool,
+    /// The RTP stream the relay sends to this side.
+    out: Mutex<OutStream>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A digit the call must send as a SIP INFO to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InfoDigit {
+    /// The side to send it to.
+    pub to: Side,
+    /// The key.
+    pub digit: char,
+    /// How long it lasts, ms.
+    pub duration_ms: u32,
+}
+
+/// The stream towards one side as sent: what its last packet was, how far the relay's
+/// own packets have moved its sequence numbers, and the tone being written into it.
+#[derive(Debug, Default)]
+struct OutStream {
+    /// SSRC, sequence number and timestamp of the last packet sent.
+    last: Option<(u32, u16, u32)>,
+    /// Added to every relayed sequence number.
+    shift: u16,
+    /// Payload type of the last voice packet sent.
+    voice_pt: Option<u8>,
+    tone: Option<ToneWriter>,
+}
+
+impl OutStream {
+    fn g711(&self) -> bool {
+        matches!(self.voice_pt, Some(0 | 8))
+    }
+
+    /// Make a relayed RTP packet this side's: its sequence number shifted, and a tone
+    /// written over G.711 voice while one is due.
+    fn relayed(&mut self, packet: &mut [u8], voice: bool) {
+        let Some(start) = rtp_payload_start(packet) else {
+            return;
+        };
+        let seq = u16::from_be_bytes([packet[2], packet[3]]).wrapping_add(self.shift);
+        packet[2..4].copy_from_slice(&seq.to_be_bytes());
+        let word =
+            |i: usize| u32::from_be_bytes([packet[i], packet[i + 1], packet[i + 2], packet[i + 3]]);
+        self.last = Some((word(8), seq, word(4)));
+        if !voice {
+            return;
+        }
+        let pt = packet[1] & 0x7f;
+        self.voice_pt = Some(pt);
+        let Some(tone) = self.tone.as_mut() else {
+            return;
+        };
+        let encode = match pt {
+            8 => alaw_encode,
+            0 => ulaw_encode,
+            _ => return,
+        };
+        match tone.next_samples(packet.len() - start) {
+            Some(samples) => {
+                for (byte, sample) in packet[start..].iter_mut().zip(samples) {
+                    *byte = encode(sample);
+                }
+            }
+            None => self.tone = None,
+        }
+    }
+
+    /// A relayed packet this side will not get.
+    fn skipped(&mut self) {
+        self.shift = self.shift.wrapping_sub(1);
+    }
+
+    /// A packet of the relay's own in this side's stream, an event's: the first one
+    /// (`event_ts` none) starts it one frame after the last packet sent and carries the
+    /// marker bit; the rest repeat its timestamp.
+    fn added(&mut self, pt: u8, event_ts: Option<u32>, payload: &[u8]) -> (Vec<u8>, u32) {
+        let (ssrc, seq, ts) = self.last.unwrap_or_else(|| {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (rng.random(), rng.random(), rng.random())
+        });
+        let seq = seq.wrapping_add(1);
+        self.shift = self.shift.wrapping_add(1);
+        self.last = Some((ssrc, seq, ts));
+        let marker = if event_ts.is_none() { 0x80 } else { 0 };
+        let event_ts = event_ts.unwrap_or(ts.wrapping_add(160));
+        let mut packet = vec![0x80, marker | pt];
+        packet.extend_from_slice(&seq.to_be_bytes());
+        packet.extend_from_slice(&event_ts.to_be_bytes());
+        packet.extend_from_slice(&ssrc.to_be_bytes());
+        packet.extend_from_slice(payload);
+        (packet, event_ts)
+    }
+}
+
+/// What every forwarding task of a relay shares.
+struct Shared {
+    started: Instant,
+    pool: Arc<TranscodePool>,
+    /// Digits the call must send as INFO.
+    info: mpsc::UnboundedSender<InfoDigit>,
+    /// Set when the relay is dropped: tasks sending events stop.
+    closed: AtomicBool,
 }
 
 /// A running relay; dropping it stops the forwarding and frees its ports.
 pub struct Relay {
     caller: Arc<LegState>,
     callee: Arc<LegState>,
-    started: Instant,
+    shared: Arc<Shared>,
     tasks: JoinSet<()>,
-    pool: Arc<TranscodePool>,
+    info: Option<mpsc::UnboundedReceiver<InfoDigit>>,
     _ports: [PortLease; 2],
 }
 
@@ -67,40 +187,45 @@ impl Relay {
                 rtcp_peer: Mutex::new(None),
                 last_rtp_ms: AtomicU64::new(0),
                 transcoder: Mutex::new(None),
+                dtmf: Mutex::new(LegDtmf::new(&MediaSettings::default())),
+                detect_inband: AtomicBool::new(false),
+                out: Mutex::new(OutStream::default()),
             })
         };
         let (a, b) = (ports[0].port(), ports[1].port());
         let caller = leg(bind(caller_ip, a).await?, bind(caller_ip, a + 1).await?);
         let callee = leg(bind(callee_ip, b).await?, bind(callee_ip, b + 1).await?);
-        let started = Instant::now();
+        let (info_tx, info_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            started: Instant::now(),
+            pool,
+            info: info_tx,
+            closed: AtomicBool::new(false),
+        });
         let mut tasks = JoinSet::new();
-        for (from, to) in [(&caller, &callee), (&callee, &caller)] {
-            tasks.spawn(forward(
-                from.clone(),
-                to.clone(),
-                false,
-                started,
-                pool.clone(),
-            ));
-            tasks.spawn(forward(
-                from.clone(),
-                to.clone(),
-                true,
-                started,
-                pool.clone(),
-            ));
+        for (from, to, to_side) in [
+            (&caller, &callee, Side::Callee),
+            (&callee, &caller, Side::Caller),
+        ] {
+            tasks.spawn(forward_rtp(Way {
+                from: from.clone(),
+                to: to.clone(),
+                to_side,
+                shared: shared.clone(),
+            }));
+            tasks.spawn(forward_rtcp(from.clone(), to.clone()));
         }
         Ok(Relay {
             caller,
             callee,
-            started,
+            shared,
             tasks,
-            pool,
+            info: Some(info_rx),
             _ports: ports,
         })
     }
 
-    fn leg(&self, side: Side) -> &LegState {
+    fn leg(&self, side: Side) -> &Arc<LegState> {
         match side {
             Side::Caller => &self.caller,
             Side::Callee => &self.callee,
@@ -118,34 +243,40 @@ impl Relay {
     }
 
     /// `sdp` from `from` as the other side gets it: its audio moved to the relay's
-    /// address facing that side, and `from`'s own audio address noted as where the
+    /// address facing that side, its telephone-events replaced by the ones the other
+    /// side's gateway asks for, and `from`'s own audio address noted as where the
     /// relay sends to it (until its packets say otherwise). Unchanged when it has no
     /// audio stream.
     pub fn carry_sdp(&self, sdp: &[u8], from: Side) -> Vec<u8> {
-        let to = match from {
-            Side::Caller => Side::Callee,
-            Side::Callee => Side::Caller,
-        };
+        let to = from.other();
         if let Some(endpoint) = super::sdp::audio_endpoint(sdp) {
             self.set_peer(from, endpoint);
         }
-        self.local_addr(to)
+        let Some(moved) = self
+            .local_addr(to)
             .and_then(|ours| super::sdp::relay_audio(sdp, ours.ip(), ours.port()))
-            .unwrap_or_else(|| sdp.to_vec())
+        else {
+            return sdp.to_vec();
+        };
+        let own = super::sdp::telephone_event(sdp);
+        lock(&self.leg(from).dtmf).saw_sdp(own);
+        let pt = lock(&self.leg(to).dtmf).advertised_pt(own.is_some());
+        let carried = super::sdp::with_telephone_event(&moved, pt).unwrap_or(moved);
+        if let Some(pt) = super::sdp::telephone_event(&carried) {
+            lock(&self.leg(to).dtmf).note_pt(pt);
+        }
+        self.refresh_detection();
+        carried
     }
 
     /// Where `side`'s SDP says it receives audio; media goes there until it sends.
     pub fn set_peer(&self, side: Side, addr: SocketAddr) {
-        *self
-            .leg(side)
-            .peer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(addr);
+        *lock(&self.leg(side).peer) = Some(addr);
     }
 
     /// Seconds since `side` last sent RTP (since the relay started, when it never did).
     pub fn silent_secs(&self, side: Side) -> u64 {
-        let now = self.started.elapsed().as_millis() as u64;
+        let now = self.shared.started.elapsed().as_millis() as u64;
         now.saturating_sub(self.leg(side).last_rtp_ms.load(Ordering::Relaxed)) / 1000
     }
 
@@ -153,94 +284,288 @@ impl Relay {
     /// the vendor side's. Other payloads (telephone-events, comfort noise) pass as they
     /// are.
     pub fn transcode(&self, caller: Codec, callee: Codec) {
-        let caller_to_callee = self
-            .pool
-            .direction(Transcoder::new(caller, callee), self.callee.rtp.clone());
-        let callee_to_caller = self
-            .pool
-            .direction(Transcoder::new(callee, caller), self.caller.rtp.clone());
-        *self
-            .caller
-            .transcoder
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(caller_to_callee);
-        *self
-            .callee
-            .transcoder
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(callee_to_caller);
+        // Converted packets leave through the receiving side's stream (its sequence
+        // shift, its tone).
+        let direction = |from: Codec, to: Codec, leg: &Arc<LegState>| {
+            let out = leg.clone();
+            let finish = Box::new(move |packet: &mut [u8]| lock(&out.out).relayed(packet, true));
+            self.shared
+                .pool
+                .direction(Transcoder::new(from, to), leg.rtp.clone(), finish)
+        };
+        *lock(&self.caller.transcoder) = Some(direction(caller, callee, &self.callee));
+        *lock(&self.callee.transcoder) = Some(direction(callee, caller, &self.caller));
+    }
+
+    /// Each side's gateway DTMF settings (at each attempt: the vendor's may differ).
+    pub fn configure_dtmf(&self, caller: &MediaSettings, callee: &MediaSettings) {
+        *lock(&self.caller.dtmf) = LegDtmf::new(caller);
+        *lock(&self.callee.dtmf) = LegDtmf::new(callee);
+        self.refresh_detection();
+    }
+
+    /// The digits the call must send as SIP INFO (taken once).
+    pub fn take_info_digits(&mut self) -> Option<mpsc::UnboundedReceiver<InfoDigit>> {
+        self.info.take()
+    }
+
+    /// A digit `from` sent by SIP INFO: whether the INFO goes on to the other side as
+    /// it is. When not, the digit was refused by `from`'s receive mode, or sent on as
+    /// telephone-events or a tone.
+    pub fn info_digit(&self, from: Side, digit: char, duration_ms: u32) -> bool {
+        if !lock(&self.leg(from).dtmf).accepts(Method::Info) {
+            tracing::info!(%digit, "DTMF by INFO refused by the leg's receive mode");
+            return false;
+        }
+        self.refresh_detection();
+        let to = self.leg(from.other());
+        let g711 = lock(&to.out).g711();
+        let delivery = lock(&to.dtmf).delivery(Method::Info, g711);
+        match delivery {
+            Delivery::AsIs | Delivery::Info => true,
+            other => {
+                deliver(to, from.other(), &self.shared, other, digit, duration_ms);
+                false
+            }
+        }
+    }
+
+    /// The DTMF method `side` is locked to, once it has sent a digit.
+    pub fn dtmf_method(&self, side: Side) -> Option<Method> {
+        lock(&self.leg(side).dtmf).locked()
+    }
+
+    /// Tones are searched for in a side's audio only when it may send them and a tone
+    /// found there would reach the other side some other way.
+    fn refresh_detection(&self) {
+        for (from, to) in [(&self.caller, &self.callee), (&self.callee, &self.caller)] {
+            let g711 = lock(&to.out).g711();
+            let converts = lock(&to.dtmf).delivery(Method::Inband, g711) != Delivery::AsIs;
+            let detects = lock(&from.dtmf).detects_inband();
+            from.detect_inband
+                .store(detects && converts, Ordering::Relaxed);
+        }
     }
 
     /// Restart both sides' silence clocks (at answer: silence before it is normal).
     pub fn reset_silence(&self) {
-        let now = self.started.elapsed().as_millis() as u64;
+        let now = self.shared.started.elapsed().as_millis() as u64;
         for leg in [&self.caller, &self.callee] {
             leg.last_rtp_ms.store(now, Ordering::Relaxed);
         }
     }
 }
 
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Caller => Side::Callee,
+            Side::Callee => Side::Caller,
+        }
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
         self.tasks.abort_all();
     }
 }
 
-/// Copy packets arriving on `from` (its RTP or RTCP socket) out of `to`'s matching
-/// socket towards `to`'s peer.
-async fn forward(
-    from: Arc<LegState>,
-    to: Arc<LegState>,
-    rtcp: bool,
-    started: Instant,
-    pool: Arc<TranscodePool>,
+/// Send `digit` to `to` (the side `to_side`) the way `delivery` says.
+fn deliver(
+    to: &Arc<LegState>,
+    to_side: Side,
+    shared: &Arc<Shared>,
+    delivery: Delivery,
+    digit: char,
+    duration_ms: u32,
 ) {
-    let (socket, out) = match rtcp {
-        false => (&from.rtp, &to.rtp),
-        true => (&from.rtcp, &to.rtcp),
-    };
+    tracing::info!(%digit, ?delivery, to = ?to_side, "DTMF converted");
+    match delivery {
+        Delivery::Rfc2833(pt) => {
+            if let Some(code) = dtmf::event_of_digit(digit) {
+                tokio::spawn(send_event(
+                    to.clone(),
+                    shared.clone(),
+                    pt,
+                    code,
+                    duration_ms,
+                ));
+            }
+        }
+        Delivery::Info => {
+            let _ = shared.info.send(InfoDigit {
+                to: to_side,
+                digit,
+                duration_ms,
+            });
+        }
+        Delivery::Inband => lock(&to.out).tone = ToneWriter::new(digit, duration_ms),
+        Delivery::AsIs => {}
+    }
+}
+
+/// Send one telephone-event into `to`'s stream in real time.
+async fn send_event(to: Arc<LegState>, shared: Arc<Shared>, pt: u8, code: u8, duration_ms: u32) {
+    let mut event_ts = None;
+    for event in dtmf::event_payloads(code, duration_ms) {
+        let Some(peer) = *lock(&to.peer) else {
+            return;
+        };
+        if shared.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let (packet, ts) = lock(&to.out).added(pt, event_ts, &event.bytes());
+        event_ts = Some(ts);
+        let _ = to.rtp.send_to(&packet, peer).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Copy RTCP arriving from one side out of the other side's RTCP socket, latching
+/// each side's RTCP address.
+async fn forward_rtcp(from: Arc<LegState>, to: Arc<LegState>) {
     let mut buf = vec![0u8; 2048];
     loop {
-        let Ok((n, source)) = socket.recv_from(&mut buf).await else {
+        let Ok((n, source)) = from.rtcp.recv_from(&mut buf).await else {
+            continue;
+        };
+        *lock(&from.rtcp_peer) = Some(source);
+        let rtp_peer = *lock(&to.peer);
+        let target = lock(&to.rtcp_peer)
+            .or_else(|| rtp_peer.map(|p| SocketAddr::new(p.ip(), p.port().wrapping_add(1))));
+        if let Some(target) = target {
+            let _ = to.rtcp.send_to(&buf[..n], target).await;
+        }
+    }
+}
+
+/// One direction of the relay: from one side to the other.
+struct Way {
+    from: Arc<LegState>,
+    to: Arc<LegState>,
+    to_side: Side,
+    shared: Arc<Shared>,
+}
+
+/// Copy RTP arriving from one side out of the other side's socket towards its peer:
+/// voice converted when the codecs differ, telephone-events renumbered or converted,
+/// tones in G.711 voice looked for.
+async fn forward_rtp(way: Way) {
+    let Way {
+        from, to, shared, ..
+    } = &way;
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok((n, source)) = from.rtp.recv_from(&mut buf).await else {
             continue;
         };
         // Latch: this side's media goes back to where it comes from.
-        if rtcp {
-            *from.rtcp_peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
-        } else {
-            *from.peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
-            from.last_rtp_ms
-                .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        }
-        let rtp_peer = *to.peer.lock().unwrap_or_else(|e| e.into_inner());
-        let target = match rtcp {
-            false => rtp_peer,
-            true => to
-                .rtcp_peer
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .or_else(|| rtp_peer.map(|p| SocketAddr::new(p.ip(), p.port().wrapping_add(1)))),
-        };
-        let Some(target) = target else {
+        *lock(&from.peer) = Some(source);
+        from.last_rtp_ms.store(
+            shared.started.elapsed().as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        let Some(target) = *lock(&to.peer) else {
             continue;
         };
-        // Voice in the codec this side converts from goes to its transcoding worker;
-        // anything else (telephone-events, comfort noise, RTCP) as it is.
-        if !rtcp {
-            let direction = from
-                .transcoder
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            if let Some(direction) = direction {
-                let voice = rtp_payload_start(&buf[..n]).is_some()
-                    && buf[1] & 0x7f == direction.reads().payload_type();
-                if voice {
-                    pool.submit(&direction, buf[..n].to_vec(), target);
-                    continue;
+        let packet = &mut buf[..n];
+        let Some(start) = rtp_payload_start(packet) else {
+            // Not RTP (a STUN or keep-alive packet): as it is.
+            let _ = to.rtp.send_to(packet, target).await;
+            continue;
+        };
+        let pt = packet[1] & 0x7f;
+        if lock(&from.dtmf).is_event(pt) {
+            match way.event_fate(packet, start) {
+                EventFate::Forward(out_pt) => {
+                    packet[1] = (packet[1] & 0x80) | out_pt;
+                    lock(&to.out).relayed(packet, false);
+                    let _ = to.rtp.send_to(packet, target).await;
                 }
+                EventFate::Drop => lock(&to.out).skipped(),
+            }
+            continue;
+        }
+        if from.detect_inband.load(Ordering::Relaxed) {
+            way.detect_tone(packet, start);
+        }
+        // Voice in the codec this side converts from goes to its transcoding worker.
+        let direction = lock(&from.transcoder).clone();
+        if let Some(direction) = direction {
+            if pt == direction.reads().payload_type() {
+                shared.pool.submit(&direction, packet.to_vec(), target);
+                continue;
             }
         }
-        let _ = out.send_to(&buf[..n], target).await;
+        lock(&to.out).relayed(packet, true);
+        let _ = to.rtp.send_to(packet, target).await;
+    }
+}
+
+impl Way {
+    /// What becomes of a telephone-event packet: the first packet of each event (a new
+    /// timestamp) decides for all of them, so a key counts once.
+    fn event_fate(&self, packet: &[u8], start: usize) -> EventFate {
+        let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let accepted = {
+            let mut d = lock(&self.from.dtmf);
+            match d.current {
+                Some((t, fate)) if t == ts => return fate,
+                _ => d.accepts(Method::Rfc2833),
+            }
+        };
+        let delivery = self.delivery(Method::Rfc2833);
+        let digit = Event::parse(&packet[start..]).and_then(|e| dtmf::digit_of_event(e.code));
+        let fate = match (accepted, delivery, digit) {
+            (false, ..) => EventFate::Drop,
+            (true, Delivery::Rfc2833(pt), _) => EventFate::Forward(pt),
+            (true, Delivery::AsIs, _) => EventFate::Forward(packet[1] & 0x7f),
+            (true, other, Some(digit)) => {
+                self.deliver(other, digit);
+                EventFate::Drop
+            }
+            (true, _, None) => EventFate::Drop,
+        };
+        lock(&self.from.dtmf).current = Some((ts, fate));
+        fate
+    }
+
+    /// Look for a key in a G.711 voice packet and send it on the other way.
+    fn detect_tone(&self, packet: &[u8], start: usize) {
+        let decode = match packet[1] & 0x7f {
+            8 => alaw_decode,
+            0 => ulaw_decode,
+            _ => return,
+        };
+        let samples: Vec<i16> = packet[start..].iter().map(|&b| decode(b)).collect();
+        let digit = {
+            let mut d = lock(&self.from.dtmf);
+            match d.detector.push(&samples) {
+                Some(digit) if d.detects_inband() && d.accepts(Method::Inband) => digit,
+                _ => return,
+            }
+        };
+        self.deliver(self.delivery(Method::Inband), digit);
+    }
+
+    /// How a digit that came by `received` reaches the other side.
+    fn delivery(&self, received: Method) -> Delivery {
+        let g711 = lock(&self.to.out).g711();
+        lock(&self.to.dtmf).delivery(received, g711)
+    }
+
+    fn deliver(&self, delivery: Delivery, digit: char) {
+        let duration = dtmf::DEFAULT_DURATION_MS;
+        deliver(
+            &self.to,
+            self.to_side,
+            &self.shared,
+            delivery,
+            digit,
+            duration,
+        );
     }
 }

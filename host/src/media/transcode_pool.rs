@@ -15,11 +15,15 @@ use super::codec::Transcoder;
 /// Packets a worker may have waiting: 200 ms of 100 duplex calls.
 const QUEUE: usize = 2_000;
 
+/// What a converted packet goes through before it leaves.
+pub(super) type Finish = Box<dyn Fn(&mut [u8]) + Send + Sync>;
+
 /// One direction of a transcoded call: its converter, the socket it leaves by and
 /// the worker it runs on.
 pub(super) struct Direction {
     transcoder: Mutex<Transcoder>,
     out: Arc<UdpSocket>,
+    finish: Finish,
     worker: usize,
 }
 
@@ -57,7 +61,8 @@ impl TranscodePool {
                     .name(format!("transcode-{i}"))
                     .spawn(move || {
                         while let Ok(job) = rx.recv() {
-                            if let Some(packet) = convert(&job.direction, &job.packet) {
+                            if let Some(mut packet) = convert(&job.direction, &job.packet) {
+                                (job.direction.finish)(&mut packet);
                                 let _ = job.direction.out.try_send_to(&packet, job.target);
                             }
                         }
@@ -73,13 +78,19 @@ impl TranscodePool {
         })
     }
 
-    /// A direction converting with `transcoder` and sending out of `out`, on the next
-    /// worker in turn.
-    pub(super) fn direction(&self, transcoder: Transcoder, out: Arc<UdpSocket>) -> Arc<Direction> {
+    /// A direction converting with `transcoder`, passing each packet through `finish`
+    /// and sending it out of `out`, on the next worker in turn.
+    pub(super) fn direction(
+        &self,
+        transcoder: Transcoder,
+        out: Arc<UdpSocket>,
+        finish: Finish,
+    ) -> Arc<Direction> {
         let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
         Arc::new(Direction {
             transcoder: Mutex::new(transcoder),
             out,
+            finish,
             worker,
         })
     }

@@ -27,7 +27,7 @@ use super::transport::Peer;
 use super::{a_key, b_key, parse_address, CallEvent, SipCore};
 use super::{new_branch, new_tag};
 use crate::media::codec::Codec;
-use crate::media::{Relay, Side};
+use crate::media::{InfoDigit, Relay, Side};
 
 /// Methods we accept, for Allow headers.
 pub(super) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO";
@@ -195,6 +195,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         relaying: false,
         transcoding: None,
         pinned: (None, None),
+        info_digits: None,
         _slot: slot,
     };
     tokio::spawn(call.run().instrument(span));
@@ -410,6 +411,8 @@ struct CallTask {
     transcoding: Option<(Codec, Codec)>,
     /// Codecs the (caller's, vendor's) gateways pin, each side offered only its own.
     pinned: (Option<Codec>, Option<Codec>),
+    /// Digits the relay converted that go out as SIP INFO.
+    info_digits: Option<mpsc::UnboundedReceiver<InfoDigit>>,
     _slot: Slot,
 }
 
@@ -662,11 +665,13 @@ impl CallTask {
             &vendor.media,
             &self.invite.body,
         )?;
+        let converts_dtmf = crate::media::dtmf_needs_relay(&customer_media, &vendor.media);
         self.relaying = self.transcoding.is_some()
-            || self
-                .core
-                .media
-                .wants_relay(customer_media.proxy, vendor.media.proxy, nat);
+            || self.core.media.wants_relay(
+                customer_media.proxy,
+                vendor.media.proxy,
+                nat || converts_dtmf,
+            );
         if self.relaying && self.relay.is_none() {
             let transports = self.core.txs.transports();
             let caller_ip = transports.advertised_for(self.a.peer.addr).ip();
@@ -683,6 +688,12 @@ impl CallTask {
                 "relaying media"
             );
             self.relay = Some(relay);
+        }
+        if let Some(relay) = self.relay.as_mut() {
+            relay.configure_dtmf(&customer_media, &vendor.media);
+            if self.info_digits.is_none() {
+                self.info_digits = relay.take_info_digits();
+            }
         }
         if let (Some(relay), Some((caller, vendor))) = (&self.relay, self.transcoding) {
             tracing::info!(
@@ -721,6 +732,22 @@ impl CallTask {
         match encodes || has {
             true => crate::media::sdp::offer_only(&carried, codec, encodes).unwrap_or(carried),
             false => carried,
+        }
+    }
+
+    /// Whether an INFO from one side goes on to the other as it is. A DTMF INFO of a
+    /// relayed call is the relay's to convert or refuse; anything else goes on.
+    fn info_goes_on(&self, msg: &Message, from_a: bool) -> bool {
+        let Some(relay) = self.relay.as_ref().filter(|_| self.relaying) else {
+            return true;
+        };
+        let content_type = msg.content_type().unwrap_or_default();
+        match crate::media::dtmf::parse_info(content_type, &msg.body) {
+            Some((digit, duration_ms)) => {
+                let from = if from_a { Side::Caller } else { Side::Callee };
+                relay.info_digit(from, digit, duration_ms)
+            }
+            None => true,
         }
     }
 
@@ -1225,9 +1252,14 @@ impl CallTask {
         let rtp_timeout = u64::from(self.core.config.media.rtp_timeout_secs);
         let watch_rtp = self.relaying && rtp_timeout > 0;
         let mut rtp_check = tokio::time::interval(Duration::from_secs(1));
+        let mut info_digits = self.info_digits.take().filter(|_| self.relaying);
 
         let reason = loop {
             tokio::select! {
+                Some(d) = async { match info_digits.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    let (leg, via) = if d.to == Side::Caller { (&mut self.a, &via_a) } else { (&mut b, &via_b) };
+                    send_info_digit(&self.core, leg, via, d).await;
+                }
                 _ = rtp_check.tick(), if watch_rtp => {
                     let relay = self.relay.as_ref().expect("a relaying call has its relay");
                     let silent = [Side::Caller, Side::Callee].map(|side| relay.silent_secs(side));
@@ -1375,6 +1407,11 @@ impl CallTask {
                             // Too late to cancel an answered call; the CANCEL itself succeeds.
                             self.core.txs.respond(&tx, Outgoing::response(&msg, 200, "OK", None)).await;
                         }
+                        // A DTMF INFO the relay converted (or the leg's receive mode
+                        // refused) ends here.
+                        "INFO" if !self.info_goes_on(&msg, from_a) => {
+                            self.core.txs.respond(&tx, Outgoing::response(&msg, 200, "OK", None)).await;
+                        }
                         _ if relayed.is_some() => {
                             let code = if method == "INVITE" || method == "UPDATE" { 491 } else { 500 };
                             let resp = Outgoing::response(&msg, code, "Request Pending", None).header("Retry-After", "1");
@@ -1513,6 +1550,19 @@ async fn send_ack_with(core: &Arc<SipCore>, leg: &Leg, cseq: u32, via: &str, bod
 async fn send_bye(core: &Arc<SipCore>, leg: &mut Leg, via: &str) {
     let (bye, branch) = leg.request("BYE", via);
     let mut rx = core.txs.request(bye, &branch, "BYE", leg.peer, None).await;
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+}
+
+/// Send a converted digit to a leg as an `application/dtmf-relay` INFO; its
+/// transaction runs on without us.
+async fn send_info_digit(core: &Arc<SipCore>, leg: &mut Leg, via: &str, d: InfoDigit) {
+    let (info, branch) = leg.request("INFO", via);
+    let body = crate::media::dtmf::info_body(d.digit, d.duration_ms);
+    let info = info.body(Some("application/dtmf-relay"), body.as_bytes());
+    let mut rx = core
+        .txs
+        .request(info, &branch, "INFO", leg.peer, None)
+        .await;
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
 }
 
