@@ -1,5 +1,6 @@
-//! The few SDP edits a media relay needs, made on the text so that everything else
-//! passes through byte for byte: attributes and media the host does not understand
+//! The SDP a media relay reads and the few edits it makes. Reading goes through
+//! webrtc-sdp's typed view; edits are made on the text, because webrtc-sdp drops what
+//! it does not know and everything else must pass through byte for byte: attributes and media the host does not understand
 //! (`a=silenceSupp`, a T.38 `m=image` stream) reach the other side unchanged.
 //! Only the audio stream is relayed: its `m=` port, the connection address that applies
 //! to it, and its `a=rtcp:` port are rewritten; another stream that relied on the
@@ -7,40 +8,110 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-/// Where a side wants its audio RTP: the audio stream's connection address and port.
-/// None when the SDP has no audio stream, or no address for it.
-pub fn audio_endpoint(sdp: &[u8]) -> Option<SocketAddr> {
-    let text = std::str::from_utf8(sdp).ok()?;
-    let mut session_addr = None;
-    let mut audio: Option<(u16, Option<IpAddr>)> = None;
-    let mut in_audio = false;
-    for line in text.lines() {
-        if let Some(m) = line.strip_prefix("m=") {
-            if audio.is_some() {
-                break;
+/// The first audio stream as webrtc-sdp reads it. None when the SDP has no audio
+/// stream, or webrtc-sdp cannot read it at all (the SDP then passes untouched: the
+/// call keeps whatever media path its endpoints described).
+struct AudioView {
+    /// Where it wants RTP: its connection address (its own, else the session's) and port.
+    endpoint: Option<SocketAddr>,
+    /// Its payload types in the `m=` line's order, with their encoding names.
+    formats: Vec<(u8, String)>,
+}
+
+fn audio_view(sdp: &[u8]) -> Option<AudioView> {
+    use webrtc_sdp::address::ExplicitlyTypedAddress;
+    use webrtc_sdp::attribute_type::SdpAttribute;
+    use webrtc_sdp::media_type::{SdpFormatList, SdpMediaValue};
+    let session = parse_leniently(audio_only(std::str::from_utf8(sdp).ok()?)?)?;
+    let audio = session
+        .media
+        .iter()
+        .find(|m| *m.get_type() == SdpMediaValue::Audio)?;
+    let address = audio
+        .get_connection()
+        .as_ref()
+        .or(session.get_connection().as_ref())
+        .and_then(|c| match c.address {
+            ExplicitlyTypedAddress::Ip(ip) => Some(ip),
+            ExplicitlyTypedAddress::Fqdn { .. } => None,
+        });
+    let port = u16::try_from(audio.get_port()).ok()?;
+    let names: Vec<(u8, &str)> = audio
+        .get_attributes()
+        .iter()
+        .filter_map(|a| match a {
+            SdpAttribute::Rtpmap(r) => Some((r.payload_type, r.codec_name.as_str())),
+            _ => None,
+        })
+        .collect();
+    let formats = match audio.get_formats() {
+        SdpFormatList::Integers(pts) => pts
+            .iter()
+            .filter_map(|pt| u8::try_from(*pt).ok())
+            .map(|pt| {
+                let name = names.iter().find(|(p, _)| *p == pt).map(|(_, n)| *n);
+                (pt, name.unwrap_or(static_name(pt)).to_string())
+            })
+            .collect(),
+        SdpFormatList::Strings(_) | SdpFormatList::Unknown(_) => Vec::new(),
+    };
+    Some(AudioView {
+        endpoint: address.map(|ip| SocketAddr::new(ip, port)),
+        formats,
+    })
+}
+
+/// webrtc-sdp's reading of `text`, leaving out attribute lines it refuses (a
+/// malformed `a=rtpmap` of a codec nobody uses should not cost the call its relay).
+/// None when it refuses anything else.
+fn parse_leniently(text: String) -> Option<webrtc_sdp::SdpSession> {
+    use webrtc_sdp::error::SdpParserError;
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    loop {
+        // Attributes it does not know come back as warnings, not errors.
+        let e = match webrtc_sdp::parse_sdp(&lines.join("\r\n"), false) {
+            Ok(session) => return Some(session),
+            Err(e) => e,
+        };
+        match e {
+            SdpParserError::Line { line_number, .. }
+                if lines.get(line_number).is_some_and(|l| l.starts_with("a=")) =>
+            {
+                tracing::debug!(error = %e, "SDP attribute not understood; read without it");
+                lines.remove(line_number);
             }
-            in_audio = m.starts_with("audio ");
-            if in_audio {
-                let port = m.split_whitespace().nth(1)?.parse().ok()?;
-                audio = Some((port, None));
-            }
-        } else if let Some(c) = line.strip_prefix("c=") {
-            let addr = connection_address(c);
-            match (&mut audio, in_audio) {
-                (Some((_, a)), true) => *a = addr,
-                (None, _) => session_addr = addr,
-                _ => {}
+            e => {
+                tracing::warn!(error = %e, "SDP not understood; passed on untouched");
+                return None;
             }
         }
     }
-    let (port, addr) = audio?;
-    Some(SocketAddr::new(addr.or(session_addr)?, port))
 }
 
-/// The address of a `c=IN IP4 192.0.2.1` line (a multicast TTL suffix ignored).
-fn connection_address(value: &str) -> Option<IpAddr> {
-    let addr = value.split_whitespace().nth(2)?;
-    addr.split('/').next()?.parse().ok()
+/// The session part and the first audio stream of `text`, alone. webrtc-sdp skips a
+/// stream it does not know (T.38's `m=image ... udptl`) but not that stream's lines,
+/// so its `c=` would be read as the audio stream's.
+fn audio_only(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut keep = true;
+    let mut found = false;
+    for line in text.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            keep = m.starts_with("audio ") && !found;
+            found |= keep;
+        }
+        if keep {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    found.then_some(out)
+}
+
+/// Where a side wants its audio RTP: the audio stream's connection address and port.
+/// None when the SDP has no audio stream, or no address for it.
+pub fn audio_endpoint(sdp: &[u8]) -> Option<SocketAddr> {
+    audio_view(sdp)?.endpoint
 }
 
 fn connection_line(addr: IpAddr) -> String {
@@ -125,35 +196,7 @@ pub fn relay_audio(sdp: &[u8], addr: IpAddr, port: u16) -> Option<Vec<u8>> {
 /// The audio stream's payload types with the encoding names their `a=rtpmap` lines
 /// (or the static table) give, in the `m=` line's order.
 pub fn audio_formats(sdp: &[u8]) -> Vec<(u8, String)> {
-    let Ok(text) = std::str::from_utf8(sdp) else {
-        return Vec::new();
-    };
-    let mut formats: Vec<(u8, String)> = Vec::new();
-    let mut in_audio = false;
-    for line in text.lines() {
-        if let Some(m) = line.strip_prefix("m=") {
-            if in_audio {
-                break;
-            }
-            in_audio = m.starts_with("audio ");
-            if in_audio {
-                formats = m
-                    .split_whitespace()
-                    .skip(3)
-                    .filter_map(|pt| pt.parse().ok())
-                    .map(|pt| (pt, static_name(pt).to_string()))
-                    .collect();
-            }
-        } else if let Some(map) = line.strip_prefix("a=rtpmap:").filter(|_| in_audio) {
-            if let Some((pt, name)) = map.split_once(' ') {
-                let name = name.split('/').next().unwrap_or_default().trim();
-                if let Some(f) = formats.iter_mut().find(|f| pt.trim().parse() == Ok(f.0)) {
-                    f.1 = name.to_string();
-                }
-            }
-        }
-    }
-    formats
+    audio_view(sdp).map(|a| a.formats).unwrap_or_default()
 }
 
 fn static_name(pt: u8) -> &'static str {
@@ -310,7 +353,8 @@ mod tests {
             Some("192.0.2.10:4000".parse().unwrap())
         );
         let media_level =
-            "v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 7000 RTP/AVP 0\r\nc=IN IP6 2001:db8::5\r\n";
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                           m=audio 7000 RTP/AVP 0\r\nc=IN IP6 2001:db8::5\r\n";
         assert_eq!(
             audio_endpoint(media_level.as_bytes()),
             Some("[2001:db8::5]:7000".parse().unwrap())
@@ -364,6 +408,22 @@ mod tests {
                 (101, "telephone-event".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn a_malformed_attribute_is_read_around_and_t38_lines_stay_out_of_audio() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+                   m=audio 6000 RTP/AVP 8 0\r\na=rtpmap:8 0 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n\
+                   m=image 7000 udptl t38\r\nc=IN IP4 192.0.2.99\r\n";
+        assert_eq!(
+            audio_endpoint(sdp.as_bytes()),
+            Some("192.0.2.1:6000".parse().unwrap())
+        );
+        assert_eq!(
+            audio_formats(sdp.as_bytes()),
+            [(8, "PCMA".to_string()), (0, "PCMU".to_string())]
+        );
+        assert_eq!(audio_endpoint(b"v=0\r\nm=audio 6000 RTP/AVP 0\r\n"), None);
     }
 
     #[test]

@@ -97,12 +97,12 @@ pub(super) fn answered_codec(sdp: &[u8]) -> Option<String> {
 mod tests {
     #[test]
     fn codecs_from_sdp() {
-        let sdp = b"v=0\r\nm=audio 6000 RTP/AVP 18 0 101\r\na=rtpmap:101 telephone-event/8000\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+        let sdp = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 18 0 101\r\na=rtpmap:101 telephone-event/8000\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
         assert_eq!(
             super::offered_codecs(sdp),
             ["G729", "PCMU", "telephone-event"]
         );
-        let answer = b"v=0\r\nm=audio 6000 RTP/AVP 101 8\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let answer = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 101 8\r\na=rtpmap:101 telephone-event/8000\r\n";
         assert_eq!(super::answered_codec(answer).as_deref(), Some("PCMA"));
         assert_eq!(super::answered_codec(b""), None);
     }
