@@ -14,7 +14,7 @@ use switchyard_tests::sip::{carrier, Vendor};
 use switchyard_tests::{TempDir, TestServer};
 use tokio::net::UdpSocket;
 
-use crate::media::{received, relaying_server, rtp, written_line, MediaCall};
+use crate::media::{received, relaying_server, rtp, written_line, MediaCall, Script};
 
 /// A-law silence.
 const SILENCE: u8 = 0xD5;
@@ -230,8 +230,11 @@ async fn a_sip_info_becomes_telephone_events_of_the_vendors_type() -> Result<()>
         &vendor,
         "8 101",
         ("8", "PCMA"),
-        "uac_media_info.xml",
-        &[("digit", "3")],
+        &Script {
+            uac: "uac_media_info.xml",
+            uac_keys: &[("digit", "3")],
+            ..Script::default()
+        },
     )
     .await?;
     play(
@@ -264,8 +267,11 @@ async fn receive_mode_all_locks_a_leg_to_its_first_method() -> Result<()> {
         &vendor,
         "8 101",
         ("8 96", "PCMA"),
-        "uac_media_info.xml",
-        &[("digit", "2")],
+        &Script {
+            uac: "uac_media_info.xml",
+            uac_keys: &[("digit", "2")],
+            ..Script::default()
+        },
     )
     .await?;
     let stream = stream_with_event(silence, Some((101, 1)), 10);

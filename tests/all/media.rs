@@ -55,6 +55,24 @@ pub(crate) async fn relaying_server(dir: &Path, ports: u16) -> Result<(TestServe
     Ok((s, Vendor::new("vendor-a")))
 }
 
+/// What the parties of a [`MediaCall`] run: the caller's scenario and its extra
+/// `-key`s, and the ptime the vendor's answer asks for.
+pub(crate) struct Script<'a> {
+    pub(crate) uac: &'a str,
+    pub(crate) uac_keys: &'a [(&'a str, &'a str)],
+    pub(crate) vendor_ptime_ms: u32,
+}
+
+impl Default for Script<'_> {
+    fn default() -> Self {
+        Script {
+            uac: "uac_media.xml",
+            uac_keys: &[],
+            vendor_ptime_ms: 20,
+        }
+    }
+}
+
 /// One call whose media ends at the test's sockets: the caller's SDP names
 /// `caller_sdp`, the vendor answers `vendor_codec` at `vendor_sdp`.
 pub(crate) struct MediaCall {
@@ -75,28 +93,19 @@ impl MediaCall {
         caller_formats: &str,
         vendor_codec: (&str, &str),
     ) -> Result<MediaCall> {
-        Self::start_with(
-            s,
-            dir,
-            vendor,
-            caller_formats,
-            vendor_codec,
-            "uac_media.xml",
-            &[],
-        )
-        .await
+        let script = Script::default();
+        Self::start_with(s, dir, vendor, caller_formats, vendor_codec, &script).await
     }
 
-    /// [`MediaCall::start`] with the caller running `uac` with extra `-key`s. The
-    /// vendor maps payload type 96 to telephone-event (offered when its formats list 96).
+    /// [`MediaCall::start`] with the parties' `script`. The vendor maps payload type
+    /// 96 to telephone-event (offered when its formats list 96).
     pub(crate) async fn start_with(
         s: &TestServer,
         dir: &Path,
         vendor: &Vendor,
         caller_formats: &str,
         vendor_codec: (&str, &str),
-        uac: &str,
-        uac_keys: &[(&str, &str)],
+        script: &Script<'_>,
     ) -> Result<MediaCall> {
         let caller_sdp = UdpSocket::bind("127.0.0.1:0").await?;
         let vendor_sdp = UdpSocket::bind("127.0.0.1:0").await?;
@@ -130,11 +139,14 @@ impl MediaCall {
                 "-key",
                 "vendor_event_pt",
                 "96",
+                "-key",
+                "vendor_ptime",
+                &script.vendor_ptime_ms.to_string(),
             ],
         )?;
         let caller_dir = dir.join("caller");
         let target = s.server.sip.addr.to_string();
-        let uac_path = scenario(uac).to_string_lossy().into_owned();
+        let uac_path = scenario(script.uac).to_string_lossy().into_owned();
         let mut args = vec![
             target.as_str(),
             "-i",
@@ -150,7 +162,7 @@ impl MediaCall {
             "caller_formats",
             caller_formats,
         ];
-        for (key, value) in uac_keys {
+        for (key, value) in script.uac_keys {
             args.extend(["-key", key, value]);
         }
         let uac = Sipp::spawn_in(&caller_dir, &args)?;
@@ -497,5 +509,83 @@ async fn each_side_is_offered_only_the_codec_its_gateway_pins() -> Result<()> {
         written_line(&dir.0.join("caller"), "caller_answer")?,
         format!("m=audio {port} RTP/AVP 8")
     );
+    s.stop().await
+}
+
+/// The (sequence number, timestamp, payload length) of each received RTP packet.
+fn shapes(packets: &[(Vec<u8>, SocketAddr)]) -> Vec<(u16, u32, usize)> {
+    packets
+        .iter()
+        .map(|(p, _)| {
+            let seq = u16::from_be_bytes([p[2], p[3]]);
+            (
+                seq,
+                u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+                p.len() - 12,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn transcoded_audio_is_repacketised_to_each_sides_ptime() -> Result<()> {
+    let dir = TempDir::new("media-ptime");
+    let (s, vendor) = relaying_server(&dir.0, 42_400).await?;
+    let pinned = json!({ "codec_mode": "specified", "allow_conversion": true });
+    pin_codecs(&s, &vendor, &pinned, "PCMA", "G729").await?;
+    // The vendor asks for 40 ms packets; the caller's SDP names no ptime (20 ms).
+    let script = Script {
+        vendor_ptime_ms: 40,
+        ..Script::default()
+    };
+    let call = MediaCall::start_with(&s, &dir.0, &vendor, "8 101", ("18", "G729"), &script).await?;
+    let mut encoder = bcg729::Encoder::new(false);
+    for n in 0..50usize {
+        let pcma: Vec<u8> = tone(1000.0, n).iter().map(|&s| alaw_encode(s)).collect();
+        call.caller_sdp
+            .send_to(&rtp(8, n as u16, &pcma), call.caller_side)
+            .await?;
+        // Every other 20 ms the vendor sends 40 ms: four G.729 frames of 440 Hz.
+        if n % 2 == 1 {
+            let mut g729 = Vec::new();
+            for pcm in [tone(440.0, n - 1), tone(440.0, n)] {
+                for half in pcm.chunks_exact(bcg729::FRAME_SAMPLES) {
+                    let mut bits = [0u8; bcg729::FRAME_BYTES];
+                    let len = encoder.encode(half.try_into()?, &mut bits);
+                    g729.extend_from_slice(&bits[..len]);
+                }
+            }
+            let mut packet = rtp(18, (n / 2) as u16, &g729);
+            packet[4..8].copy_from_slice(&((n as u32 - 1) * 160).to_be_bytes());
+            call.vendor_sdp.send_to(&packet, call.vendor_side).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at_vendor = shapes(&received(&call.vendor_sdp, Duration::from_millis(300)).await);
+    let at_caller = shapes(&received(&call.caller_sdp, Duration::from_millis(300)).await);
+    // 50 packets of 20 ms reach the vendor as 25 of 40 ms (four 10-byte frames each),
+    // numbered on without a gap, 320 timestamp units apart.
+    assert!(
+        (23..=25).contains(&at_vendor.len()),
+        "{} packets reached the vendor",
+        at_vendor.len()
+    );
+    for pair in at_vendor.windows(2) {
+        assert_eq!(pair[0].2, 40, "{at_vendor:?}");
+        assert_eq!(pair[1].0, pair[0].0.wrapping_add(1), "{at_vendor:?}");
+        assert_eq!(pair[1].1, pair[0].1.wrapping_add(320), "{at_vendor:?}");
+    }
+    // 25 packets of 40 ms reach the caller as 50 of 20 ms PCMA.
+    assert!(
+        (46..=50).contains(&at_caller.len()),
+        "{} packets reached the caller",
+        at_caller.len()
+    );
+    for pair in at_caller.windows(2) {
+        assert_eq!(pair[0].2, 160, "{at_caller:?}");
+        assert_eq!(pair[1].0, pair[0].0.wrapping_add(1), "{at_caller:?}");
+        assert_eq!(pair[1].1, pair[0].1.wrapping_add(160), "{at_caller:?}");
+    }
+    call.ends_by_rtp_timeout(&s).await?;
     s.stop().await
 }

@@ -23,6 +23,14 @@ impl Codec {
         }
     }
 
+    /// Bytes of 10 ms of it.
+    pub fn frame_bytes(self) -> usize {
+        match self {
+            Codec::Pcma | Codec::Pcmu => 80,
+            Codec::G729 => 10,
+        }
+    }
+
     /// Its `a=rtpmap` encoding name and clock.
     pub fn rtpmap(self) -> &'static str {
         match self {

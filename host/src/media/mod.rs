@@ -7,6 +7,7 @@ pub mod codec;
 pub mod dtmf;
 mod ports;
 mod relay;
+mod repacketize;
 pub mod sdp;
 mod transcode_pool;
 

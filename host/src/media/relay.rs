@@ -11,7 +11,7 @@
 //! side sees.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -52,7 +52,12 @@ struct LegState {
     detect_inband: AtomicBool,
     /// The RTP stream the relay sends to this side.
     out: Mutex<OutStream>,
+    /// Milliseconds of audio it wants per packet (its SDP's ptime; 20 by default).
+    ptime_ms: Arc<AtomicU32>,
 }
+
+/// The ptime of a side whose SDP names none (RFC 3551's default for G.711 and G.729).
+const DEFAULT_PTIME_MS: u32 = 20;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -190,6 +195,7 @@ impl Relay {
                 dtmf: Mutex::new(LegDtmf::new(&MediaSettings::default())),
                 detect_inband: AtomicBool::new(false),
                 out: Mutex::new(OutStream::default()),
+                ptime_ms: Arc::new(AtomicU32::new(DEFAULT_PTIME_MS)),
             })
         };
         let (a, b) = (ports[0].port(), ports[1].port());
@@ -260,6 +266,8 @@ impl Relay {
         };
         let own = super::sdp::telephone_event(sdp);
         lock(&self.leg(from).dtmf).saw_sdp(own);
+        let ptime = super::sdp::ptime(sdp).unwrap_or(DEFAULT_PTIME_MS);
+        self.leg(from).ptime_ms.store(ptime, Ordering::Relaxed);
         let pt = lock(&self.leg(to).dtmf).advertised_pt(own.is_some());
         let carried = super::sdp::with_telephone_event(&moved, pt).unwrap_or(moved);
         if let Some(pt) = super::sdp::telephone_event(&carried) {
@@ -289,9 +297,12 @@ impl Relay {
         let direction = |from: Codec, to: Codec, leg: &Arc<LegState>| {
             let out = leg.clone();
             let finish = Box::new(move |packet: &mut [u8]| lock(&out.out).relayed(packet, true));
-            self.shared
-                .pool
-                .direction(Transcoder::new(from, to), leg.rtp.clone(), finish)
+            self.shared.pool.direction(
+                Transcoder::new(from, to),
+                leg.ptime_ms.clone(),
+                leg.rtp.clone(),
+                finish,
+            )
         };
         *lock(&self.caller.transcoder) = Some(direction(caller, callee, &self.callee));
         *lock(&self.callee.transcoder) = Some(direction(callee, caller, &self.caller));

@@ -16,6 +16,8 @@ struct AudioView {
     endpoint: Option<SocketAddr>,
     /// Its payload types in the `m=` line's order, with their encoding names.
     formats: Vec<(u8, String)>,
+    /// Milliseconds of audio it wants per packet (`a=ptime`).
+    ptime: Option<u32>,
 }
 
 fn audio_view(sdp: &[u8]) -> Option<AudioView> {
@@ -36,6 +38,10 @@ fn audio_view(sdp: &[u8]) -> Option<AudioView> {
             ExplicitlyTypedAddress::Fqdn { .. } => None,
         });
     let port = u16::try_from(audio.get_port()).ok()?;
+    let ptime = audio.get_attributes().iter().find_map(|a| match a {
+        SdpAttribute::Ptime(ms) => u32::try_from(*ms).ok(),
+        _ => None,
+    });
     let names: Vec<(u8, &str)> = audio
         .get_attributes()
         .iter()
@@ -58,6 +64,7 @@ fn audio_view(sdp: &[u8]) -> Option<AudioView> {
     Some(AudioView {
         endpoint: address.map(|ip| SocketAddr::new(ip, port)),
         formats,
+        ptime,
     })
 }
 
@@ -191,6 +198,11 @@ pub fn relay_audio(sdp: &[u8], addr: IpAddr, port: u16) -> Option<Vec<u8>> {
         }
     }
     Some(out.into_bytes())
+}
+
+/// The audio stream's `a=ptime`: milliseconds of audio it wants per packet.
+pub fn ptime(sdp: &[u8]) -> Option<u32> {
+    audio_view(sdp)?.ptime
 }
 
 /// The audio stream's payload types with the encoding names their `a=rtpmap` lines

@@ -4,13 +4,14 @@
 //! behind drops packets rather than deliver them late.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::UdpSocket;
 
-use super::codec::Transcoder;
+use super::codec::{Codec, Transcoder};
+use super::repacketize::{Cut, Incoming, Repacketizer};
 
 /// Packets a worker may have waiting: 200 ms of 100 duplex calls.
 const QUEUE: usize = 2_000;
@@ -18,10 +19,12 @@ const QUEUE: usize = 2_000;
 /// What a converted packet goes through before it leaves.
 pub(super) type Finish = Box<dyn Fn(&mut [u8]) + Send + Sync>;
 
-/// One direction of a transcoded call: its converter, the socket it leaves by and
-/// the worker it runs on.
+/// One direction of a transcoded call: its converter, the ptime the receiving side
+/// asked for, the socket it leaves by and the worker it runs on.
 pub(super) struct Direction {
-    transcoder: Mutex<Transcoder>,
+    state: Mutex<(Transcoder, Repacketizer)>,
+    reads: Codec,
+    out_ptime_ms: Arc<AtomicU32>,
     out: Arc<UdpSocket>,
     finish: Finish,
     worker: usize,
@@ -29,11 +32,8 @@ pub(super) struct Direction {
 
 impl Direction {
     /// The codec it reads.
-    pub(super) fn reads(&self) -> super::codec::Codec {
-        self.transcoder
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .from()
+    pub(super) fn reads(&self) -> Codec {
+        self.reads
     }
 }
 
@@ -61,7 +61,7 @@ impl TranscodePool {
                     .name(format!("transcode-{i}"))
                     .spawn(move || {
                         while let Ok(job) = rx.recv() {
-                            if let Some(mut packet) = convert(&job.direction, &job.packet) {
+                            for mut packet in convert(&job.direction, &job.packet) {
                                 (job.direction.finish)(&mut packet);
                                 let _ = job.direction.out.try_send_to(&packet, job.target);
                             }
@@ -78,17 +78,21 @@ impl TranscodePool {
         })
     }
 
-    /// A direction converting with `transcoder`, passing each packet through `finish`
-    /// and sending it out of `out`, on the next worker in turn.
+    /// A direction converting with `transcoder` into packets of `out_ptime_ms`,
+    /// passing each through `finish` and sending it out of `out`, on the next worker
+    /// in turn.
     pub(super) fn direction(
         &self,
         transcoder: Transcoder,
+        out_ptime_ms: Arc<AtomicU32>,
         out: Arc<UdpSocket>,
         finish: Finish,
     ) -> Arc<Direction> {
         let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
         Arc::new(Direction {
-            transcoder: Mutex::new(transcoder),
+            reads: transcoder.from(),
+            state: Mutex::new((transcoder, Repacketizer::default())),
+            out_ptime_ms,
             out,
             finish,
             worker,
@@ -116,25 +120,40 @@ impl TranscodePool {
     }
 }
 
-/// `packet` with its voice payload converted; none when it is not RTP.
-fn convert(direction: &Direction, packet: &[u8]) -> Option<Vec<u8>> {
-    let mut transcoder = direction
-        .transcoder
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let start = rtp_payload_start(packet)?;
-    let mut out = Vec::with_capacity(start + 160);
-    out.extend_from_slice(&packet[..start]);
-    // Keep the marker bit; the payload type becomes the other codec's.
-    out[1] = (packet[1] & 0x80) | transcoder.to().payload_type();
-    // Padding (the P bit) is not carried over.
-    out[0] &= !0x20;
+/// The packets `packet`'s voice becomes: converted, and cut to the receiving side's
+/// ptime (so none, one or several). None when it is not RTP.
+fn convert(direction: &Direction, packet: &[u8]) -> Vec<Vec<u8>> {
+    let Some(start) = rtp_payload_start(packet) else {
+        return Vec::new();
+    };
+    // Padding (the P bit) is not voice.
     let end = match packet[0] & 0x20 {
         0 => packet.len(),
-        _ => packet.len().saturating_sub(usize::from(*packet.last()?)),
+        _ => packet
+            .len()
+            .saturating_sub(usize::from(packet.last().copied().unwrap_or(0))),
     };
-    out.extend(transcoder.convert(packet.get(start..end)?));
-    Some(out)
+    let Some(payload) = packet.get(start..end) else {
+        return Vec::new();
+    };
+    let word =
+        |i: usize| u32::from_be_bytes([packet[i], packet[i + 1], packet[i + 2], packet[i + 3]]);
+    let incoming = Incoming {
+        seq: u16::from_be_bytes([packet[2], packet[3]]),
+        ts: word(4),
+        ssrc: word(8),
+        marker: packet[1] & 0x80 != 0,
+    };
+    let mut state = direction.state.lock().unwrap_or_else(|e| e.into_inner());
+    let (transcoder, repacketizer) = &mut *state;
+    let to = transcoder.to();
+    let audio = transcoder.convert(payload);
+    let cut = Cut {
+        pt: to.payload_type(),
+        frame_bytes: to.frame_bytes(),
+        frames: (direction.out_ptime_ms.load(Ordering::Relaxed) / 10).clamp(1, 20) as usize,
+    };
+    repacketizer.push(incoming, &audio, cut)
 }
 
 /// Where an RTP packet's payload starts (after CSRCs and a header extension).
