@@ -275,7 +275,17 @@ async fn receive_mode_all_locks_a_leg_to_its_first_method() -> Result<()> {
     )
     .await?;
     let stream = stream_with_event(silence, Some((101, 1)), 10);
-    play(&call.caller_sdp, call.caller_side, &stream).await?;
+    // The vendor sends nothing, so the call ends by RTP timeout 2 s in; the live view
+    // (refreshed each second) shows the method each leg is locked to before that.
+    play(&call.caller_sdp, call.caller_side, &stream[..60]).await?;
+    let (_, live) = s.admin("GET", "/api/v1/live-calls", None).await?;
+    let c = &live["calls"][0];
+    assert_eq!(
+        (&c["caller_dtmf"], &c["callee_dtmf"]),
+        (&json!("rfc2833"), &Value::Null),
+        "{live}"
+    );
+    play(&call.caller_sdp, call.caller_side, &stream[60..]).await?;
     let at_vendor = received(&call.vendor_sdp, Duration::from_millis(300)).await;
     assert_eq!(keys(&at_vendor, 96), [1], "{:?}", events(&at_vendor, 96));
     call.ends_by_rtp_timeout(&s).await?;

@@ -479,12 +479,18 @@ impl CallTask {
 
     /// Show the call as it stands in the live view.
     fn publish(&self) {
-        let relayed = self.relaying && self.relay.is_some();
+        let relay = self.relay.as_ref().filter(|_| self.relaying);
         self.core.live.update(LiveCall::of(
             &self.record,
-            relayed,
-            relayed && self.transcoding.is_some(),
+            relay,
+            relay.is_some() && self.transcoding.is_some(),
         ));
+    }
+
+    /// The DTMF methods the relay has seen each leg use.
+    fn dtmf_methods(&self) -> [Option<crate::media::dtmf::Method>; 2] {
+        let relay = self.relay.as_ref().filter(|_| self.relaying);
+        [Side::Caller, Side::Callee].map(|side| relay.and_then(|r| r.dtmf_method(side)))
     }
 
     /// Screen, route, try the attempts; then, if answered, carry the call to its end.
@@ -1253,6 +1259,7 @@ impl CallTask {
         let watch_rtp = self.relaying && rtp_timeout > 0;
         let mut rtp_check = tokio::time::interval(Duration::from_secs(1));
         let mut info_digits = self.info_digits.take().filter(|_| self.relaying);
+        let mut published_dtmf = self.dtmf_methods();
 
         let reason = loop {
             tokio::select! {
@@ -1261,6 +1268,12 @@ impl CallTask {
                     send_info_digit(&self.core, leg, via, d).await;
                 }
                 _ = rtp_check.tick(), if watch_rtp => {
+                    // The live view follows the legs' DTMF methods.
+                    let methods = self.dtmf_methods();
+                    if methods != published_dtmf {
+                        published_dtmf = methods;
+                        self.publish();
+                    }
                     let relay = self.relay.as_ref().expect("a relaying call has its relay");
                     let silent = [Side::Caller, Side::Callee].map(|side| relay.silent_secs(side));
                     if let Some(i) = silent.iter().position(|s| *s >= rtp_timeout) {

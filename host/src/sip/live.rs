@@ -6,6 +6,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::media::dtmf::Method;
+use crate::media::{Relay, Side};
 use crate::store::CallRecord;
 
 /// One call in progress.
@@ -37,11 +39,17 @@ pub struct LiveCall {
     pub relayed: bool,
     /// The relay converts between the legs' codecs.
     pub transcoded: bool,
+    /// DTMF method the caller's leg is using (once it has sent a digit through the
+    /// relay): "Caller DTMF" of the VOS3000 current-call view.
+    pub caller_dtmf: Option<Method>,
+    /// DTMF method the vendor's leg is using ("Callee DTMF").
+    pub callee_dtmf: Option<Method>,
 }
 
 impl LiveCall {
     /// The live view of a call whose record so far is `record`.
-    pub(super) fn of(record: &CallRecord, relayed: bool, transcoded: bool) -> LiveCall {
+    pub(super) fn of(record: &CallRecord, relay: Option<&Relay>, transcoded: bool) -> LiveCall {
+        let dtmf = |side| relay.and_then(|r| r.dtmf_method(side));
         LiveCall {
             call_id: record.call_id.clone(),
             tenant: record.tenant.clone(),
@@ -57,8 +65,10 @@ impl LiveCall {
             answer_ms: record.answer_ms,
             codec_in: record.codec_in.clone(),
             codec_out: record.codec_out.clone(),
-            relayed,
+            relayed: relay.is_some(),
             transcoded,
+            caller_dtmf: dtmf(Side::Caller),
+            callee_dtmf: dtmf(Side::Callee),
         }
     }
 }
