@@ -56,11 +56,12 @@ pub(crate) async fn relaying_server(dir: &Path, ports: u16) -> Result<(TestServe
 }
 
 /// What the parties of a [`MediaCall`] run: the caller's scenario and its extra
-/// `-key`s, and the ptime the vendor's answer asks for.
+/// `-key`s, and the ptime and telephone-event type of the vendor's answer.
 pub(crate) struct Script<'a> {
     pub(crate) uac: &'a str,
     pub(crate) uac_keys: &'a [(&'a str, &'a str)],
     pub(crate) vendor_ptime_ms: u32,
+    pub(crate) vendor_event_pt: &'a str,
 }
 
 impl Default for Script<'_> {
@@ -69,6 +70,7 @@ impl Default for Script<'_> {
             uac: "uac_media.xml",
             uac_keys: &[],
             vendor_ptime_ms: 20,
+            vendor_event_pt: "96",
         }
     }
 }
@@ -97,8 +99,9 @@ impl MediaCall {
         Self::start_with(s, dir, vendor, caller_formats, vendor_codec, &script).await
     }
 
-    /// [`MediaCall::start`] with the parties' `script`. The vendor maps payload type
-    /// 96 to telephone-event (offered when its formats list 96).
+    /// [`MediaCall::start`] with the parties' `script`. The vendor maps the script's
+    /// telephone-event type (96 by default) to telephone-event, offered when its
+    /// formats list it.
     pub(crate) async fn start_with(
         s: &TestServer,
         dir: &Path,
@@ -138,7 +141,7 @@ impl MediaCall {
                 vendor_codec.0.split(' ').next().unwrap_or_default(),
                 "-key",
                 "vendor_event_pt",
-                "96",
+                script.vendor_event_pt,
                 "-key",
                 "vendor_ptime",
                 &script.vendor_ptime_ms.to_string(),
@@ -254,6 +257,36 @@ fn tone(hz: f64, n: usize) -> [i16; 160] {
     })
 }
 
+/// Packet `n`'s 20 ms of a `hz` tone as G.729 (two frames).
+fn g729_tone(encoder: &mut bcg729::Encoder, hz: f64, n: usize) -> Vec<u8> {
+    let mut g729 = Vec::new();
+    for half in tone(hz, n).chunks_exact(bcg729::FRAME_SAMPLES) {
+        let mut bits = [0u8; bcg729::FRAME_BYTES];
+        let half: &[i16; bcg729::FRAME_SAMPLES] = half.try_into().expect("a whole frame");
+        let len = encoder.encode(half, &mut bits);
+        g729.extend_from_slice(&bits[..len]);
+    }
+    g729
+}
+
+/// One second each way: a 1 kHz tone as PCMA from the caller, 440 Hz as G.729 (type
+/// `vendor_pt`) from the vendor.
+async fn tones_both_ways(call: &MediaCall, vendor_pt: u8) -> Result<()> {
+    let mut encoder = bcg729::Encoder::new(false);
+    for n in 0..50usize {
+        let pcma: Vec<u8> = tone(1000.0, n).iter().map(|&s| alaw_encode(s)).collect();
+        call.caller_sdp
+            .send_to(&rtp(8, n as u16, &pcma), call.caller_side)
+            .await?;
+        let g729 = g729_tone(&mut encoder, 440.0, n);
+        call.vendor_sdp
+            .send_to(&rtp(vendor_pt, n as u16, &g729), call.vendor_side)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn relayed_media_crosses_both_ways_latches_and_times_out() -> Result<()> {
     let dir = TempDir::new("media-relay");
@@ -309,26 +342,7 @@ async fn a_pcma_caller_and_a_g729_vendor_hear_each_other_through_the_transcoder(
     let call = MediaCall::start(&s, &dir.0, &vendor, "8 101", ("18", "G729")).await?;
     call.is_relayed(&s);
 
-    // One second each way: a 1 kHz tone as PCMA from the caller, 440 Hz as G.729 from
-    // the vendor.
-    let mut encoder = bcg729::Encoder::new(false);
-    for n in 0..50usize {
-        let pcma: Vec<u8> = tone(1000.0, n).iter().map(|&s| alaw_encode(s)).collect();
-        call.caller_sdp
-            .send_to(&rtp(8, n as u16, &pcma), call.caller_side)
-            .await?;
-        let pcm = tone(440.0, n);
-        let mut g729 = Vec::new();
-        for half in pcm.chunks_exact(bcg729::FRAME_SAMPLES) {
-            let mut bits = [0u8; bcg729::FRAME_BYTES];
-            let len = encoder.encode(half.try_into()?, &mut bits);
-            g729.extend_from_slice(&bits[..len]);
-        }
-        call.vendor_sdp
-            .send_to(&rtp(18, n as u16, &g729), call.vendor_side)
-            .await?;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tones_both_ways(&call, 18).await?;
     // The live view shows the answered call with both legs' codecs.
     let (_, live) = s.admin("GET", "/api/v1/live-calls", None).await?;
     let c = &live["calls"][0];
@@ -547,14 +561,8 @@ async fn transcoded_audio_is_repacketised_to_each_sides_ptime() -> Result<()> {
             .await?;
         // Every other 20 ms the vendor sends 40 ms: four G.729 frames of 440 Hz.
         if n % 2 == 1 {
-            let mut g729 = Vec::new();
-            for pcm in [tone(440.0, n - 1), tone(440.0, n)] {
-                for half in pcm.chunks_exact(bcg729::FRAME_SAMPLES) {
-                    let mut bits = [0u8; bcg729::FRAME_BYTES];
-                    let len = encoder.encode(half.try_into()?, &mut bits);
-                    g729.extend_from_slice(&bits[..len]);
-                }
-            }
+            let mut g729 = g729_tone(&mut encoder, 440.0, n - 1);
+            g729.extend(g729_tone(&mut encoder, 440.0, n));
             let mut packet = rtp(18, (n / 2) as u16, &g729);
             packet[4..8].copy_from_slice(&((n as u32 - 1) * 160).to_be_bytes());
             call.vendor_sdp.send_to(&packet, call.vendor_side).await?;
@@ -586,6 +594,57 @@ async fn transcoded_audio_is_repacketised_to_each_sides_ptime() -> Result<()> {
         assert_eq!(pair[1].0, pair[0].0.wrapping_add(1), "{at_caller:?}");
         assert_eq!(pair[1].1, pair[0].1.wrapping_add(160), "{at_caller:?}");
     }
+    call.ends_by_rtp_timeout(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_vendor_offered_both_g729_names_may_pick_g729a_at_a_dynamic_type() -> Result<()> {
+    let dir = TempDir::new("media-g729a");
+    let (s, vendor) = relaying_server(&dir.0, 42_600).await?;
+    let pinned = json!({ "codec_mode": "specified", "allow_conversion": true });
+    pin_codecs(&s, &vendor, &pinned, "PCMA", "G729").await?;
+    let mut media = pinned.clone();
+    media["codec"] = json!("G729");
+    media["g729"] = json!("g729_and_g729a");
+    let gateway = json!({ "address": format!("127.0.0.1:{}", vendor.port), "media": media });
+    let (status, body) = s
+        .admin("PUT", "/api/v1/routing-gateways/vendor-a", Some(gateway))
+        .await?;
+    anyhow::ensure!(status == 200, "{body}");
+    // The vendor answers G729a at 96, the type the offer gave it.
+    let script = Script {
+        vendor_event_pt: "100",
+        ..Script::default()
+    };
+    let call =
+        MediaCall::start_with(&s, &dir.0, &vendor, "8 101", ("96", "G729a"), &script).await?;
+    assert_eq!(
+        written_line(&dir.0.join("vendor"), "vendor_offer")?,
+        format!("m=audio {} RTP/AVP 18 96 101", call.vendor_side.port())
+    );
+    tones_both_ways(&call, 96).await?;
+    let at_vendor = received(&call.vendor_sdp, Duration::from_millis(300)).await;
+    let at_caller = received(&call.caller_sdp, Duration::from_millis(300)).await;
+    // The vendor gets G.729 under its own type 96; the caller hears the vendor's tone.
+    assert!(
+        at_vendor.len() >= 45,
+        "{} reached the vendor",
+        at_vendor.len()
+    );
+    assert!(at_vendor.iter().all(|(p, _)| p[1] & 0x7f == 96));
+    let heard: Vec<i16> = at_caller
+        .iter()
+        .filter(|(p, _)| p[1] & 0x7f == 8)
+        .flat_map(|(p, _)| p[12..].iter().map(|&b| alaw_decode(b)).collect::<Vec<_>>())
+        .collect();
+    assert!(
+        heard.len() >= 45 * 160,
+        "{} samples reached the caller",
+        heard.len()
+    );
+    let share = share_at(&heard[1600..], 440.0);
+    assert!(share > 0.7, "440 Hz share {share}");
     call.ends_by_rtp_timeout(&s).await?;
     s.stop().await
 }

@@ -11,7 +11,7 @@
 //! side sees.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -54,6 +54,8 @@ struct LegState {
     out: Mutex<OutStream>,
     /// Milliseconds of audio it wants per packet (its SDP's ptime; 20 by default).
     ptime_ms: Arc<AtomicU32>,
+    /// The dynamic type its SDP gave G.729, 0 for none (it uses 18).
+    g729_pt: AtomicU8,
 }
 
 /// The ptime of a side whose SDP names none (RFC 3551's default for G.711 and G.729).
@@ -84,6 +86,9 @@ struct OutStream {
     shift: u16,
     /// Payload type of the last voice packet sent.
     voice_pt: Option<u8>,
+    /// The dynamic type this side's SDP gave G.729 (a `G729a` at 97, say): G.729 sent
+    /// to it is renumbered from 18.
+    g729_pt: Option<u8>,
     tone: Option<ToneWriter>,
 }
 
@@ -105,6 +110,9 @@ impl OutStream {
         self.last = Some((word(8), seq, word(4)));
         if !voice {
             return;
+        }
+        if let (18, Some(pt)) = (packet[1] & 0x7f, self.g729_pt) {
+            packet[1] = (packet[1] & 0x80) | pt;
         }
         let pt = packet[1] & 0x7f;
         self.voice_pt = Some(pt);
@@ -196,6 +204,7 @@ impl Relay {
                 detect_inband: AtomicBool::new(false),
                 out: Mutex::new(OutStream::default()),
                 ptime_ms: Arc::new(AtomicU32::new(DEFAULT_PTIME_MS)),
+                g729_pt: AtomicU8::new(0),
             })
         };
         let (a, b) = (ports[0].port(), ports[1].port());
@@ -268,6 +277,14 @@ impl Relay {
         lock(&self.leg(from).dtmf).saw_sdp(own);
         let ptime = super::sdp::ptime(sdp).unwrap_or(DEFAULT_PTIME_MS);
         self.leg(from).ptime_ms.store(ptime, Ordering::Relaxed);
+        let g729_pt = super::sdp::audio_formats(sdp)
+            .into_iter()
+            .find(|(pt, name)| *pt != 18 && super::sdp::is_g729(name))
+            .map(|(pt, _)| pt);
+        self.leg(from)
+            .g729_pt
+            .store(g729_pt.unwrap_or(0), Ordering::Relaxed);
+        lock(&self.leg(from).out).g729_pt = g729_pt;
         let pt = lock(&self.leg(to).dtmf).advertised_pt(own.is_some());
         let carried = super::sdp::with_telephone_event(&moved, pt).unwrap_or(moved);
         if let Some(pt) = super::sdp::telephone_event(&carried) {
@@ -503,6 +520,12 @@ async fn forward_rtp(way: Way) {
         if from.detect_inband.load(Ordering::Relaxed) {
             way.detect_tone(packet, start);
         }
+        // G.729 under a dynamic type of this side's is G.729 (18) from here on.
+        let g729_pt = from.g729_pt.load(Ordering::Relaxed);
+        if g729_pt != 0 && pt == g729_pt {
+            packet[1] = (packet[1] & 0x80) | 18;
+        }
+        let pt = packet[1] & 0x7f;
         // Voice in the codec this side converts from goes to its transcoding worker.
         let direction = lock(&from.transcoder).clone();
         if let Some(direction) = direction {

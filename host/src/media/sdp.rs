@@ -8,6 +8,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::store::G729Mode;
+
 /// The first audio stream as webrtc-sdp reads it. None when the SDP has no audio
 /// stream, or webrtc-sdp cannot read it at all (the SDP then passes untouched: the
 /// call keeps whatever media path its endpoints described).
@@ -350,6 +352,113 @@ pub fn with_telephone_event(sdp: &[u8], pt: Option<u8>) -> Option<Vec<u8>> {
     Some(out.into_bytes())
 }
 
+/// Whether an encoding name is one of G.729's (`G729`, `G729a`, `G729A`, ...).
+pub fn is_g729(name: &str) -> bool {
+    name.get(..4)
+        .is_some_and(|n| n.eq_ignore_ascii_case("G729"))
+}
+
+/// The G.729 name the audio stream uses first (`G729`, `G729a`), if it offers G.729.
+pub fn g729_name(sdp: &[u8]) -> Option<String> {
+    audio_formats(sdp)
+        .into_iter()
+        .find(|(_, n)| is_g729(n))
+        .map(|(_, n)| n)
+}
+
+/// `sdp` with its G.729 formats named as a gateway's G.729 negotiation mode says:
+/// `G729` or `G729a` rename every G.729 format; both adds the missing variant (G729a
+/// at a free dynamic type) so the far end can pick; Auto mirrors `mirror`, the name the
+/// receiving side itself used, when it used one. None when nothing changes.
+pub fn with_g729_names(sdp: &[u8], mode: G729Mode, mirror: Option<&str>) -> Option<Vec<u8>> {
+    let formats = audio_formats(sdp);
+    let g729: Vec<(u8, String)> = formats
+        .iter()
+        .filter(|(_, n)| is_g729(n))
+        .cloned()
+        .collect();
+    let first = g729.first()?;
+    let plain = |n: &str| n.eq_ignore_ascii_case("G729");
+    let (rename, add): (Option<&str>, Option<(u8, &str)>) = match mode {
+        G729Mode::Auto => (mirror.filter(|m| is_g729(m)), None),
+        G729Mode::G729 => (Some("G729"), None),
+        G729Mode::G729a => (Some("G729a"), None),
+        G729Mode::G729AndG729a => {
+            let has_plain = g729.iter().any(|(_, n)| plain(n));
+            let has_annex_a = g729.iter().any(|(_, n)| !plain(n));
+            let free = (96..=127).find(|p| formats.iter().all(|(q, _)| q != p));
+            match (has_plain, has_annex_a) {
+                (true, false) => (None, free.map(|p| (p, "G729a"))),
+                (false, true) if formats.iter().all(|(q, _)| *q != 18) => {
+                    (None, Some((18, "G729")))
+                }
+                _ => (None, None),
+            }
+        }
+    };
+    if add.is_none() && rename.is_none_or(|r| g729.iter().all(|(_, n)| n == r)) {
+        return None;
+    }
+    let text = std::str::from_utf8(sdp).ok()?;
+    let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut in_audio = false;
+    let mut seen_audio = false;
+    let mut renamed = Vec::new();
+    for line in text.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_audio = m.starts_with("audio ") && !seen_audio;
+            seen_audio |= in_audio;
+            if let (true, Some((pt, _))) = (in_audio, add) {
+                // The added variant goes right after the first G.729 format.
+                let mut fields: Vec<String> = m.split_whitespace().map(str::to_string).collect();
+                let at = fields
+                    .iter()
+                    .skip(3)
+                    .position(|f| *f == first.0.to_string());
+                fields.insert(at.map_or(fields.len(), |i| i + 4), pt.to_string());
+                out.push_str(&format!("m={}{eol}", fields.join(" ")));
+                continue;
+            }
+        }
+        let rtpmap = line
+            .strip_prefix("a=rtpmap:")
+            .filter(|_| in_audio)
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u8>().ok());
+        match (rtpmap, rename) {
+            (Some(pt), Some(name)) if g729.iter().any(|(p, _)| *p == pt) => {
+                out.push_str(&format!("a=rtpmap:{pt} {name}/8000{eol}"));
+                renamed.push(pt);
+            }
+            _ => {
+                out.push_str(line);
+                out.push_str(eol);
+            }
+        }
+        if let (Some(pt), Some((new_pt, name))) = (rtpmap, add) {
+            if pt == first.0 {
+                out.push_str(&format!("a=rtpmap:{new_pt} {name}/8000{eol}"));
+            }
+        }
+    }
+    // A static 18 with no rtpmap of its own gets one naming it, and an added variant
+    // whose first G.729 format had no rtpmap line gets its own.
+    let mut missing = Vec::new();
+    if let (Some(name), false) = (rename, renamed.contains(&18)) {
+        if g729.iter().any(|(p, _)| *p == 18) {
+            missing.push((18, name));
+        }
+    }
+    missing.extend(add.filter(|(p, _)| !out.contains(&format!("a=rtpmap:{p} "))));
+    for (pt, name) in missing {
+        let m_end = out
+            .find("m=audio")
+            .and_then(|i| out[i..].find(eol).map(|e| i + e + eol.len()))?;
+        out.insert_str(m_end, &format!("a=rtpmap:{pt} {name}/8000{eol}"));
+    }
+    Some(out.into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +569,85 @@ mod tests {
         assert_eq!(
             String::from_utf8(added).unwrap(),
             "v=0\nm=audio 5 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16\n"
+        );
+    }
+
+    fn g729(formats: &str, maps: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+             m=audio 6000 RTP/AVP {formats}\r\n{maps}"
+        )
+    }
+
+    fn named(sdp: &[u8]) -> Vec<(u8, String)> {
+        audio_formats(sdp)
+    }
+
+    #[test]
+    fn g729_names_follow_the_gateways_mode() {
+        let plain = g729(
+            "18 101",
+            "a=rtpmap:18 G729/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
+        let annex_a = with_g729_names(plain.as_bytes(), G729Mode::G729a, None).unwrap();
+        assert_eq!(
+            named(&annex_a),
+            [
+                (18, "G729a".to_string()),
+                (101, "telephone-event".to_string())
+            ]
+        );
+        assert_eq!(
+            with_g729_names(&annex_a, G729Mode::G729, None).map(|s| named(&s)),
+            Some(named(plain.as_bytes()))
+        );
+        // Already as wanted, or no G.729 at all: nothing to do.
+        assert_eq!(
+            with_g729_names(plain.as_bytes(), G729Mode::G729, None),
+            None
+        );
+        let pcma = g729("8", "a=rtpmap:8 PCMA/8000\r\n");
+        assert_eq!(
+            with_g729_names(pcma.as_bytes(), G729Mode::G729a, None),
+            None
+        );
+        // A bare static 18 gets an rtpmap with the name.
+        let bare = g729("0 18", "");
+        let out = with_g729_names(bare.as_bytes(), G729Mode::G729a, None).unwrap();
+        assert_eq!(
+            named(&out),
+            [(0, "PCMU".to_string()), (18, "G729a".to_string())]
+        );
+        // Auto mirrors the name the receiving side used, and leaves it otherwise.
+        let mirrored = with_g729_names(plain.as_bytes(), G729Mode::Auto, Some("G729A")).unwrap();
+        assert_eq!(named(&mirrored)[0], (18, "G729A".to_string()));
+        assert_eq!(
+            with_g729_names(plain.as_bytes(), G729Mode::Auto, None),
+            None
+        );
+    }
+
+    #[test]
+    fn both_g729_variants_are_offered_when_the_mode_says_so() {
+        let plain = g729(
+            "18 101",
+            "a=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
+        let both = with_g729_names(plain.as_bytes(), G729Mode::G729AndG729a, None).unwrap();
+        assert_eq!(
+            named(&both),
+            [
+                (18, "G729".to_string()),
+                (96, "G729a".to_string()),
+                (101, "telephone-event".to_string())
+            ]
+        );
+        assert_eq!(with_g729_names(&both, G729Mode::G729AndG729a, None), None);
+        let annex_a = g729("97", "a=rtpmap:97 G729a/8000\r\n");
+        let both = with_g729_names(annex_a.as_bytes(), G729Mode::G729AndG729a, None).unwrap();
+        assert_eq!(
+            named(&both),
+            [(97, "G729a".to_string()), (18, "G729".to_string())]
         );
     }
 }

@@ -14,7 +14,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
 use crate::policy::{Attempt, Call, Decision, NextStep, Outcome, Verdict};
-use crate::store::{AttemptRecord, CallRecord, EndReason, RoutingGateway};
+use crate::store::{AttemptRecord, CallRecord, EndReason, G729Mode, RoutingGateway};
 
 use super::admission::{Admit, Slot};
 use super::digest::Challenge;
@@ -196,6 +196,8 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         transcoding: None,
         pinned: (None, None),
         info_digits: None,
+        g729_modes: Default::default(),
+        g729_names: Default::default(),
         _slot: slot,
     };
     tokio::spawn(call.run().instrument(span));
@@ -413,6 +415,10 @@ struct CallTask {
     pinned: (Option<Codec>, Option<Codec>),
     /// Digits the relay converted that go out as SIP INFO.
     info_digits: Option<mpsc::UnboundedReceiver<InfoDigit>>,
+    /// G.729 negotiation modes of the (caller's, vendor's) gateways.
+    g729_modes: (G729Mode, G729Mode),
+    /// The G.729 name each side used in its own SDP (caller, vendor): Auto mirrors it.
+    g729_names: std::sync::Mutex<[Option<String>; 2]>,
     _slot: Slot,
 }
 
@@ -666,6 +672,7 @@ impl CallTask {
             crate::store::CodecMode::Auto => None,
         };
         self.pinned = (pinned(&customer_media), pinned(&vendor.media));
+        self.g729_modes = (customer_media.g729, vendor.media.g729);
         self.transcoding = crate::media::MediaEngine::transcode_plan(
             &customer_media,
             &vendor.media,
@@ -722,22 +729,27 @@ impl CallTask {
             Some(relay) => relay.carry_sdp(body, from),
             None => body.to_vec(),
         };
-        let to_caller = from == Side::Callee;
-        // Each side hears of its own codec only: the one the relay converts to, or
-        // the one its gateway pins, when the SDP has it.
+        let carried = self.offer_own_codec(carried, from.other());
+        self.name_g729(&carried, body, from)
+    }
+
+    /// Each side hears of its own codec only: the one the relay converts to, or the
+    /// one its gateway pins, when the SDP has it.
+    fn offer_own_codec(&self, sdp: Vec<u8>, to: Side) -> Vec<u8> {
+        let to_caller = to == Side::Caller;
         let (codec, encodes) = match (self.transcoding, self.pinned) {
             (Some((caller, vendor)), _) => (if to_caller { caller } else { vendor }, true),
             (None, (caller, vendor)) => match if to_caller { caller } else { vendor } {
                 Some(codec) => (codec, false),
-                None => return carried,
+                None => return sdp,
             },
         };
-        let has = crate::media::sdp::audio_formats(&carried)
+        let has = crate::media::sdp::audio_formats(&sdp)
             .iter()
             .any(|(pt, _)| *pt == codec.payload_type());
         match encodes || has {
-            true => crate::media::sdp::offer_only(&carried, codec, encodes).unwrap_or(carried),
-            false => carried,
+            true => crate::media::sdp::offer_only(&sdp, codec, encodes).unwrap_or(sdp),
+            false => sdp,
         }
     }
 
@@ -755,6 +767,22 @@ impl CallTask {
             }
             None => true,
         }
+    }
+
+    /// `sdp`, carried from `from` (whose own SDP was `original`), with its G.729
+    /// formats named as the receiving side's gateway says.
+    fn name_g729(&self, sdp: &[u8], original: &[u8], from: Side) -> Vec<u8> {
+        let (from_i, to_i) = match from {
+            Side::Caller => (0, 1),
+            Side::Callee => (1, 0),
+        };
+        let mut names = self.g729_names.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(name) = crate::media::sdp::g729_name(original) {
+            names[from_i] = Some(name);
+        }
+        let mode = [self.g729_modes.0, self.g729_modes.1][to_i];
+        crate::media::sdp::with_g729_names(sdp, mode, names[to_i].as_deref())
+            .unwrap_or_else(|| sdp.to_vec())
     }
 
     fn caller_for(&self, attempt: &Attempt) -> String {
