@@ -6,7 +6,11 @@
 //! - duplex G.711 <-> G.729 calls one core can transcode: the time to convert one
 //!   20 ms packet each way, against the 20 ms a call allows.
 //!
-//! Prints `relay N pps`, (`rtpengine N pps`, `ratio N`,) `transcoded calls per core N`.
+//! - the same with bcg729 called directly (no transcoder around it): its own bound on
+//!   this machine, measured in the same run.
+//!
+//! Prints `relay N pps`, (`rtpengine N pps`, `ratio N`,) `transcoded calls per core N`,
+//! `of bcg729's own bound N`.
 
 mod common;
 
@@ -57,12 +61,15 @@ fn main() -> anyhow::Result<()> {
     };
 
     let calls = transcoded_calls_per_core();
+    let bound = bcg729_calls_per_core();
+    println!("bcg729 alone {bound:.0} calls per core");
     println!("relay {relay_pps} pps");
     if let Some(peer) = peer {
         println!("rtpengine {peer} pps");
         println!("ratio {:.2}", relay_pps as f64 / peer.max(1) as f64);
     }
     println!("transcoded calls per core {calls:.0}");
+    println!("of bcg729's own bound {:.2}", calls / bound);
     Ok(())
 }
 
@@ -213,5 +220,34 @@ fn transcoded_calls_per_core() -> f64 {
     }
     let per_call = started.elapsed().as_secs_f64() / packets as f64;
     assert!(bytes > 0);
+    0.020 / per_call
+}
+
+/// Duplex calls one core could carry if converting cost only bcg729's work: per call
+/// every 20 ms, two frames encoded and two decoded, nothing else.
+fn bcg729_calls_per_core() -> f64 {
+    let mut encoder = bcg729::Encoder::new(false);
+    let mut decoder = bcg729::Decoder::new();
+    let frames: Vec<[i16; bcg729::FRAME_SAMPLES]> = (0..100)
+        .map(|n| {
+            std::array::from_fn(|i| {
+                let t = (n * bcg729::FRAME_SAMPLES + i) as f64 / 8000.0;
+                (6000.0 * (2.0 * std::f64::consts::PI * 800.0 * t).sin()) as i16
+            })
+        })
+        .collect();
+    let mut bits = [[0u8; bcg729::FRAME_BYTES]; 100];
+    for (frame, out) in frames.iter().zip(bits.iter_mut()) {
+        encoder.encode(frame, out);
+    }
+    let mut pcm = [0i16; bcg729::FRAME_SAMPLES];
+    let packets = 2_000;
+    let started = Instant::now();
+    for n in 0..packets * 2 {
+        let mut out = [0u8; bcg729::FRAME_BYTES];
+        encoder.encode(&frames[n % frames.len()], &mut out);
+        decoder.decode(Some(&bits[n % bits.len()]), &mut pcm);
+    }
+    let per_call = started.elapsed().as_secs_f64() / packets as f64;
     0.020 / per_call
 }
