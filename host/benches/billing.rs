@@ -118,23 +118,30 @@ fn main() -> anyhow::Result<()> {
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 
-    let queries = query_times(&dir, cdrs)?;
-    let _ = std::fs::remove_dir_all(&dir);
     println!("prefixes {prefixes}");
+    println!("lookups {lookups_per_sec:.0}/s");
+    println!("cdr {cdr_per_sec:.0}/s");
     println!("cdrs {cdrs}");
-    for (what, value) in queries {
+    // Each query figure is printed as it is measured: a run over a store larger than
+    // memory can take long, and what it measured so far is kept.
+    let result = query_times(&dir, cdrs, |what, value| {
         match what {
             "disk bytes per record" => println!("{what} {value:.0}"),
             _ => println!("query {what} {value:.2} ms"),
         }
-    }
-    println!("lookups {lookups_per_sec:.0}/s");
-    println!("cdr {cdr_per_sec:.0}/s");
-    Ok(())
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
-/// Load `cdrs` records of 10,000 accounts over 100 vendors, then time the queries.
-fn query_times(dir: &std::path::Path, cdrs: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
+/// Load `cdrs` records of 10,000 accounts over 100 vendors, then time the queries,
+/// handing each figure to `report` as it is measured.
+fn query_times(
+    dir: &std::path::Path,
+    cdrs: usize,
+    mut report: impl FnMut(&str, f64),
+) -> anyhow::Result<()> {
     use switchyard::store::CallQuery;
     let store = Store::open(dir)?;
     let base = switchyard::now_ms() - cdrs as u64;
@@ -170,52 +177,29 @@ fn query_times(dir: &std::path::Path, cdrs: usize) -> anyhow::Result<Vec<(&'stat
     let account = 1234 % cdrs.clamp(1, 10_000);
     let of_account = (0..cdrs).filter(|n| n % 10_000 == account).count().min(100);
     let of_vendor = (0..cdrs).filter(|n| n % 100 == 7).count().min(100);
-    Ok(vec![
-        ("newest", time(CallQuery::default(), Some(100.min(cdrs)))?),
-        (
-            "account",
-            time(
-                CallQuery {
-                    account: Some(format!("acct-{account}")),
-                    ..CallQuery::default()
-                },
-                Some(of_account),
-            )?,
-        ),
-        (
-            "gateway",
-            time(
-                CallQuery {
-                    gateway: Some("vendor-7".into()),
-                    ..CallQuery::default()
-                },
-                Some(of_vendor),
-            )?,
-        ),
-        (
-            "callee",
-            time(
-                CallQuery {
-                    callee: Some("1234".into()),
-                    ..CallQuery::default()
-                },
-                None,
-            )?,
-        ),
-        ("disk bytes per record", bytes as f64 / cdrs.max(1) as f64),
-        // Matches nothing: reads every record (3 runs).
-        (
-            "full-scan",
-            timed(
-                CallQuery {
-                    callee: Some("none".into()),
-                    ..CallQuery::default()
-                },
-                Some(0),
-                3,
-            )?,
-        ),
-    ])
+    report("disk bytes per record", bytes as f64 / cdrs.max(1) as f64);
+    report("newest", time(CallQuery::default(), Some(100.min(cdrs)))?);
+    let of = |account: Option<String>, gateway: Option<String>| CallQuery {
+        account,
+        gateway,
+        ..CallQuery::default()
+    };
+    report(
+        "account",
+        time(of(Some(format!("acct-{account}")), None), Some(of_account))?,
+    );
+    report(
+        "gateway",
+        time(of(None, Some("vendor-7".into())), Some(of_vendor))?,
+    );
+    let callee = |callee: &str| CallQuery {
+        callee: Some(callee.into()),
+        ..CallQuery::default()
+    };
+    report("callee", time(callee("1234"), None)?);
+    // Matches nothing: reads every record (3 runs).
+    report("full-scan", timed(callee("none"), Some(0), 3)?);
+    Ok(())
 }
 
 fn record(call_id: &str) -> CallRecord {
