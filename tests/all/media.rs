@@ -239,6 +239,19 @@ async fn pin_codecs(
     Ok(())
 }
 
+/// A relaying server (see [`relaying_server`]) whose caller's gateway pins PCMA and
+/// vendor's G.729, both allowing conversion, both with G.729 negotiation `g729_mode`.
+async fn transcoding_server(
+    dir: &Path,
+    ports: u16,
+    g729_mode: &str,
+) -> Result<(TestServer, Vendor)> {
+    let (s, vendor) = relaying_server(dir, ports).await?;
+    let media = json!({ "codec_mode": "specified", "allow_conversion": true, "g729": g729_mode });
+    pin_codecs(&s, &vendor, &media, "PCMA", "G729").await?;
+    Ok((s, vendor))
+}
+
 /// An RTP packet: version 2, `pt`, sequence `seq`, 20 ms of 8 kHz audio per step.
 pub(crate) fn rtp(pt: u8, seq: u16, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, pt];
@@ -336,9 +349,7 @@ async fn relayed_media_crosses_both_ways_latches_and_times_out() -> Result<()> {
 #[tokio::test]
 async fn a_pcma_caller_and_a_g729_vendor_hear_each_other_through_the_transcoder() -> Result<()> {
     let dir = TempDir::new("media-transcode");
-    let (s, vendor) = relaying_server(&dir.0, 42_200).await?;
-    let pinned = json!({ "codec_mode": "specified", "allow_conversion": true });
-    pin_codecs(&s, &vendor, &pinned, "PCMA", "G729").await?;
+    let (s, vendor) = transcoding_server(&dir.0, 42_200, "auto").await?;
     let call = MediaCall::start(&s, &dir.0, &vendor, "8 101", ("18", "G729")).await?;
     call.is_relayed(&s);
 
@@ -541,12 +552,26 @@ fn shapes(packets: &[(Vec<u8>, SocketAddr)]) -> Vec<(u16, u32, usize)> {
         .collect()
 }
 
+/// `packets` are `count` in number, each with `bytes` of payload, numbered on without a
+/// gap and `step` timestamp units apart.
+fn evenly_cut(
+    packets: &[(u16, u32, usize)],
+    count: std::ops::RangeInclusive<usize>,
+    bytes: usize,
+    step: u32,
+) {
+    assert!(count.contains(&packets.len()), "{} packets", packets.len());
+    for pair in packets.windows(2) {
+        assert_eq!(pair[0].2, bytes, "{packets:?}");
+        assert_eq!(pair[1].0, pair[0].0.wrapping_add(1), "{packets:?}");
+        assert_eq!(pair[1].1, pair[0].1.wrapping_add(step), "{packets:?}");
+    }
+}
+
 #[tokio::test]
 async fn transcoded_audio_is_repacketised_to_each_sides_ptime() -> Result<()> {
     let dir = TempDir::new("media-ptime");
-    let (s, vendor) = relaying_server(&dir.0, 42_400).await?;
-    let pinned = json!({ "codec_mode": "specified", "allow_conversion": true });
-    pin_codecs(&s, &vendor, &pinned, "PCMA", "G729").await?;
+    let (s, vendor) = transcoding_server(&dir.0, 42_400, "auto").await?;
     // The vendor asks for 40 ms packets; the caller's SDP names no ptime (20 ms).
     let script = Script {
         vendor_ptime_ms: 40,
@@ -571,29 +596,10 @@ async fn transcoded_audio_is_repacketised_to_each_sides_ptime() -> Result<()> {
     }
     let at_vendor = shapes(&received(&call.vendor_sdp, Duration::from_millis(300)).await);
     let at_caller = shapes(&received(&call.caller_sdp, Duration::from_millis(300)).await);
-    // 50 packets of 20 ms reach the vendor as 25 of 40 ms (four 10-byte frames each),
-    // numbered on without a gap, 320 timestamp units apart.
-    assert!(
-        (23..=25).contains(&at_vendor.len()),
-        "{} packets reached the vendor",
-        at_vendor.len()
-    );
-    for pair in at_vendor.windows(2) {
-        assert_eq!(pair[0].2, 40, "{at_vendor:?}");
-        assert_eq!(pair[1].0, pair[0].0.wrapping_add(1), "{at_vendor:?}");
-        assert_eq!(pair[1].1, pair[0].1.wrapping_add(320), "{at_vendor:?}");
-    }
+    // 50 packets of 20 ms reach the vendor as 25 of 40 ms (four 10-byte frames each);
     // 25 packets of 40 ms reach the caller as 50 of 20 ms PCMA.
-    assert!(
-        (46..=50).contains(&at_caller.len()),
-        "{} packets reached the caller",
-        at_caller.len()
-    );
-    for pair in at_caller.windows(2) {
-        assert_eq!(pair[0].2, 160, "{at_caller:?}");
-        assert_eq!(pair[1].0, pair[0].0.wrapping_add(1), "{at_caller:?}");
-        assert_eq!(pair[1].1, pair[0].1.wrapping_add(160), "{at_caller:?}");
-    }
+    evenly_cut(&at_vendor, 23..=25, 40, 320);
+    evenly_cut(&at_caller, 46..=50, 160, 160);
     call.ends_by_rtp_timeout(&s).await?;
     s.stop().await
 }
@@ -601,17 +607,7 @@ async fn transcoded_audio_is_repacketised_to_each_sides_ptime() -> Result<()> {
 #[tokio::test]
 async fn a_vendor_offered_both_g729_names_may_pick_g729a_at_a_dynamic_type() -> Result<()> {
     let dir = TempDir::new("media-g729a");
-    let (s, vendor) = relaying_server(&dir.0, 42_600).await?;
-    let pinned = json!({ "codec_mode": "specified", "allow_conversion": true });
-    pin_codecs(&s, &vendor, &pinned, "PCMA", "G729").await?;
-    let mut media = pinned.clone();
-    media["codec"] = json!("G729");
-    media["g729"] = json!("g729_and_g729a");
-    let gateway = json!({ "address": format!("127.0.0.1:{}", vendor.port), "media": media });
-    let (status, body) = s
-        .admin("PUT", "/api/v1/routing-gateways/vendor-a", Some(gateway))
-        .await?;
-    anyhow::ensure!(status == 200, "{body}");
+    let (s, vendor) = transcoding_server(&dir.0, 42_600, "g729_and_g729a").await?;
     // The vendor answers G729a at 96, the type the offer gave it.
     let script = Script {
         vendor_event_pt: "100",
