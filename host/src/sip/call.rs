@@ -776,11 +776,17 @@ impl CallTask {
             Side::Caller => (0, 1),
             Side::Callee => (1, 0),
         };
+        let mode = [self.g729_modes.0, self.g729_modes.1][to_i];
         let mut names = self.g729_names.lock().unwrap_or_else(|e| e.into_inner());
+        // Most SDP never names G.729: then, in Auto, there is nothing to note or mirror
+        // and no need to read it twice more.
+        let names_g729 = |b: &[u8]| b.windows(4).any(|w| w.eq_ignore_ascii_case(b"G729"));
+        if mode == G729Mode::Auto && names[to_i].is_none() && !names_g729(original) {
+            return sdp.to_vec();
+        }
         if let Some(name) = crate::media::sdp::g729_name(original) {
             names[from_i] = Some(name);
         }
-        let mode = [self.g729_modes.0, self.g729_modes.1][to_i];
         crate::media::sdp::with_g729_names(sdp, mode, names[to_i].as_deref())
             .unwrap_or_else(|| sdp.to_vec())
     }
