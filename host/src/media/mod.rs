@@ -8,6 +8,7 @@ pub mod dtmf;
 mod ports;
 mod relay;
 mod repacketize;
+mod rtp;
 pub mod sdp;
 mod transcode_pool;
 

@@ -22,7 +22,8 @@ use tokio::task::JoinSet;
 use super::codec::{alaw_decode, alaw_encode, ulaw_decode, ulaw_encode, Codec, Transcoder};
 use super::dtmf::{self, Delivery, Event, EventFate, LegDtmf, Method, ToneWriter};
 use super::ports::PortLease;
-use super::transcode_pool::{rtp_payload_start, Direction, TranscodePool};
+use super::rtp;
+use super::transcode_pool::{Direction, TranscodePool};
 use crate::store::MediaSettings;
 
 /// Which side of the call.
@@ -58,6 +59,20 @@ struct LegState {
     g729_pt: AtomicU8,
 }
 
+impl LegState {
+    /// Make a relayed packet this side's (see [`OutStream::relayed`]).
+    fn relayed(&self, packet: &mut [u8], voice: bool) {
+        let g729_pt = self.g729_pt.load(Ordering::Relaxed);
+        lock(&self.out).relayed(packet, voice, g729_pt);
+    }
+
+    /// How a digit that came by `received` reaches this side.
+    fn delivery(&self, received: Method) -> Delivery {
+        let g711 = lock(&self.out).g711();
+        lock(&self.dtmf).delivery(received, g711)
+    }
+}
+
 /// The ptime of a side whose SDP names none (RFC 3551's default for G.711 and G.729).
 const DEFAULT_PTIME_MS: u32 = 20;
 
@@ -86,9 +101,6 @@ struct OutStream {
     shift: u16,
     /// Payload type of the last voice packet sent.
     voice_pt: Option<u8>,
-    /// The dynamic type this side's SDP gave G.729 (a `G729a` at 97, say): G.729 sent
-    /// to it is renumbered from 18.
-    g729_pt: Option<u8>,
     tone: Option<ToneWriter>,
 }
 
@@ -97,24 +109,23 @@ impl OutStream {
         matches!(self.voice_pt, Some(0 | 8))
     }
 
-    /// Make a relayed RTP packet this side's: its sequence number shifted, and a tone
+    /// Make a relayed RTP packet this side's: its sequence number shifted, G.729 voice
+    /// renumbered to `g729_pt` (the side's dynamic G.729 type; 0 for none), and a tone
     /// written over G.711 voice while one is due.
-    fn relayed(&mut self, packet: &mut [u8], voice: bool) {
-        let Some(start) = rtp_payload_start(packet) else {
+    fn relayed(&mut self, packet: &mut [u8], voice: bool, g729_pt: u8) {
+        let Some(start) = rtp::payload_start(packet) else {
             return;
         };
-        let seq = u16::from_be_bytes([packet[2], packet[3]]).wrapping_add(self.shift);
+        let seq = rtp::sequence(packet).wrapping_add(self.shift);
         packet[2..4].copy_from_slice(&seq.to_be_bytes());
-        let word =
-            |i: usize| u32::from_be_bytes([packet[i], packet[i + 1], packet[i + 2], packet[i + 3]]);
-        self.last = Some((word(8), seq, word(4)));
+        self.last = Some((rtp::ssrc(packet), seq, rtp::timestamp(packet)));
         if !voice {
             return;
         }
-        if let (18, Some(pt)) = (packet[1] & 0x7f, self.g729_pt) {
-            packet[1] = (packet[1] & 0x80) | pt;
+        if rtp::payload_type(packet) == 18 && g729_pt != 0 {
+            rtp::set_payload_type(packet, g729_pt);
         }
-        let pt = packet[1] & 0x7f;
+        let pt = rtp::payload_type(packet);
         self.voice_pt = Some(pt);
         let Some(tone) = self.tone.as_mut() else {
             return;
@@ -151,14 +162,12 @@ impl OutStream {
         let seq = seq.wrapping_add(1);
         self.shift = self.shift.wrapping_add(1);
         self.last = Some((ssrc, seq, ts));
-        let marker = if event_ts.is_none() { 0x80 } else { 0 };
+        let first = event_ts.is_none();
         let event_ts = event_ts.unwrap_or(ts.wrapping_add(160));
-        let mut packet = vec![0x80, marker | pt];
-        packet.extend_from_slice(&seq.to_be_bytes());
-        packet.extend_from_slice(&event_ts.to_be_bytes());
-        packet.extend_from_slice(&ssrc.to_be_bytes());
-        packet.extend_from_slice(payload);
-        (packet, event_ts)
+        (
+            rtp::packet(first, pt, seq, event_ts, ssrc, payload),
+            event_ts,
+        )
     }
 }
 
@@ -264,7 +273,8 @@ impl Relay {
     /// audio stream.
     pub fn carry_sdp(&self, sdp: &[u8], from: Side) -> Vec<u8> {
         let to = from.other();
-        if let Some(endpoint) = super::sdp::audio_endpoint(sdp) {
+        let view = super::sdp::audio(sdp).unwrap_or_default();
+        if let Some(endpoint) = view.endpoint {
             self.set_peer(from, endpoint);
         }
         let Some(moved) = self
@@ -273,21 +283,16 @@ impl Relay {
         else {
             return sdp.to_vec();
         };
-        let own = super::sdp::telephone_event(sdp);
-        lock(&self.leg(from).dtmf).saw_sdp(own);
-        let ptime = super::sdp::ptime(sdp).unwrap_or(DEFAULT_PTIME_MS);
-        self.leg(from).ptime_ms.store(ptime, Ordering::Relaxed);
-        let g729_pt = super::sdp::audio_formats(sdp)
-            .into_iter()
-            .find(|(pt, name)| *pt != 18 && super::sdp::is_g729(name))
-            .map(|(pt, _)| pt);
-        self.leg(from)
-            .g729_pt
-            .store(g729_pt.unwrap_or(0), Ordering::Relaxed);
-        lock(&self.leg(from).out).g729_pt = g729_pt;
+        let own = view.telephone_event();
+        let sender = self.leg(from);
+        lock(&sender.dtmf).saw_sdp(own);
+        let ptime = view.ptime.unwrap_or(DEFAULT_PTIME_MS);
+        sender.ptime_ms.store(ptime, Ordering::Relaxed);
+        let g729_pt = view.dynamic_g729().unwrap_or(0);
+        sender.g729_pt.store(g729_pt, Ordering::Relaxed);
         let pt = lock(&self.leg(to).dtmf).advertised_pt(own.is_some());
-        let carried = super::sdp::with_telephone_event(&moved, pt).unwrap_or(moved);
-        if let Some(pt) = super::sdp::telephone_event(&carried) {
+        let (carried, pt) = super::sdp::with_telephone_event(&moved, pt).unwrap_or((moved, None));
+        if let Some(pt) = pt {
             lock(&self.leg(to).dtmf).note_pt(pt);
         }
         self.refresh_detection();
@@ -313,7 +318,7 @@ impl Relay {
         // shift, its tone).
         let direction = |from: Codec, to: Codec, leg: &Arc<LegState>| {
             let out = leg.clone();
-            let finish = Box::new(move |packet: &mut [u8]| lock(&out.out).relayed(packet, true));
+            let finish = Box::new(move |packet: &mut [u8]| out.relayed(packet, true));
             self.shared.pool.direction(
                 Transcoder::new(from, to),
                 leg.ptime_ms.clone(),
@@ -347,9 +352,7 @@ impl Relay {
         }
         self.refresh_detection();
         let to = self.leg(from.other());
-        let g711 = lock(&to.out).g711();
-        let delivery = lock(&to.dtmf).delivery(Method::Info, g711);
-        match delivery {
+        match to.delivery(Method::Info) {
             Delivery::AsIs | Delivery::Info => true,
             other => {
                 deliver(to, from.other(), &self.shared, other, digit, duration_ms);
@@ -367,8 +370,7 @@ impl Relay {
     /// found there would reach the other side some other way.
     fn refresh_detection(&self) {
         for (from, to) in [(&self.caller, &self.callee), (&self.callee, &self.caller)] {
-            let g711 = lock(&to.out).g711();
-            let converts = lock(&to.dtmf).delivery(Method::Inband, g711) != Delivery::AsIs;
+            let converts = to.delivery(Method::Inband) != Delivery::AsIs;
             let detects = lock(&from.dtmf).detects_inband();
             from.detect_inband
                 .store(detects && converts, Ordering::Relaxed);
@@ -500,17 +502,17 @@ async fn forward_rtp(way: Way) {
             continue;
         };
         let packet = &mut buf[..n];
-        let Some(start) = rtp_payload_start(packet) else {
+        let Some(start) = rtp::payload_start(packet) else {
             // Not RTP (a STUN or keep-alive packet): as it is.
             let _ = to.rtp.send_to(packet, target).await;
             continue;
         };
-        let pt = packet[1] & 0x7f;
+        let pt = rtp::payload_type(packet);
         if lock(&from.dtmf).is_event(pt) {
             match way.event_fate(packet, start) {
                 EventFate::Forward(out_pt) => {
-                    packet[1] = (packet[1] & 0x80) | out_pt;
-                    lock(&to.out).relayed(packet, false);
+                    rtp::set_payload_type(packet, out_pt);
+                    to.relayed(packet, false);
                     let _ = to.rtp.send_to(packet, target).await;
                 }
                 EventFate::Drop => lock(&to.out).skipped(),
@@ -523,9 +525,9 @@ async fn forward_rtp(way: Way) {
         // G.729 under a dynamic type of this side's is G.729 (18) from here on.
         let g729_pt = from.g729_pt.load(Ordering::Relaxed);
         if g729_pt != 0 && pt == g729_pt {
-            packet[1] = (packet[1] & 0x80) | 18;
+            rtp::set_payload_type(packet, 18);
         }
-        let pt = packet[1] & 0x7f;
+        let pt = rtp::payload_type(packet);
         // Voice in the codec this side converts from goes to its transcoding worker.
         let direction = lock(&from.transcoder).clone();
         if let Some(direction) = direction {
@@ -534,7 +536,7 @@ async fn forward_rtp(way: Way) {
                 continue;
             }
         }
-        lock(&to.out).relayed(packet, true);
+        to.relayed(packet, true);
         let _ = to.rtp.send_to(packet, target).await;
     }
 }
@@ -543,7 +545,7 @@ impl Way {
     /// What becomes of a telephone-event packet: the first packet of each event (a new
     /// timestamp) decides for all of them, so a key counts once.
     fn event_fate(&self, packet: &[u8], start: usize) -> EventFate {
-        let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let ts = rtp::timestamp(packet);
         let accepted = {
             let mut d = lock(&self.from.dtmf);
             match d.current {
@@ -551,12 +553,12 @@ impl Way {
                 _ => d.accepts(Method::Rfc2833),
             }
         };
-        let delivery = self.delivery(Method::Rfc2833);
+        let delivery = self.to.delivery(Method::Rfc2833);
         let digit = Event::parse(&packet[start..]).and_then(|e| dtmf::digit_of_event(e.code));
         let fate = match (accepted, delivery, digit) {
             (false, ..) => EventFate::Drop,
             (true, Delivery::Rfc2833(pt), _) => EventFate::Forward(pt),
-            (true, Delivery::AsIs, _) => EventFate::Forward(packet[1] & 0x7f),
+            (true, Delivery::AsIs, _) => EventFate::Forward(rtp::payload_type(packet)),
             (true, other, Some(digit)) => {
                 self.deliver(other, digit);
                 EventFate::Drop
@@ -569,7 +571,7 @@ impl Way {
 
     /// Look for a key in a G.711 voice packet and send it on the other way.
     fn detect_tone(&self, packet: &[u8], start: usize) {
-        let decode = match packet[1] & 0x7f {
+        let decode = match rtp::payload_type(packet) {
             8 => alaw_decode,
             0 => ulaw_decode,
             _ => return,
@@ -582,13 +584,7 @@ impl Way {
                 _ => return,
             }
         };
-        self.deliver(self.delivery(Method::Inband), digit);
-    }
-
-    /// How a digit that came by `received` reaches the other side.
-    fn delivery(&self, received: Method) -> Delivery {
-        let g711 = lock(&self.to.out).g711();
-        lock(&self.to.dtmf).delivery(received, g711)
+        self.deliver(self.to.delivery(Method::Inband), digit);
     }
 
     fn deliver(&self, delivery: Delivery, digit: char) {

@@ -66,18 +66,8 @@ impl Repacketizer {
     fn packet(&mut self, pt: u8, payload: &[u8]) -> Vec<u8> {
         let seq = self.next_seq.unwrap_or_default();
         self.next_seq = Some(seq.wrapping_add(1));
-        let marker = if std::mem::take(&mut self.marker) {
-            0x80
-        } else {
-            0
-        };
-        let mut p = Vec::with_capacity(12 + payload.len());
-        p.extend_from_slice(&[0x80, marker | pt]);
-        p.extend_from_slice(&seq.to_be_bytes());
-        p.extend_from_slice(&self.pending_ts.to_be_bytes());
-        p.extend_from_slice(&self.ssrc.to_be_bytes());
-        p.extend_from_slice(payload);
-        p
+        let marker = std::mem::take(&mut self.marker);
+        super::rtp::packet(marker, pt, seq, self.pending_ts, self.ssrc, payload)
     }
 }
 

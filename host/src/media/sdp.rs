@@ -1,7 +1,8 @@
 //! The SDP a media relay reads and the few edits it makes. Reading goes through
 //! webrtc-sdp's typed view; edits are made on the text, because webrtc-sdp drops what
-//! it does not know and everything else must pass through byte for byte: attributes and media the host does not understand
-//! (`a=silenceSupp`, a T.38 `m=image` stream) reach the other side unchanged.
+//! it does not know and everything else must pass through byte for byte: attributes
+//! and media the host does not understand (`a=silenceSupp`, a T.38 `m=image` stream)
+//! reach the other side unchanged.
 //! Only the audio stream is relayed: its `m=` port, the connection address that applies
 //! to it, and its `a=rtcp:` port are rewritten; another stream that relied on the
 //! session-level address gets that address as its own `c=` line, so it keeps its path.
@@ -10,19 +11,47 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::store::G729Mode;
 
-/// The first audio stream as webrtc-sdp reads it. None when the SDP has no audio
-/// stream, or webrtc-sdp cannot read it at all (the SDP then passes untouched: the
-/// call keeps whatever media path its endpoints described).
-struct AudioView {
+/// The first audio stream as webrtc-sdp reads it.
+#[derive(Debug, Clone, Default)]
+pub struct AudioView {
     /// Where it wants RTP: its connection address (its own, else the session's) and port.
-    endpoint: Option<SocketAddr>,
+    pub endpoint: Option<SocketAddr>,
     /// Its payload types in the `m=` line's order, with their encoding names.
-    formats: Vec<(u8, String)>,
+    pub formats: Vec<(u8, String)>,
     /// Milliseconds of audio it wants per packet (`a=ptime`).
-    ptime: Option<u32>,
+    pub ptime: Option<u32>,
 }
 
-fn audio_view(sdp: &[u8]) -> Option<AudioView> {
+impl AudioView {
+    /// The payload type of its first telephone-event format.
+    pub fn telephone_event(&self) -> Option<u8> {
+        self.formats
+            .iter()
+            .find(|(_, name)| name.eq_ignore_ascii_case("telephone-event"))
+            .map(|(pt, _)| *pt)
+    }
+
+    /// The G.729 name it uses first (`G729`, `G729a`), if it offers G.729.
+    pub fn g729_name(&self) -> Option<&str> {
+        self.formats
+            .iter()
+            .find(|(_, n)| is_g729(n))
+            .map(|(_, n)| n.as_str())
+    }
+
+    /// The dynamic payload type it gives G.729 (a `G729a` at 97, say), if any.
+    pub fn dynamic_g729(&self) -> Option<u8> {
+        self.formats
+            .iter()
+            .find(|(pt, name)| *pt != 18 && is_g729(name))
+            .map(|(pt, _)| *pt)
+    }
+}
+
+/// The first audio stream of `sdp`. None when the SDP has no audio stream, or
+/// webrtc-sdp cannot read it at all (the SDP then passes untouched: the call keeps
+/// whatever media path its endpoints described).
+pub fn audio(sdp: &[u8]) -> Option<AudioView> {
     use webrtc_sdp::address::ExplicitlyTypedAddress;
     use webrtc_sdp::attribute_type::SdpAttribute;
     use webrtc_sdp::media_type::{SdpFormatList, SdpMediaValue};
@@ -120,7 +149,7 @@ fn audio_only(text: &str) -> Option<String> {
 /// Where a side wants its audio RTP: the audio stream's connection address and port.
 /// None when the SDP has no audio stream, or no address for it.
 pub fn audio_endpoint(sdp: &[u8]) -> Option<SocketAddr> {
-    audio_view(sdp)?.endpoint
+    audio(sdp)?.endpoint
 }
 
 fn connection_line(addr: IpAddr) -> String {
@@ -202,15 +231,10 @@ pub fn relay_audio(sdp: &[u8], addr: IpAddr, port: u16) -> Option<Vec<u8>> {
     Some(out.into_bytes())
 }
 
-/// The audio stream's `a=ptime`: milliseconds of audio it wants per packet.
-pub fn ptime(sdp: &[u8]) -> Option<u32> {
-    audio_view(sdp)?.ptime
-}
-
 /// The audio stream's payload types with the encoding names their `a=rtpmap` lines
 /// (or the static table) give, in the `m=` line's order.
 pub fn audio_formats(sdp: &[u8]) -> Vec<(u8, String)> {
-    audio_view(sdp).map(|a| a.formats).unwrap_or_default()
+    audio(sdp).map(|a| a.formats).unwrap_or_default()
 }
 
 fn static_name(pt: u8) -> &'static str {
@@ -283,16 +307,14 @@ pub fn offer_only(sdp: &[u8], codec: super::codec::Codec, encodes: bool) -> Opti
 
 /// The payload type of the audio stream's first telephone-event format.
 pub fn telephone_event(sdp: &[u8]) -> Option<u8> {
-    audio_formats(sdp)
-        .into_iter()
-        .find(|(_, name)| name.eq_ignore_ascii_case("telephone-event"))
-        .map(|(pt, _)| pt)
+    audio(sdp)?.telephone_event()
 }
 
 /// `sdp` with the audio stream's telephone-event formats replaced by one at `pt`
 /// (keys 0-16), or removed when `pt` is none. A `pt` some codec already uses gives way
-/// to the first free dynamic type. Everything else passes as it was.
-pub fn with_telephone_event(sdp: &[u8], pt: Option<u8>) -> Option<Vec<u8>> {
+/// to the first free dynamic type. Everything else passes as it was. With it, the type
+/// the telephone-events now have.
+pub fn with_telephone_event(sdp: &[u8], pt: Option<u8>) -> Option<(Vec<u8>, Option<u8>)> {
     let text = std::str::from_utf8(sdp).ok()?;
     let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let formats = audio_formats(sdp);
@@ -349,7 +371,7 @@ pub fn with_telephone_event(sdp: &[u8], pt: Option<u8>) -> Option<Vec<u8>> {
     if let Some(lines) = pending {
         out.push_str(&lines);
     }
-    Some(out.into_bytes())
+    Some((out.into_bytes(), pt.filter(|_| seen_audio)))
 }
 
 /// Whether an encoding name is one of G.729's (`G729`, `G729a`, `G729A`, ...).
@@ -360,10 +382,7 @@ pub fn is_g729(name: &str) -> bool {
 
 /// The G.729 name the audio stream uses first (`G729`, `G729a`), if it offers G.729.
 pub fn g729_name(sdp: &[u8]) -> Option<String> {
-    audio_formats(sdp)
-        .into_iter()
-        .find(|(_, n)| is_g729(n))
-        .map(|(_, n)| n)
+    audio(sdp)?.g729_name().map(str::to_string)
 }
 
 /// `sdp` with its G.729 formats named as a gateway's G.729 negotiation mode says:
@@ -549,7 +568,8 @@ mod tests {
 
     #[test]
     fn telephone_events_are_replaced_by_the_legs_own_payload_type() {
-        let out = with_telephone_event(OFFER.as_bytes(), Some(96)).unwrap();
+        let (out, pt) = with_telephone_event(OFFER.as_bytes(), Some(96)).unwrap();
+        assert_eq!(pt, Some(96));
         let out = String::from_utf8(out).unwrap();
         assert!(
             out.contains("m=audio 4000 RTP/AVP 8 96\r\na=rtpmap:8 PCMA/8000\r\na=silenceSupp:off - - - -\r\na=rtcp:4001\r\na=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-16\r\nm=image"),
@@ -558,14 +578,14 @@ mod tests {
         assert_eq!(telephone_event(out.as_bytes()), Some(96));
         // Removed, and a type a codec holds gives way.
         let none =
-            String::from_utf8(with_telephone_event(OFFER.as_bytes(), None).unwrap()).unwrap();
+            String::from_utf8(with_telephone_event(OFFER.as_bytes(), None).unwrap().0).unwrap();
         assert!(
             none.contains("m=audio 4000 RTP/AVP 8\r\n") && !none.contains("telephone-event"),
             "{none}"
         );
-        let clash = with_telephone_event(OFFER.as_bytes(), Some(8)).unwrap();
-        assert_eq!(telephone_event(&clash), Some(96));
-        let added = with_telephone_event(b"v=0\nm=audio 5 RTP/AVP 0\n", Some(101)).unwrap();
+        let (clash, pt) = with_telephone_event(OFFER.as_bytes(), Some(8)).unwrap();
+        assert_eq!((telephone_event(&clash), pt), (Some(96), Some(96)));
+        let (added, _) = with_telephone_event(b"v=0\nm=audio 5 RTP/AVP 0\n", Some(101)).unwrap();
         assert_eq!(
             String::from_utf8(added).unwrap(),
             "v=0\nm=audio 5 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16\n"

@@ -12,6 +12,7 @@ use tokio::net::UdpSocket;
 
 use super::codec::{Codec, Transcoder};
 use super::repacketize::{Cut, Incoming, Repacketizer};
+use super::rtp;
 
 /// Packets a worker may have waiting: 200 ms of 100 duplex calls.
 const QUEUE: usize = 2_000;
@@ -123,7 +124,7 @@ impl TranscodePool {
 /// The packets `packet`'s voice becomes: converted, and cut to the receiving side's
 /// ptime (so none, one or several). None when it is not RTP.
 fn convert(direction: &Direction, packet: &[u8]) -> Vec<Vec<u8>> {
-    let Some(start) = rtp_payload_start(packet) else {
+    let Some(start) = rtp::payload_start(packet) else {
         return Vec::new();
     };
     // Padding (the P bit) is not voice.
@@ -136,13 +137,11 @@ fn convert(direction: &Direction, packet: &[u8]) -> Vec<Vec<u8>> {
     let Some(payload) = packet.get(start..end) else {
         return Vec::new();
     };
-    let word =
-        |i: usize| u32::from_be_bytes([packet[i], packet[i + 1], packet[i + 2], packet[i + 3]]);
     let incoming = Incoming {
-        seq: u16::from_be_bytes([packet[2], packet[3]]),
-        ts: word(4),
-        ssrc: word(8),
-        marker: packet[1] & 0x80 != 0,
+        seq: rtp::sequence(packet),
+        ts: rtp::timestamp(packet),
+        ssrc: rtp::ssrc(packet),
+        marker: rtp::marker(packet),
     };
     let mut state = direction.state.lock().unwrap_or_else(|e| e.into_inner());
     let (transcoder, repacketizer) = &mut *state;
@@ -154,17 +153,4 @@ fn convert(direction: &Direction, packet: &[u8]) -> Vec<Vec<u8>> {
         frames: (direction.out_ptime_ms.load(Ordering::Relaxed) / 10).clamp(1, 20) as usize,
     };
     repacketizer.push(incoming, &audio, cut)
-}
-
-/// Where an RTP packet's payload starts (after CSRCs and a header extension).
-pub(super) fn rtp_payload_start(packet: &[u8]) -> Option<usize> {
-    if packet.len() < 12 || packet[0] >> 6 != 2 {
-        return None;
-    }
-    let mut start = 12 + 4 * usize::from(packet[0] & 0x0f);
-    if packet[0] & 0x10 != 0 {
-        let words = u16::from_be_bytes([*packet.get(start + 2)?, *packet.get(start + 3)?]);
-        start += 4 + 4 * usize::from(words);
-    }
-    (start <= packet.len()).then_some(start)
 }
