@@ -18,7 +18,7 @@ use crate::store::{AttemptRecord, CallRecord, EndReason, G729Mode, RoutingGatewa
 
 use super::admission::{Admit, Slot};
 use super::digest::Challenge;
-use super::live::LiveCall;
+use super::live::{LiveCall, LiveMedia};
 use super::message::{param, uri_of, user_of, Message, Outgoing};
 use super::record::{answered_codec, call_record, Origin};
 use super::session_timer::{parse_session_expires, LegTimer};
@@ -485,18 +485,25 @@ impl CallTask {
 
     /// Show the call as it stands in the live view.
     fn publish(&self) {
-        let relay = self.relay.as_ref().filter(|_| self.relaying);
-        self.core.live.update(LiveCall::of(
-            &self.record,
-            relay,
-            relay.is_some() && self.transcoding.is_some(),
-        ));
+        self.core
+            .live
+            .update(LiveCall::of(&self.record, self.live_media()));
     }
 
-    /// The DTMF methods the relay has seen each leg use.
-    fn dtmf_methods(&self) -> [Option<crate::media::dtmf::Method>; 2] {
-        let relay = self.relay.as_ref().filter(|_| self.relaying);
-        [Side::Caller, Side::Callee].map(|side| relay.and_then(|r| r.dtmf_method(side)))
+    /// The relay, while this call's media goes through it.
+    fn active_relay(&self) -> Option<&Relay> {
+        self.relay.as_ref().filter(|_| self.relaying)
+    }
+
+    /// What the live view shows of the call's media: whether it is relayed and
+    /// transcoded, and the DTMF methods the relay has seen each leg use.
+    fn live_media(&self) -> LiveMedia {
+        let relay = self.active_relay();
+        LiveMedia {
+            relayed: relay.is_some(),
+            transcoded: relay.is_some() && self.transcoding.is_some(),
+            dtmf: [Side::Caller, Side::Callee].map(|side| relay.and_then(|r| r.dtmf_method(side))),
+        }
     }
 
     /// Screen, route, try the attempts; then, if answered, carry the call to its end.
@@ -725,7 +732,7 @@ impl CallTask {
         if body.is_empty() {
             return Vec::new();
         }
-        let carried = match self.relay.as_ref().filter(|_| self.relaying) {
+        let carried = match self.active_relay() {
             Some(relay) => relay.carry_sdp(body, from),
             None => body.to_vec(),
         };
@@ -756,7 +763,7 @@ impl CallTask {
     /// Whether an INFO from one side goes on to the other as it is. A DTMF INFO of a
     /// relayed call is the relay's to convert or refuse; anything else goes on.
     fn info_goes_on(&self, msg: &Message, from_a: bool) -> bool {
-        let Some(relay) = self.relay.as_ref().filter(|_| self.relaying) else {
+        let Some(relay) = self.active_relay() else {
             return true;
         };
         let content_type = msg.content_type().unwrap_or_default();
@@ -1156,11 +1163,7 @@ impl CallTask {
                 invite.cseq,
             );
             let branch = param(&invite.via, "branch").unwrap_or_default().to_string();
-            let mut cancel_rx = core
-                .txs
-                .request(cancel, &branch, "CANCEL", peer, None)
-                .await;
-            tokio::spawn(async move { while cancel_rx.recv().await.is_some() {} });
+            send_and_forget(&core, cancel, &branch, "CANCEL", peer).await;
         }
         let via_base = self.via(peer);
         let invite = invite.clone();
@@ -1234,7 +1237,7 @@ impl CallTask {
         }
         let answer_body = self.carry_sdp(&answer.body, Side::Callee);
         let ok = ok.body(answer.content_type(), &answer_body);
-        if let Some(relay) = self.relay.as_ref().filter(|_| self.relaying) {
+        if let Some(relay) = self.active_relay() {
             relay.reset_silence();
         }
         // Spec decision 4: the no-timer maximum applies when neither leg runs a timer.
@@ -1293,7 +1296,7 @@ impl CallTask {
         let watch_rtp = self.relaying && rtp_timeout > 0;
         let mut rtp_check = tokio::time::interval(Duration::from_secs(1));
         let mut info_digits = self.info_digits.take().filter(|_| self.relaying);
-        let mut published_dtmf = self.dtmf_methods();
+        let mut published_media = self.live_media();
 
         let reason = loop {
             tokio::select! {
@@ -1303,12 +1306,12 @@ impl CallTask {
                 }
                 _ = rtp_check.tick(), if watch_rtp => {
                     // The live view follows the legs' DTMF methods.
-                    let methods = self.dtmf_methods();
-                    if methods != published_dtmf {
-                        published_dtmf = methods;
+                    let media = self.live_media();
+                    if media != published_media {
+                        published_media = media;
                         self.publish();
                     }
-                    let relay = self.relay.as_ref().expect("a relaying call has its relay");
+                    let relay = self.active_relay().expect("a relaying call has its relay");
                     let silent = [Side::Caller, Side::Callee].map(|side| relay.silent_secs(side));
                     if let Some(i) = silent.iter().position(|s| *s >= rtp_timeout) {
                         tracing::info!(side = ["caller", "vendor"][i], silent_secs = silent[i], "RTP timeout");
@@ -1593,23 +1596,30 @@ async fn send_ack_with(core: &Arc<SipCore>, leg: &Leg, cseq: u32, via: &str, bod
     core.txs.send_stateless(&ack, leg.peer).await;
 }
 
-/// BYE a leg; its transaction runs on without us (retransmission, timeout).
+/// BYE a leg.
 async fn send_bye(core: &Arc<SipCore>, leg: &mut Leg, via: &str) {
     let (bye, branch) = leg.request("BYE", via);
-    let mut rx = core.txs.request(bye, &branch, "BYE", leg.peer, None).await;
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    send_and_forget(core, bye, &branch, "BYE", leg.peer).await;
 }
 
-/// Send a converted digit to a leg as an `application/dtmf-relay` INFO; its
-/// transaction runs on without us.
+/// Send a converted digit to a leg as an `application/dtmf-relay` INFO.
 async fn send_info_digit(core: &Arc<SipCore>, leg: &mut Leg, via: &str, d: InfoDigit) {
     let (info, branch) = leg.request("INFO", via);
     let body = crate::media::dtmf::info_body(d.digit, d.duration_ms);
     let info = info.body(Some("application/dtmf-relay"), body.as_bytes());
-    let mut rx = core
-        .txs
-        .request(info, &branch, "INFO", leg.peer, None)
-        .await;
+    send_and_forget(core, info, &branch, "INFO", leg.peer).await;
+}
+
+/// Send a request whose answer nobody waits for; its transaction runs on without us
+/// (retransmission, timeout).
+async fn send_and_forget(
+    core: &Arc<SipCore>,
+    req: Outgoing,
+    branch: &str,
+    method: &str,
+    peer: Peer,
+) {
+    let mut rx = core.txs.request(req, branch, method, peer, None).await;
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
 }
 

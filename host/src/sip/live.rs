@@ -7,7 +7,6 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::media::dtmf::Method;
-use crate::media::{Relay, Side};
 use crate::store::CallRecord;
 
 /// One call in progress.
@@ -46,10 +45,20 @@ pub struct LiveCall {
     pub callee_dtmf: Option<Method>,
 }
 
+/// What the live view shows of a call's media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct LiveMedia {
+    /// Media goes through the relay.
+    pub relayed: bool,
+    /// The relay converts codecs.
+    pub transcoded: bool,
+    /// The DTMF methods the (caller's, vendor's) legs use.
+    pub dtmf: [Option<Method>; 2],
+}
+
 impl LiveCall {
     /// The live view of a call whose record so far is `record`.
-    pub(super) fn of(record: &CallRecord, relay: Option<&Relay>, transcoded: bool) -> LiveCall {
-        let dtmf = |side| relay.and_then(|r| r.dtmf_method(side));
+    pub(super) fn of(record: &CallRecord, media: LiveMedia) -> LiveCall {
         LiveCall {
             call_id: record.call_id.clone(),
             tenant: record.tenant.clone(),
@@ -65,10 +74,10 @@ impl LiveCall {
             answer_ms: record.answer_ms,
             codec_in: record.codec_in.clone(),
             codec_out: record.codec_out.clone(),
-            relayed: relay.is_some(),
-            transcoded,
-            caller_dtmf: dtmf(Side::Caller),
-            callee_dtmf: dtmf(Side::Callee),
+            relayed: media.relayed,
+            transcoded: media.transcoded,
+            caller_dtmf: media.dtmf[0],
+            callee_dtmf: media.dtmf[1],
         }
     }
 }
