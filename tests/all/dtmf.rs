@@ -293,6 +293,18 @@ async fn receive_mode_all_locks_a_leg_to_its_first_method() -> Result<()> {
     s.stop().await
 }
 
+/// How many A-law packets among `packets` carry both tones of a key.
+fn toned_packets(packets: &[(Vec<u8>, SocketAddr)], low: f64, high: f64) -> usize {
+    packets
+        .iter()
+        .filter(|(p, _)| p[1] & 0x7f == 8)
+        .filter(|(p, _)| {
+            let pcm: Vec<i16> = p[12..].iter().map(|&b| alaw_decode(b)).collect();
+            tone_share(&pcm, low) > 0.3 && tone_share(&pcm, high) > 0.3
+        })
+        .count()
+}
+
 /// 20 ms of A-law: `key`'s two tones from packet 20 to 24 (100 ms), silence otherwise.
 fn keyed_voice(low: f64, high: f64) -> impl Fn(usize) -> Vec<u8> {
     move |n| {
@@ -326,14 +338,7 @@ async fn telephone_events_become_tones_and_tones_become_telephone_events() -> Re
 
     // The vendor hears key 9 (852 and 1477 Hz) in its audio, and gets no events.
     assert!(events(&at_vendor, 101).is_empty());
-    let toned = at_vendor
-        .iter()
-        .filter(|(p, _)| p[1] & 0x7f == 8)
-        .filter(|(p, _)| {
-            let pcm: Vec<i16> = p[12..].iter().map(|&b| alaw_decode(b)).collect();
-            tone_share(&pcm, 852.0) > 0.3 && tone_share(&pcm, 1477.0) > 0.3
-        })
-        .count();
+    let toned = toned_packets(&at_vendor, 852.0, 1477.0);
     assert!(
         (4..=6).contains(&toned),
         "{toned} packets carry key 9's tones"
@@ -346,5 +351,75 @@ async fn telephone_events_become_tones_and_tones_become_telephone_events() -> Re
     assert!(voice >= 85, "{voice} voice packets");
     assert!(continuous(&at_caller));
     call.ends_by_rtp_timeout(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn the_callers_side_gets_tones_and_its_tones_become_the_vendors_events() -> Result<()> {
+    let dir = TempDir::new("dtmf-inband-caller");
+    let (s, vendor) = relaying_server(&dir.0, 44_000).await?;
+    let inband = json!({ "media": { "dtmf_send": "inband" } });
+    carrier(&s, inband, &[&vendor]).await?;
+    vendor_media(&s, &vendor, json!({ "rfc2833_payload": 96 })).await?;
+    let call = MediaCall::start(&s, &dir.0, &vendor, "8 101", ("8 96", "PCMA")).await?;
+    // The vendor presses 9 by telephone-event; the caller's audio carries key 3.
+    let (to_vendor, to_caller) = (
+        stream_with_event(keyed_voice(697.0, 1477.0), None, 0),
+        stream_with_event(silence, Some((96, 9)), 40),
+    );
+    let (at_vendor, at_caller) = exchange(&call, &to_vendor, &to_caller).await?;
+
+    // The caller's gateway wants tones: key 9 (852 and 1477 Hz) in its audio, no events.
+    assert!(events(&at_caller, 96).is_empty() && events(&at_caller, 101).is_empty());
+    let toned = toned_packets(&at_caller, 852.0, 1477.0);
+    assert!(
+        (4..=6).contains(&toned),
+        "{toned} packets carry key 9's tones"
+    );
+    // The vendor, which answered telephone-events, gets key 3 once as its type 96.
+    assert_eq!(keys(&at_vendor, 96), [3], "{:?}", events(&at_vendor, 96));
+    assert!(continuous(&at_vendor) && continuous(&at_caller));
+    call.ends_by_rtp_timeout(&s).await?;
+    assert_eq!(info_keys(&dir.0.join("vendor"), "vendor_info"), "");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn sip_infos_become_the_callers_events_and_the_vendors_tones() -> Result<()> {
+    let dir = TempDir::new("dtmf-info-both");
+    let (s, vendor) = relaying_server(&dir.0, 44_200).await?;
+    let rfc2833 = json!({ "media": { "dtmf_send": "rfc2833" } });
+    carrier(&s, rfc2833, &[&vendor]).await?;
+    vendor_media(&s, &vendor, json!({ "dtmf_send": "inband" })).await?;
+    // Each side sends one INFO a second into the call: the caller key 4, the vendor 6.
+    let call = MediaCall::start_with(
+        &s,
+        &dir.0,
+        &vendor,
+        "8 101",
+        ("8", "PCMA"),
+        &Script {
+            uac: "uac_media_info.xml",
+            uac_keys: &[("digit", "4")],
+            uas: "uas_media_info.xml",
+            uas_keys: &[("digit", "6")],
+            ..Script::default()
+        },
+    )
+    .await?;
+    let voice = stream_with_event(silence, None, 0);
+    let (at_vendor, at_caller) = exchange(&call, &voice, &voice).await?;
+
+    // Key 6 reaches the caller once as telephone-events of its own type 101.
+    assert_eq!(keys(&at_caller, 101), [6], "{:?}", events(&at_caller, 101));
+    assert!(continuous(&at_caller), "added packets keep the numbering");
+    // Key 4 reaches the vendor as its two tones (770 and 1209 Hz), not as an event.
+    assert!(events(&at_vendor, 101).is_empty() && events(&at_vendor, 96).is_empty());
+    let toned = toned_packets(&at_vendor, 770.0, 1209.0);
+    assert!((4..=8).contains(&toned), "{toned} packets carry key 4's tones");
+    call.ends_by_rtp_timeout(&s).await?;
+    // Both INFOs ended at the host, each answered 200 (as both scenarios check).
+    assert_eq!(info_keys(&dir.0.join("vendor"), "vendor_info"), "");
+    assert_eq!(info_keys(&dir.0.join("caller"), "caller_info"), "");
     s.stop().await
 }

@@ -55,11 +55,13 @@ pub(crate) async fn relaying_server(dir: &Path, ports: u16) -> Result<(TestServe
     Ok((s, Vendor::new("vendor-a")))
 }
 
-/// What the parties of a [`MediaCall`] run: the caller's scenario and its extra
+/// What the parties of a [`MediaCall`] run: each side's scenario and its extra
 /// `-key`s, and the ptime and telephone-event type of the vendor's answer.
 pub(crate) struct Script<'a> {
     pub(crate) uac: &'a str,
     pub(crate) uac_keys: &'a [(&'a str, &'a str)],
+    pub(crate) uas: &'a str,
+    pub(crate) uas_keys: &'a [(&'a str, &'a str)],
     pub(crate) vendor_ptime_ms: u32,
     pub(crate) vendor_event_pt: &'a str,
 }
@@ -69,6 +71,8 @@ impl Default for Script<'_> {
         Script {
             uac: "uac_media.xml",
             uac_keys: &[],
+            uas: "uas_media.xml",
+            uas_keys: &[],
             vendor_ptime_ms: 20,
             vendor_event_pt: "96",
         }
@@ -116,37 +120,43 @@ impl MediaCall {
         let (caller_rtp, vendor_rtp) = (port(&caller_sdp)?, port(&vendor_sdp)?);
         let vendor_dir = dir.join("vendor");
         let vendor_port = vendor.port.to_string();
-        let uas = Sipp::spawn_in(
-            &vendor_dir,
-            &[
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &vendor_port,
-                "-m",
-                "1",
-                "-sf",
-                &scenario("uas_media.xml").to_string_lossy(),
-                "-key",
-                "vendor_rtp",
-                &vendor_rtp,
-                "-key",
-                "vendor_pt",
-                vendor_codec.0,
-                "-key",
-                "vendor_codec",
-                vendor_codec.1,
-                "-key",
-                "vendor_codec_pt",
-                vendor_codec.0.split(' ').next().unwrap_or_default(),
-                "-key",
-                "vendor_event_pt",
-                script.vendor_event_pt,
-                "-key",
-                "vendor_ptime",
-                &script.vendor_ptime_ms.to_string(),
-            ],
-        )?;
+        let uas_path = scenario(script.uas).to_string_lossy().into_owned();
+        let (vendor_codec_pt, vendor_ptime) = (
+            vendor_codec.0.split(' ').next().unwrap_or_default(),
+            script.vendor_ptime_ms.to_string(),
+        );
+        let mut args = vec![
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &vendor_port,
+            "-m",
+            "1",
+            "-sf",
+            &uas_path,
+            "-key",
+            "vendor_rtp",
+            &vendor_rtp,
+            "-key",
+            "vendor_pt",
+            vendor_codec.0,
+            "-key",
+            "vendor_codec",
+            vendor_codec.1,
+            "-key",
+            "vendor_codec_pt",
+            vendor_codec_pt,
+            "-key",
+            "vendor_event_pt",
+            script.vendor_event_pt,
+            "-key",
+            "vendor_ptime",
+            &vendor_ptime,
+        ];
+        for (key, value) in script.uas_keys {
+            args.extend(["-key", key, value]);
+        }
+        let uas = Sipp::spawn_in(&vendor_dir, &args)?;
         let caller_dir = dir.join("caller");
         let target = s.server.sip.addr.to_string();
         let uac_path = scenario(script.uac).to_string_lossy().into_owned();
