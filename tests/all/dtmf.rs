@@ -416,7 +416,10 @@ async fn sip_infos_become_the_callers_events_and_the_vendors_tones() -> Result<(
     // Key 4 reaches the vendor as its two tones (770 and 1209 Hz), not as an event.
     assert!(events(&at_vendor, 101).is_empty() && events(&at_vendor, 96).is_empty());
     let toned = toned_packets(&at_vendor, 770.0, 1209.0);
-    assert!((4..=8).contains(&toned), "{toned} packets carry key 4's tones");
+    assert!(
+        (4..=8).contains(&toned),
+        "{toned} packets carry key 4's tones"
+    );
     call.ends_by_rtp_timeout(&s).await?;
     // Both INFOs ended at the host, each answered 200 (as both scenarios check).
     assert_eq!(info_keys(&dir.0.join("vendor"), "vendor_info"), "");

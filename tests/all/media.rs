@@ -43,9 +43,14 @@ pub(crate) async fn received(socket: &UdpSocket, wait: Duration) -> Vec<(Vec<u8>
 /// A server relaying every call's media on 100 ports from `ports` (tests running at
 /// once need ranges of their own), with a 2 s RTP timeout, and one vendor.
 pub(crate) async fn relaying_server(dir: &Path, ports: u16) -> Result<(TestServer, Vendor)> {
+    media_server(dir, ports, MediaProxy::On).await
+}
+
+/// A server whose media proxy mode is `mode`, otherwise as [`relaying_server`].
+async fn media_server(dir: &Path, ports: u16, mode: MediaProxy) -> Result<(TestServer, Vendor)> {
     let s = TestServer::start_configured(dir, |c| {
         c.sip.media = MediaConfig {
-            proxy_mode: MediaProxy::On,
+            proxy_mode: mode,
             port_start: ports,
             port_end: ports + 100,
             rtp_timeout_secs: 2,
@@ -64,6 +69,8 @@ pub(crate) struct Script<'a> {
     pub(crate) uas_keys: &'a [(&'a str, &'a str)],
     pub(crate) vendor_ptime_ms: u32,
     pub(crate) vendor_event_pt: &'a str,
+    /// The address the vendor's SDP names (its NAT when not where it signals from).
+    pub(crate) vendor_media_ip: &'a str,
 }
 
 impl Default for Script<'_> {
@@ -75,6 +82,7 @@ impl Default for Script<'_> {
             uas_keys: &[],
             vendor_ptime_ms: 20,
             vendor_event_pt: "96",
+            vendor_media_ip: "127.0.0.1",
         }
     }
 }
@@ -152,6 +160,8 @@ impl MediaCall {
             "-key",
             "vendor_ptime",
             &vendor_ptime,
+            "-mi",
+            script.vendor_media_ip,
         ];
         for (key, value) in script.uas_keys {
             args.extend(["-key", key, value]);
@@ -352,6 +362,66 @@ async fn relayed_media_crosses_both_ways_latches_and_times_out() -> Result<()> {
             .len()
             <= 10
     );
+    call.ends_by_rtp_timeout(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn auto_mode_moves_a_vendor_behind_nat_to_the_relay_by_re_invite() -> Result<()> {
+    let dir = TempDir::new("media-vendor-nat");
+    let (s, vendor) = media_server(&dir.0, 44_400, MediaProxy::Auto).await?;
+    carrier(&s, json!({}), &[&vendor]).await?;
+    // The vendor signals from 127.0.0.1 but its SDP names 127.0.0.2; it sends its RTP
+    // from 127.0.0.1, as a phone behind NAT would from its public address.
+    let script = Script {
+        uas: "uas_media_nat.xml",
+        vendor_media_ip: "127.0.0.2",
+        ..Script::default()
+    };
+    let call = MediaCall::start_with(&s, &dir.0, &vendor, "8 101", ("8", "PCMA"), &script).await?;
+    // The first offer went direct (the caller's own port); the re-INVITE moved the
+    // vendor to the relay, one origin version on, and the caller's answer names it.
+    let vendor_dir = dir.0.join("vendor");
+    assert_eq!(
+        written_port(&vendor_dir, "vendor_first_port").await?,
+        call.caller_sdp.local_addr()?.port()
+    );
+    call.is_relayed(&s);
+    assert!(
+        written_line(&vendor_dir, "vendor_reoffer_origin")?
+            .starts_with("o=user1 53655765 2353687638 "),
+        "{}",
+        written_line(&vendor_dir, "vendor_reoffer_origin")?
+    );
+    for i in 0..50u8 {
+        call.caller_sdp
+            .send_to(&rtp(8, i.into(), &[b'a', i]), call.caller_side)
+            .await?;
+        call.vendor_sdp
+            .send_to(&rtp(8, i.into(), &[b'b', i]), call.vendor_side)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Both ways cross the relay: the vendor's media reaches the caller from the relay,
+    // and the caller's reaches the vendor where it really sends from, not 127.0.0.2.
+    let at_vendor = received(&call.vendor_sdp, Duration::from_millis(300)).await;
+    let at_caller = received(&call.caller_sdp, Duration::from_millis(300)).await;
+    assert!(
+        at_vendor.len() >= 40,
+        "{} of 50 reached the vendor",
+        at_vendor.len()
+    );
+    assert!(at_vendor
+        .iter()
+        .all(|(p, from)| p[12] == b'a' && *from == call.vendor_side));
+    assert!(
+        at_caller.len() >= 45,
+        "{} of 50 reached the caller",
+        at_caller.len()
+    );
+    assert!(at_caller
+        .iter()
+        .all(|(p, from)| p[12] == b'b' && *from == call.caller_side));
     call.ends_by_rtp_timeout(&s).await?;
     s.stop().await
 }

@@ -231,6 +231,30 @@ pub fn relay_audio(sdp: &[u8], addr: IpAddr, port: u16) -> Option<Vec<u8>> {
     Some(out.into_bytes())
 }
 
+/// `sdp` with its origin's session version one higher (RFC 3264 §8: a changed offer
+/// in the same session); unchanged when it has no usable `o=` line.
+pub fn with_next_version(sdp: &[u8]) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(sdp) else {
+        return sdp.to_vec();
+    };
+    let Some(start) = text
+        .match_indices("o=")
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
+    else {
+        return sdp.to_vec();
+    };
+    let end = text[start..]
+        .find(['\r', '\n'])
+        .map_or(text.len(), |e| start + e);
+    let mut fields: Vec<String> = text[start..end].split(' ').map(str::to_string).collect();
+    match fields.get(2).and_then(|v| v.parse::<u64>().ok()) {
+        Some(version) => fields[2] = version.wrapping_add(1).to_string(),
+        None => return sdp.to_vec(),
+    }
+    format!("{}{}{}", &text[..start], fields.join(" "), &text[end..]).into_bytes()
+}
+
 /// The audio stream's payload types with the encoding names their `a=rtpmap` lines
 /// (or the static table) give, in the `m=` line's order.
 pub fn audio_formats(sdp: &[u8]) -> Vec<(u8, String)> {
@@ -481,6 +505,14 @@ pub fn with_g729_names(sdp: &[u8], mode: G729Mode, mirror: Option<&str>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_version_raises_only_the_origins_session_version() {
+        let next = with_next_version(OFFER.as_bytes());
+        let next = std::str::from_utf8(&next).unwrap();
+        assert_eq!(next, OFFER.replace("o=- 1 1 IN", "o=- 1 2 IN"));
+        assert_eq!(with_next_version(b"v=0\r\ns=-\r\n"), b"v=0\r\ns=-\r\n");
+    }
 
     const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
         m=audio 4000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n\

@@ -14,7 +14,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
 use crate::policy::{Attempt, Call, Decision, NextStep, Outcome, Verdict};
-use crate::store::{AttemptRecord, CallRecord, EndReason, G729Mode, RoutingGateway};
+use crate::store::{AttemptRecord, CallRecord, EndReason, G729Mode, MediaSettings, RoutingGateway};
 
 use super::admission::{Admit, Slot};
 use super::digest::Challenge;
@@ -196,6 +196,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         transcoding: None,
         pinned: (None, None),
         info_digits: None,
+        media_settings: Default::default(),
         g729_modes: Default::default(),
         g729_names: Default::default(),
         _slot: slot,
@@ -376,6 +377,18 @@ impl Leg {
         req
     }
 
+    /// What acknowledges a failure of our last INVITE on this leg, sent with `via`'s
+    /// `branch`.
+    fn ack_parts(&self, via: &str, branch: &str) -> AckParts {
+        AckParts {
+            uri: self.target.clone(),
+            via: format!("{via};branch={branch};rport"),
+            from: self.local.clone(),
+            call_id: self.call_id.clone(),
+            cseq: self.cseq,
+        }
+    }
+
     /// A new in-dialog request and its branch.
     fn request(&mut self, method: &str, via: &str) -> (Outgoing, String) {
         self.cseq += 1;
@@ -415,6 +428,8 @@ struct CallTask {
     pinned: (Option<Codec>, Option<Codec>),
     /// Digits the relay converted that go out as SIP INFO.
     info_digits: Option<mpsc::UnboundedReceiver<InfoDigit>>,
+    /// Media settings of the (caller's, vendor's) gateways for the current attempt.
+    media_settings: (MediaSettings, MediaSettings),
     /// G.729 negotiation modes of the (caller's, vendor's) gateways.
     g729_modes: (G729Mode, G729Mode),
     /// The G.729 name each side used in its own SDP (caller, vendor): Auto mirrors it.
@@ -692,7 +707,24 @@ impl CallTask {
                 vendor.media.proxy,
                 nat || converts_dtmf,
             );
-        if self.relaying && self.relay.is_none() {
+        self.media_settings = (customer_media, vendor.media.clone());
+        if self.relaying {
+            self.start_relay(vendor_peer).await?;
+        }
+        if let (Some(relay), Some((caller, vendor))) = (&self.relay, self.transcoding) {
+            tracing::info!(
+                caller = caller.rtpmap(),
+                vendor = vendor.rtpmap(),
+                "transcoding"
+            );
+            relay.transcode(caller, vendor);
+        }
+        Ok(())
+    }
+
+    /// The call's relay, started if it has none, set for the gateways' DTMF settings.
+    async fn start_relay(&mut self, vendor_peer: Peer) -> Result<(), String> {
+        if self.relay.is_none() {
             let transports = self.core.txs.transports();
             let caller_ip = transports.advertised_for(self.a.peer.addr).ip();
             let vendor_ip = transports.advertised_for(vendor_peer.addr).ip();
@@ -710,20 +742,42 @@ impl CallTask {
             self.relay = Some(relay);
         }
         if let Some(relay) = self.relay.as_mut() {
-            relay.configure_dtmf(&customer_media, &vendor.media);
+            let (customer, vendor) = &self.media_settings;
+            relay.configure_dtmf(customer, vendor);
             if self.info_digits.is_none() {
                 self.info_digits = relay.take_info_digits();
             }
         }
-        if let (Some(relay), Some((caller, vendor))) = (&self.relay, self.transcoding) {
-            tracing::info!(
-                caller = caller.rtpmap(),
-                vendor = vendor.rtpmap(),
-                "transcoding"
-            );
-            relay.transcode(caller, vendor);
-        }
         Ok(())
+    }
+
+    /// In Auto mode the vendor's NAT shows only in its answer: its SDP names another
+    /// address than its signalling comes from, while our offer has already sent it the
+    /// caller's. The call then relays after all; true when the vendor must be
+    /// re-INVITEd towards the relay (the caller's answer names the relay already).
+    async fn relay_for_vendor_nat(&mut self, answer: &Message, vendor_peer: Peer) -> bool {
+        if self.relaying || self.invite.body.is_empty() {
+            return false;
+        }
+        let Some(audio) = crate::media::sdp::audio_endpoint(&answer.body) else {
+            return false;
+        };
+        let (customer, vendor) = (&self.media_settings.0, &self.media_settings.1);
+        if audio.ip() == vendor_peer.addr.ip()
+            || !self
+                .core
+                .media
+                .wants_relay(customer.proxy, vendor.proxy, true)
+        {
+            return false;
+        }
+        if let Err(why) = self.start_relay(vendor_peer).await {
+            tracing::warn!(%audio, "vendor's media is behind NAT but cannot be relayed: {why}");
+            return false;
+        }
+        tracing::info!(%audio, vendor = %vendor_peer.addr, "vendor's media is behind NAT; relaying");
+        self.relaying = true;
+        true
     }
 
     /// SDP from `from` as the other side must get it: through the relay while the
@@ -1208,6 +1262,11 @@ impl CallTask {
             send_ack_with(&self.core, &b, invite_cseq, &via_b, &body).await;
             b_ack = Some(body);
         }
+        // Our own re-INVITE moving the vendor's media to the relay, while in flight.
+        let mut nat_reinvite = match self.relay_for_vendor_nat(&answer, b.peer).await {
+            true => Some(self.reinvite_to_relay(&mut b, &via_b).await),
+            false => None,
+        };
         let config = &self.core.config;
         let timer = |secs: u32, we_refresh: bool| {
             LegTimer::new(
@@ -1378,6 +1437,24 @@ impl CallTask {
                         }
                     }
                 }
+                Some(event) = async { match nat_reinvite.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    let code = match &event { ClientEvent::Response(r) => r.status().unwrap_or(0), ClientEvent::Timeout => 408 };
+                    if code < 200 { continue; }
+                    nat_reinvite = None;
+                    match event {
+                        ClientEvent::Response(resp) if code < 300 => {
+                            send_ack(&self.core, &b, resp.cseq().0, &via_b).await;
+                            // The vendor's new answer may name another address.
+                            let _ = self.carry_sdp(&resp.body, Side::Callee);
+                            if let Some(t) = b_timer.as_mut() {
+                                t.refreshed();
+                            }
+                            tracing::info!("vendor's media moved to the relay");
+                        }
+                        // The call goes on; the RTP timeout ends it if no media flows.
+                        _ => tracing::warn!(code, "vendor refused to move its media to the relay"),
+                    }
+                }
                 // The vendor retransmits its 200 when our ACK was lost.
                 Some(ClientEvent::Response(resp)) = b_invite.recv() => {
                     if resp.status().is_some_and(|c| (200..300).contains(&c)) && resp.cseq().0 == invite_cseq {
@@ -1462,7 +1539,8 @@ impl CallTask {
                         "INFO" if !self.info_goes_on(&msg, from_a) => {
                             self.core.txs.respond(&tx, Outgoing::response(&msg, 200, "OK", None)).await;
                         }
-                        _ if relayed.is_some() => {
+                        // Glare with our own re-INVITE (RFC 3261 §14.2).
+                        _ if relayed.is_some() || (nat_reinvite.is_some() && !from_a && matches!(method.as_str(), "INVITE" | "UPDATE")) => {
                             let code = if method == "INVITE" || method == "UPDATE" { 491 } else { 500 };
                             let resp = Outgoing::response(&msg, code, "Request Pending", None).header("Retry-After", "1");
                             self.core.txs.respond(&tx, resp).await;
@@ -1488,13 +1566,7 @@ impl CallTask {
                             let req = req.body(msg.content_type(), &body);
                             let ack = (method == "INVITE").then(|| {
                                 let (leg, via) = if from_a { (&b, &via_b) } else { (&self.a, &via_a) };
-                                AckParts {
-                                    uri: leg.target.clone(),
-                                    via: format!("{via};branch={branch};rport"),
-                                    from: leg.local.clone(),
-                                    call_id: leg.call_id.clone(),
-                                    cseq: leg.cseq,
-                                }
+                                leg.ack_parts(via, &branch)
                             });
                             let responses = self.core.txs.request(req, &branch, &method, peer, ack).await;
                             relayed = Some(Relayed { from_a, method, origin: tx, origin_req: msg, responses });
@@ -1512,6 +1584,23 @@ impl CallTask {
             send_bye(&self.core, &mut a, &via_a).await;
         }
         reason
+    }
+
+    /// Send the vendor (leg `b`) the caller's offer again, now through the relay, as a
+    /// re-INVITE; its responses.
+    async fn reinvite_to_relay(&self, b: &mut Leg, via_b: &str) -> mpsc::Receiver<ClientEvent> {
+        let offer =
+            crate::media::sdp::with_next_version(&self.carry_sdp(&self.invite.body, Side::Caller));
+        let peer = b.peer;
+        let (req, branch) = b.request("INVITE", via_b);
+        let req = req
+            .header("Contact", self.contact(peer))
+            .body(self.invite.content_type(), &offer);
+        let ack = b.ack_parts(via_b, &branch);
+        self.core
+            .txs
+            .request(req, &branch, "INVITE", peer, Some(ack))
+            .await
     }
 
     /// Unregister the dialogs, free the gateway, write the call record.
