@@ -367,6 +367,59 @@ async fn relayed_media_crosses_both_ways_latches_and_times_out() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_stranger_cannot_take_over_a_latched_stream_but_a_rebinding_can() -> Result<()> {
+    let dir = TempDir::new("media-latch");
+    let (s, vendor) = relaying_server(&dir.0, 44_600).await?;
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let call = MediaCall::start(&s, &dir.0, &vendor, "8 101", ("8", "PCMA")).await?;
+    let (nat, stranger, rebound) = (
+        UdpSocket::bind("127.0.0.1:0").await?,
+        UdpSocket::bind("127.0.0.1:0").await?,
+        UdpSocket::bind("127.0.0.1:0").await?,
+    );
+    // The caller talks from its NAT address while a stranger sends to the same relay
+    // port; the vendor talks all along.
+    for i in 0..25u8 {
+        nat.send_to(&[b'a', i], call.caller_side).await?;
+        stranger.send_to(&[b'x', i], call.caller_side).await?;
+        call.vendor_sdp
+            .send_to(&[b'b', i], call.vendor_side)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at_vendor = received(&call.vendor_sdp, Duration::from_millis(200)).await;
+    assert!(
+        at_vendor.len() >= 20,
+        "{} reached the vendor",
+        at_vendor.len()
+    );
+    assert!(
+        at_vendor.iter().all(|(p, _)| p[0] == b'a'),
+        "a stranger's packet got through"
+    );
+    assert!(received(&stranger, Duration::from_millis(50))
+        .await
+        .is_empty());
+    assert!(received(&nat, Duration::from_millis(50)).await.len() >= 20);
+    // The NAT rebinds: the old address falls silent, the new one takes over once the
+    // old has been quiet long enough.
+    for i in 25..60u8 {
+        if i >= 50 {
+            rebound.send_to(&[b'c', i], call.caller_side).await?;
+        }
+        call.vendor_sdp
+            .send_to(&[b'b', i], call.vendor_side)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at_vendor = received(&call.vendor_sdp, Duration::from_millis(200)).await;
+    assert!(at_vendor.len() >= 8 && at_vendor.iter().all(|(p, _)| p[0] == b'c'));
+    assert!(received(&rebound, Duration::from_millis(50)).await.len() >= 8);
+    call.ends_by_rtp_timeout(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
 async fn auto_mode_moves_a_vendor_behind_nat_to_the_relay_by_re_invite() -> Result<()> {
     let dir = TempDir::new("media-vendor-nat");
     let (s, vendor) = media_server(&dir.0, 44_400, MediaProxy::Auto).await?;

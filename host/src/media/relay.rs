@@ -1,8 +1,10 @@
 //! One call's RTP relay: two legs, each an RTP and an RTCP socket on the host, one
 //! facing the caller and one the vendor. A packet that arrives on one leg leaves by the
 //! other towards that side's peer. Symmetric RTP: each side's peer is where its packets
-//! really come from (latched on every packet, so a NAT rebinding is followed), and
-//! until it sends, the address its SDP gave.
+//! really come from, and until it sends, the address its SDP gave. The first source
+//! latches; another takes over only once the latched one has been quiet for
+//! [`RELATCH_QUIET_MS`] (a NAT rebinding), so a stranger who learns a relay port cannot
+//! divert a live stream or talk into it. New SDP from a side latches afresh.
 //!
 //! DTMF rides on the same relay (see [`super::dtmf`]): telephone-events are renumbered
 //! to each side's payload type, or dropped and turned into an INFO or a tone; INFO
@@ -26,6 +28,10 @@ use super::rtp;
 use super::transcode_pool::{Direction, TranscodePool};
 use crate::store::MediaSettings;
 
+/// How long a side's latched source must be quiet before packets from another source
+/// take its place: 25 packets of 20 ms audio.
+const RELATCH_QUIET_MS: u64 = 500;
+
 /// Which side of the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -41,6 +47,8 @@ struct LegState {
     rtcp: Arc<UdpSocket>,
     /// Where to send this side's RTP (RTCP goes to the next port).
     peer: Mutex<Option<SocketAddr>>,
+    /// Whether `peer` is latched (where its RTP comes from) rather than from its SDP.
+    latched: AtomicBool,
     /// Where its RTCP really comes from, once it has sent some.
     rtcp_peer: Mutex<Option<SocketAddr>>,
     /// Milliseconds since the relay started when this side last sent RTP.
@@ -60,6 +68,26 @@ struct LegState {
 }
 
 impl LegState {
+    /// Latch this side's media to `source`, where a packet just came from. The first
+    /// source wins; another takes over only after the latched one was quiet for
+    /// [`RELATCH_QUIET_MS`]. False for a stranger's packet, which is dropped.
+    fn latch(&self, source: SocketAddr, now_ms: u64) -> bool {
+        let mut peer = lock(&self.peer);
+        let quiet_ms = now_ms.saturating_sub(self.last_rtp_ms.load(Ordering::Relaxed));
+        if self.latched.load(Ordering::Relaxed)
+            && *peer != Some(source)
+            && quiet_ms < RELATCH_QUIET_MS
+        {
+            return false;
+        }
+        if *peer != Some(source) {
+            tracing::debug!(%source, "media latched");
+        }
+        *peer = Some(source);
+        self.latched.store(true, Ordering::Relaxed);
+        true
+    }
+
     /// Make a relayed packet this side's (see [`OutStream::relayed`]).
     fn relayed(&self, packet: &mut [u8], voice: bool) {
         let g729_pt = self.g729_pt.load(Ordering::Relaxed);
@@ -206,6 +234,7 @@ impl Relay {
                 rtp: Arc::new(rtp),
                 rtcp: Arc::new(rtcp),
                 peer: Mutex::new(None),
+                latched: AtomicBool::new(false),
                 rtcp_peer: Mutex::new(None),
                 last_rtp_ms: AtomicU64::new(0),
                 transcoder: Mutex::new(None),
@@ -301,7 +330,10 @@ impl Relay {
 
     /// Where `side`'s SDP says it receives audio; media goes there until it sends.
     pub fn set_peer(&self, side: Side, addr: SocketAddr) {
-        *lock(&self.leg(side).peer) = Some(addr);
+        let leg = self.leg(side);
+        let mut peer = lock(&leg.peer);
+        *peer = Some(addr);
+        leg.latched.store(false, Ordering::Relaxed);
     }
 
     /// Seconds since `side` last sent RTP (since the relay started, when it never did).
@@ -492,12 +524,11 @@ async fn forward_rtp(way: Way) {
         let Ok((n, source)) = from.rtp.recv_from(&mut buf).await else {
             continue;
         };
-        // Latch: this side's media goes back to where it comes from.
-        *lock(&from.peer) = Some(source);
-        from.last_rtp_ms.store(
-            shared.started.elapsed().as_millis() as u64,
-            Ordering::Relaxed,
-        );
+        let now_ms = shared.started.elapsed().as_millis() as u64;
+        if !from.latch(source, now_ms) {
+            continue;
+        }
+        from.last_rtp_ms.store(now_ms, Ordering::Relaxed);
         let Some(target) = *lock(&to.peer) else {
             continue;
         };
