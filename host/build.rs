@@ -1,4 +1,4 @@
-//! Embeds the prefix-router example component, when it has been built, as the module
+//! Embeds the stock router (examples/stock-router), when it has been built, as the module
 //! of the demo carrier `switchyard serve` creates on an empty data directory.
 //! Without it (`scripts/build-guests` not run) the demo carrier has no module bound.
 
@@ -8,7 +8,7 @@ fn main() {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let module = target.join("wasm32-wasip2/release/prefix_router.wasm");
+    let module = target.join("wasm32-wasip2/release/stock_router.wasm");
     println!("cargo:rerun-if-changed={}", module.display());
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

@@ -14,13 +14,18 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::{Error, Gateway, Host, Level, LocalTime, Rate, Row};
+use crate::{
+    CallerHeader, Error, Gateway, Host, IdentityMode, Level, LocalTime, MappingSettings,
+    PrivacyMode, Rate, RoutingSettings, Row,
+};
 
 /// A host whose data you set up in the test. Interior mutability lets hooks that
 /// take `&dyn Host` change state and counters as the real host would.
 #[derive(Debug, Default)]
 pub struct FakeHost {
     gateways: Vec<Gateway>,
+    routing: Vec<RoutingSettings>,
+    mapping: Vec<MappingSettings>,
     vendor_costs: HashMap<String, Vec<Rate>>,
     customer_rates: HashMap<String, Vec<Rate>>,
     tables: HashMap<String, Vec<Row>>,
@@ -58,6 +63,20 @@ impl FakeHost {
     /// Add a fully specified routing gateway.
     pub fn with_gateway_record(mut self, gateway: Gateway) -> Self {
         self.gateways.push(gateway);
+        self
+    }
+
+    /// Set a routing gateway's settings (start from [`routing_settings`]).
+    pub fn with_routing_settings(mut self, settings: RoutingSettings) -> Self {
+        self.routing.retain(|s| s.id != settings.id);
+        self.routing.push(settings);
+        self
+    }
+
+    /// Set a mapping gateway's settings (start from [`mapping_settings`]).
+    pub fn with_mapping_settings(mut self, settings: MappingSettings) -> Self {
+        self.mapping.retain(|s| s.id != settings.id);
+        self.mapping.push(settings);
         self
     }
 
@@ -112,6 +131,36 @@ impl FakeHost {
     /// Every line logged so far.
     pub fn logs(&self) -> Vec<(Level, String)> {
         self.logs.borrow().clone()
+    }
+}
+
+/// A routing gateway's settings as the switch stores a gateway configured with `{}`:
+/// no tech prefix or pool, no identity headers, switching on, the default stop codes.
+pub fn routing_settings(id: &str) -> RoutingSettings {
+    RoutingSettings {
+        id: id.into(),
+        tech_prefix: None,
+        pai: IdentityMode::None,
+        privacy: PrivacyMode::None,
+        ppi: IdentityMode::None,
+        caller_pool: None,
+        protect: false,
+        switch_until_connect: true,
+        stop_codes: vec![403, 404, 486, 487, 603],
+        invite_timeout_ms: None,
+        cost_table: None,
+    }
+}
+
+/// A mapping gateway's settings as the switch stores one for `account` with nothing
+/// else set: caller from From, no privacy, no switch limit.
+pub fn mapping_settings(id: &str, account: &str) -> MappingSettings {
+    MappingSettings {
+        id: id.into(),
+        account: account.into(),
+        caller_source: CallerHeader::From,
+        support_privacy: false,
+        switch_limit: 0,
     }
 }
 
@@ -214,6 +263,20 @@ impl Host for FakeHost {
     }
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.into()));
+    }
+    fn routing_gateway(&self, id: &str) -> Result<RoutingSettings, Error> {
+        self.routing
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("routing gateway {id:?}")))
+    }
+    fn mapping_gateway(&self, id: &str) -> Result<MappingSettings, Error> {
+        self.mapping
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("mapping gateway {id:?}")))
     }
 }
 

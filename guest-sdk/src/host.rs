@@ -2,7 +2,7 @@
 //! natively against [`crate::fake::FakeHost`].
 
 use crate::wit::switchyard::callctl as imports;
-use crate::{Error, Gateway, Level, LocalTime, Rate, Row};
+use crate::{Error, Gateway, Level, LocalTime, MappingSettings, Rate, RoutingSettings, Row};
 
 /// Services the switch offers a module. See the WIT files for the full contract.
 pub trait Host {
@@ -36,6 +36,15 @@ pub trait Host {
     fn count(&self, key: &str, window_secs: u32) -> Result<u64, Error>;
     /// Log a line (tagged with the call id by the host).
     fn log(&self, level: Level, message: &str);
+    /// A routing gateway's settings: tech prefix, identity modes, caller pool, failover
+    /// rules. Default: not found (a host of your own need not carry them).
+    fn routing_gateway(&self, id: &str) -> Result<RoutingSettings, Error> {
+        Err(Error::NotFound(format!("routing gateway {id:?}")))
+    }
+    /// A mapping gateway's settings (a call's `ingress_gateway`). Default: not found.
+    fn mapping_gateway(&self, id: &str) -> Result<MappingSettings, Error> {
+        Err(Error::NotFound(format!("mapping gateway {id:?}")))
+    }
 }
 
 /// The real host: each method is a WIT import. Only usable inside the switch.
@@ -87,5 +96,11 @@ impl Host for WasmHost {
     }
     fn log(&self, level: Level, message: &str) {
         imports::log::log(level, message)
+    }
+    fn routing_gateway(&self, id: &str) -> Result<RoutingSettings, Error> {
+        imports::carrier::routing_gateway(id)
+    }
+    fn mapping_gateway(&self, id: &str) -> Result<MappingSettings, Error> {
+        imports::carrier::mapping_gateway(id)
     }
 }

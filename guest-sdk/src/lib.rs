@@ -38,6 +38,9 @@ mod shorthands;
 pub mod time;
 
 pub use host::{Host, WasmHost};
+pub use wit::switchyard::callctl::carrier::{
+    CallerPool, IdentityMode, MappingSettings, PoolSelection, PrivacyMode, RoutingSettings,
+};
 pub use wit::switchyard::callctl::clock::LocalTime;
 pub use wit::switchyard::callctl::gateways::Gateway;
 pub use wit::switchyard::callctl::log::Level;

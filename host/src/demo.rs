@@ -83,8 +83,8 @@ pub fn seed_if_empty(store: &Store, policy: &Arc<PolicyEngine>) -> anyhow::Resul
         let version = policy
             .upload(
                 DEMO_TENANT,
-                "demo-router",
-                "prefix-router example (demo carrier)",
+                "stock-router",
+                "the stock router (demo carrier)",
                 "demo",
                 DEMO_MODULE,
                 usize::MAX,
@@ -93,7 +93,7 @@ pub fn seed_if_empty(store: &Store, policy: &Arc<PolicyEngine>) -> anyhow::Resul
         let binding = Binding {
             scope: Scope::Global,
             tenant: DEMO_TENANT.into(),
-            module: "demo-router".into(),
+            module: "stock-router".into(),
             version: version.version,
             canary: None,
             deadline_ms: DEFAULT_DEADLINE_MS,

@@ -9,4 +9,5 @@ mod host_services;
 mod hostile;
 mod media;
 mod sip_calls;
+mod stock_router;
 mod tenancy;

@@ -96,7 +96,12 @@ pub async fn carrier(s: &TestServer, customer: Value, vendors: &[&Vendor]) -> Re
         )
         .await?;
     anyhow::ensure!(status == 200, "routes table: {status} {body}");
-    let module = guest("prefix_router");
+    bind_global(s, "prefix_router").await
+}
+
+/// Upload guest `name` (as module "router") and bind it globally.
+pub async fn bind_global(s: &TestServer, name: &str) -> Result<()> {
+    let module = guest(name);
     let version = version_of(&module);
     let (status, body) = s.upload(ADMIN, "router", module).await?;
     anyhow::ensure!(status == 201, "upload: {status} {body}");
@@ -108,7 +113,8 @@ pub async fn carrier(s: &TestServer, customer: Value, vendors: &[&Vendor]) -> Re
     .await
 }
 
-async fn put(s: &TestServer, path: &str, body: Value) -> Result<()> {
+/// PUT `body` to `path` as the admin; an error unless it succeeds.
+pub async fn put(s: &TestServer, path: &str, body: Value) -> Result<()> {
     let (status, answer) = s.admin("PUT", path, Some(body)).await?;
     anyhow::ensure!(
         (200..300).contains(&status),
@@ -191,6 +197,30 @@ impl Sipp {
         }
         Ok(())
     }
+}
+
+/// Every message SIPp logged receiving in `workdir` (`-trace_msg`), whole.
+pub fn received_messages(workdir: &Path) -> Result<Vec<String>> {
+    let mut messages = Vec::new();
+    for entry in std::fs::read_dir(workdir)? {
+        let path = entry?.path();
+        if !path.to_string_lossy().ends_with("_messages.log") {
+            continue;
+        }
+        let log = std::fs::read_to_string(&path)?;
+        // Each logged message follows a line of dashes and time, a line saying which
+        // way it went, and a blank line.
+        for block in log.split("----------------------------------------------- ") {
+            let received = block
+                .lines()
+                .nth(1)
+                .is_some_and(|l| l.contains("message received"));
+            if let (true, Some((_, message))) = (received, block.split_once("\n\n")) {
+                messages.push(message.trim().to_string());
+            }
+        }
+    }
+    Ok(messages)
 }
 
 /// Start lines of every message SIPp logged receiving in `workdir` (`-trace_msg`).

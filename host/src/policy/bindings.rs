@@ -10,7 +10,7 @@ mod generated {
 }
 
 pub(crate) use generated::switchyard::callctl::{
-    clock, gateways, log, rates, state, tables, types,
+    carrier, clock, gateways, log, rates, state, tables, types,
 };
 pub(crate) use generated::{CallPolicy, CallPolicyPre};
 

@@ -78,6 +78,7 @@ impl MappingGateway {
             max_calls: 0,
             caller_source: CallerSource::From,
             support_privacy: false,
+            switch_limit: 0,
             media: MediaSettings::default(),
         }
     }
@@ -208,6 +209,9 @@ pub struct MappingGateway {
     /// passthrough`).
     #[serde(default)]
     pub support_privacy: bool,
+    /// Routing gateways one of its calls may try; 0 = no limit.
+    #[serde(default)]
+    pub switch_limit: u32,
     /// Media settings of the caller leg.
     #[serde(default)]
     pub media: MediaSettings,
@@ -289,9 +293,26 @@ pub struct RoutingGateway {
     /// Caller numbers to send instead of the caller's own.
     #[serde(default)]
     pub caller_pool: Option<CallerPool>,
+    /// Protect route: tried only after every normal gateway of the call failed or was
+    /// skipped.
+    #[serde(default)]
+    pub protect: bool,
+    /// Switch gateway until connect: a failure here moves the call to the next
+    /// gateway; false returns it to the caller.
+    #[serde(default = "yes")]
+    pub switch_until_connect: bool,
+    /// Final responses from it that end the hunt at once and go back to the caller.
+    #[serde(default = "default_stop_codes")]
+    pub stop_codes: Vec<u16>,
     /// Media settings of the callee leg.
     #[serde(default)]
     pub media: MediaSettings,
+}
+
+/// The stop-switching codes of a gateway that names none: busy, cancelled, forbidden,
+/// no such number, declined.
+fn default_stop_codes() -> Vec<u16> {
+    vec![403, 404, 486, 487, 603]
 }
 
 /// A phone: a SIP user that registers and places calls with digest credentials. Its id
@@ -384,6 +405,9 @@ impl Default for RoutingGateway {
             privacy: PrivacyMode::None,
             ppi: IdentityMode::None,
             caller_pool: None,
+            protect: false,
+            switch_until_connect: yes(),
+            stop_codes: default_stop_codes(),
             media: MediaSettings::default(),
         }
     }
@@ -567,6 +591,9 @@ impl CarrierObject for RoutingGateway {
         self.media.check()?;
         if let Some(pool) = &self.caller_pool {
             pool.check()?;
+        }
+        if let Some(bad) = self.stop_codes.iter().find(|c| !(300..=699).contains(*c)) {
+            return Err(format!("stop code {bad} is not a final failure (300-699)"));
         }
         if self.register && (self.address.is_none() || self.auth_user.is_none()) {
             return Err("register needs address and auth_user".into());

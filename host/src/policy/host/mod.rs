@@ -1,6 +1,7 @@
 //! The host side of each WIT import, one file per interface, all implemented on
 //! [`PolicyState`] and scoped to the calling module's tenant.
 
+mod carrier;
 mod clock;
 mod gateways;
 mod log;

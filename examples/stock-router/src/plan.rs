@@ -1,0 +1,300 @@
+//! The candidate list: routes matching the callee, longest prefix first (a shorter
+//! prefix's gateways follow as fallback), by priority then line usage within a
+//! prefix; gateways that are unknown, down or full are skipped; protect routes come
+//! last, and only after a normal gateway was tried or skipped; the caller's mapping
+//! gateway may cap how many are tried.
+
+use switchyard_sdk::{Attempt, Call, Decision, Gateway, Host, Level, RoutingSettings, Row};
+
+use crate::identity;
+
+/// The data table of routes: `prefix, gateway[, priority]`.
+pub const ROUTES_TABLE: &str = "routes";
+
+/// Most route rows one call reads (every prefix of the callee that has routes).
+pub const MAX_ROUTE_ROWS: u32 = 64;
+
+/// One routing gateway the call may try.
+struct Candidate {
+    live: Gateway,
+    settings: RoutingSettings,
+    /// The route's priority for this prefix (the gateway's own unless the row sets one).
+    priority: u32,
+}
+
+impl Candidate {
+    /// Calls in progress over capacity (0 when unlimited): the emptier goes first.
+    fn usage(&self) -> f64 {
+        match self.live.capacity {
+            0 => 0.0,
+            c => f64::from(self.live.current_calls) / f64::from(c),
+        }
+    }
+}
+
+/// `route`: the attempts in order, or why there are none.
+pub fn route(host: &dyn Host, call: &Call) -> Decision {
+    let rows = match host.table_prefixes(ROUTES_TABLE, &call.callee, MAX_ROUTE_ROWS) {
+        Ok(rows) => rows,
+        Err(e) => return Decision::reject(503, format!("routes table: {e:?}")),
+    };
+    if rows.is_empty() {
+        host.log(Level::Info, &format!("no route for {}", call.callee));
+        return Decision::reject(404, "No route");
+    }
+    let (mut normal, protect) = candidates(host, &rows);
+    // Protect routes follow a normal route's failure or skip; they never stand alone.
+    if !protect.is_empty() {
+        if normal.is_empty() && rows.iter().all(|r| is_protect(host, r)) {
+            host.log(
+                Level::Warn,
+                "every route of the callee is a protect route: none is tried",
+            );
+        } else {
+            normal.extend(protect);
+        }
+    }
+    let customer = host.mapping_gateway(&call.ingress_gateway).ok();
+    let limit = customer.as_ref().map_or(0, |m| m.switch_limit);
+    let supports_privacy = customer.as_ref().is_some_and(|m| m.support_privacy);
+    if limit > 0 && normal.len() > limit as usize {
+        host.log(
+            Level::Info,
+            &format!("switch limit {limit}: later gateways dropped"),
+        );
+        normal.truncate(limit as usize);
+    }
+    if normal.is_empty() {
+        return Decision::reject(503, "All gateways busy");
+    }
+    let attempts = normal
+        .iter()
+        .map(|c| {
+            host.log(
+                Level::Info,
+                &format!(
+                    "try {} (priority {}, {} of {} lines busy)",
+                    c.live.id, c.priority, c.live.current_calls, c.live.capacity
+                ),
+            );
+            let tech_prefix = c.settings.tech_prefix.as_deref().unwrap_or("");
+            let attempt = Attempt::to(&c.live.id, format!("{tech_prefix}{}", call.callee));
+            identity::apply(call, supports_privacy, &c.settings, attempt)
+        })
+        .collect();
+    Decision::Attempts(attempts)
+}
+
+/// Whether `row` names a protect route (unknown gateways count as normal).
+fn is_protect(host: &dyn Host, row: &Row) -> bool {
+    row.fields
+        .first()
+        .and_then(|id| host.routing_gateway(id).ok())
+        .is_some_and(|s| s.protect)
+}
+
+/// The usable gateways of `rows` (longest prefix first), normal and protect apart,
+/// each in the order it is tried.
+fn candidates(host: &dyn Host, rows: &[Row]) -> (Vec<Candidate>, Vec<Candidate>) {
+    let (mut normal, mut protect) = (Vec::new(), Vec::new());
+    let mut seen: Vec<&str> = Vec::new();
+    // `table_prefixes` answers longest prefix first: each run of one key is a group.
+    for group in rows.chunk_by(|a, b| a.key == b.key) {
+        let mut usable: Vec<Candidate> = group
+            .iter()
+            .filter_map(|row| {
+                let id = row.fields.first()?;
+                if seen.contains(&id.as_str()) {
+                    return None;
+                }
+                seen.push(id);
+                usable(host, id, row)
+            })
+            .collect();
+        usable.sort_by(|a, b| {
+            (a.priority, a.usage())
+                .partial_cmp(&(b.priority, b.usage()))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        for c in usable {
+            if c.settings.protect {
+                protect.push(c);
+            } else {
+                normal.push(c);
+            }
+        }
+    }
+    (normal, protect)
+}
+
+/// Gateway `id` of route `row` when it can take the call; otherwise None, with the
+/// reason logged.
+fn usable(host: &dyn Host, id: &str, row: &Row) -> Option<Candidate> {
+    let skip = |why: &str| {
+        host.log(
+            Level::Info,
+            &format!("skip {id} (prefix {}): {why}", row.key),
+        );
+        None
+    };
+    let (live, settings) = match (host.gateway(id), host.routing_gateway(id)) {
+        (Ok(live), Ok(settings)) => (live, settings),
+        _ => return skip("unknown gateway"),
+    };
+    if !live.up {
+        return skip("down");
+    }
+    if live.capacity > 0 && live.current_calls >= live.capacity {
+        return skip("at capacity");
+    }
+    let priority = row
+        .fields
+        .get(1)
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(live.priority);
+    Some(Candidate {
+        live,
+        settings,
+        priority,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{call, gateway};
+    use switchyard_sdk::fake::{mapping_settings, routing_settings, FakeHost};
+
+    /// Gateways a..e, all up and normal, plus `routes`.
+    fn host(routes: &[(&str, &[&str])]) -> FakeHost {
+        let mut host = FakeHost::new().with_table(ROUTES_TABLE, routes);
+        for (id, priority) in [("a", 1), ("b", 2), ("c", 3), ("d", 1), ("e", 5)] {
+            host = host
+                .with_gateway_record(gateway(id, true, 0, 10, priority))
+                .with_routing_settings(routing_settings(id));
+        }
+        host
+    }
+
+    fn gateways(decision: &Decision) -> Vec<(String, String)> {
+        match decision {
+            Decision::Attempts(a) => a
+                .iter()
+                .map(|a| (a.gateway.clone(), a.callee.clone()))
+                .collect(),
+            Decision::Reject(r) => vec![(r.code.to_string(), r.reason.clone())],
+        }
+    }
+
+    fn ids(decision: &Decision) -> Vec<String> {
+        gateways(decision).into_iter().map(|(g, _)| g).collect()
+    }
+
+    #[test]
+    fn longest_prefix_first_then_priority_then_the_shorter_prefixes() {
+        let host = host(&[
+            ("44", &["d"]),
+            ("4420", &["b"]),
+            ("4420", &["a"]),
+            ("4", &["e"]),
+        ]);
+        assert_eq!(
+            ids(&route(&host, &call("442071234567"))),
+            ["a", "b", "d", "e"]
+        );
+    }
+
+    #[test]
+    fn a_rows_priority_overrides_the_gateways_and_usage_breaks_ties() {
+        // a's own priority 1 is 9 on this route; c's 3 is 2, level with the busier b.
+        let host = FakeHost::new()
+            .with_table(
+                ROUTES_TABLE,
+                &[("44", &["a", "9"]), ("44", &["b"]), ("44", &["c", "2"])],
+            )
+            .with_gateway_record(gateway("a", true, 0, 10, 1))
+            .with_gateway_record(gateway("b", true, 8, 10, 2))
+            .with_gateway_record(gateway("c", true, 1, 10, 3))
+            .with_routing_settings(routing_settings("a"))
+            .with_routing_settings(routing_settings("b"))
+            .with_routing_settings(routing_settings("c"));
+        assert_eq!(ids(&route(&host, &call("4411"))), ["c", "b", "a"]);
+    }
+
+    #[test]
+    fn down_full_and_unknown_gateways_are_skipped_with_the_reason_logged() {
+        let host = FakeHost::new()
+            .with_table(
+                ROUTES_TABLE,
+                &[
+                    ("44", &["down"]),
+                    ("44", &["full"]),
+                    ("44", &["ghost"]),
+                    ("44", &["ok"]),
+                ],
+            )
+            .with_gateway_record(gateway("down", false, 0, 10, 1))
+            .with_gateway_record(gateway("full", true, 10, 10, 1))
+            .with_gateway_record(gateway("ok", true, 0, 0, 9))
+            .with_routing_settings(routing_settings("down"))
+            .with_routing_settings(routing_settings("full"))
+            .with_routing_settings(routing_settings("ok"));
+        assert_eq!(ids(&route(&host, &call("4411"))), ["ok"]);
+        let logs: Vec<String> = host.logs().into_iter().map(|(_, l)| l).collect();
+        for why in [
+            "skip down (prefix 44): down",
+            "skip full (prefix 44): at capacity",
+            "skip ghost (prefix 44): unknown gateway",
+        ] {
+            assert!(logs.iter().any(|l| l == why), "{why} not in {logs:?}");
+        }
+    }
+
+    #[test]
+    fn protect_routes_come_after_every_normal_one_and_never_alone() {
+        let protect = |id: &str| RoutingSettings {
+            protect: true,
+            ..routing_settings(id)
+        };
+        let last = host(&[("44", &["a"]), ("44", &["b"]), ("4", &["c"])])
+            .with_routing_settings(protect("a"));
+        assert_eq!(ids(&route(&last, &call("4411"))), ["b", "c", "a"]);
+        let only = host(&[("44", &["a"])]).with_routing_settings(protect("a"));
+        assert_eq!(
+            gateways(&route(&only, &call("4411"))),
+            [("503".into(), "All gateways busy".into())]
+        );
+    }
+
+    #[test]
+    fn tech_prefix_goes_before_the_callee_of_that_gateway_only() {
+        let host = host(&[("44", &["a"]), ("44", &["b"])]).with_routing_settings(RoutingSettings {
+            tech_prefix: Some("*99".into()),
+            ..routing_settings("b")
+        });
+        assert_eq!(
+            gateways(&route(&host, &call("4411"))),
+            [("a".into(), "4411".into()), ("b".into(), "*994411".into())]
+        );
+    }
+
+    #[test]
+    fn the_mapping_gateways_switch_limit_caps_the_attempts() {
+        let host = host(&[("44", &["a"]), ("44", &["b"]), ("44", &["c"])]).with_mapping_settings(
+            switchyard_sdk::MappingSettings {
+                switch_limit: 2,
+                ..mapping_settings("customer", "acme")
+            },
+        );
+        assert_eq!(ids(&route(&host, &call("4411"))), ["a", "b"]);
+    }
+
+    #[test]
+    fn no_matching_route_is_404() {
+        let host = host(&[("44", &["a"])]);
+        assert_eq!(
+            gateways(&route(&host, &call("33123"))),
+            [("404".into(), "No route".into())]
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! `carrier`: routing and mapping gateways' settings as operators stored them, for the
+//! calling module's tenant.
+
+use super::super::bindings::carrier::{
+    CallerPool, Host, IdentityMode, MappingSettings, PoolSelection, PrivacyMode, RoutingSettings,
+};
+use super::super::bindings::types::{CallerHeader, Error};
+use super::{internal, PolicyState};
+use crate::store::{self, CarrierObject};
+
+impl PolicyState {
+    /// The tenant's `T` with `id`; another tenant's answers as unknown.
+    fn own<T: CarrierObject>(&self, id: &str) -> Result<T, Error> {
+        match self.ctx.services.store.carrier_get::<T>(id) {
+            Ok(Some(object)) if object.tenant() == self.ctx.tenant => Ok(object),
+            Ok(_) => Err(Error::NotFound(format!("{} {id:?}", T::KIND))),
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
+
+impl Host for PolicyState {
+    fn routing_gateway(&mut self, id: String) -> Result<RoutingSettings, Error> {
+        let g: store::RoutingGateway = self.own(&id)?;
+        Ok(RoutingSettings {
+            id,
+            tech_prefix: g.tech_prefix,
+            pai: identity(g.pai),
+            privacy: match g.privacy {
+                store::PrivacyMode::None => PrivacyMode::None,
+                store::PrivacyMode::Passthrough => PrivacyMode::PassThrough,
+                store::PrivacyMode::Id => PrivacyMode::Id,
+            },
+            ppi: identity(g.ppi),
+            caller_pool: g.caller_pool.map(|p| CallerPool {
+                numbers: p.numbers,
+                selection: match p.selection {
+                    store::PoolSelection::RoundRobin => PoolSelection::RoundRobin,
+                    store::PoolSelection::Random => PoolSelection::Random,
+                },
+                multiplexes: p.multiplexes,
+                required: p.required,
+            }),
+            protect: g.protect,
+            switch_until_connect: g.switch_until_connect,
+            stop_codes: g.stop_codes,
+            invite_timeout_ms: g.invite_timeout_ms,
+            cost_table: g.cost_table,
+        })
+    }
+
+    fn mapping_gateway(&mut self, id: String) -> Result<MappingSettings, Error> {
+        let g: store::MappingGateway = self.own(&id)?;
+        Ok(MappingSettings {
+            id,
+            account: g.account,
+            caller_source: match g.caller_source {
+                store::CallerSource::From => CallerHeader::From,
+                store::CallerSource::RemotePartyId => CallerHeader::RemotePartyId,
+                store::CallerSource::Display => CallerHeader::Display,
+            },
+            support_privacy: g.support_privacy,
+            switch_limit: g.switch_limit,
+        })
+    }
+}
+
+fn identity(mode: store::IdentityMode) -> IdentityMode {
+    match mode {
+        store::IdentityMode::None => IdentityMode::None,
+        store::IdentityMode::Passthrough => IdentityMode::PassThrough,
+        store::IdentityMode::Caller => IdentityMode::Caller,
+    }
+}

@@ -1,0 +1,289 @@
+//! The stock router (examples/stock-router) bound globally and configured over REST,
+//! with SIPp callers and vendors on loopback: prefix and priority order, failover rules,
+//! skipped and protect gateways, the switch limit, tech prefixes and identity headers.
+
+use anyhow::Result;
+use serde_json::{json, Value};
+use switchyard_tests::sip::{
+    bind_global, carrier, put, received_messages, scenario, wait_for_records, Sipp, Vendor,
+};
+use switchyard_tests::{Body, TempDir, TestServer, ADMIN};
+
+/// The test carrier (see [`carrier`]) routed by the stock router: each vendor's
+/// routing gateway with `settings` merged in, and `routes` (CSV rows
+/// `prefix,gateway[,priority]`) as its routes table.
+async fn stock_carrier(
+    s: &TestServer,
+    customer: Value,
+    vendors: &[(&Vendor, Value)],
+    routes: &str,
+) -> Result<()> {
+    let all: Vec<&Vendor> = vendors.iter().map(|(v, _)| *v).collect();
+    carrier(s, customer, &all).await?;
+    for (v, settings) in vendors {
+        let mut gateway = json!({
+            "address": format!("127.0.0.1:{}", v.port),
+            "invite_timeout_ms": v.invite_timeout_ms,
+        });
+        if let (Some(g), Some(extra)) = (gateway.as_object_mut(), settings.as_object()) {
+            g.extend(extra.clone());
+        }
+        put(s, &format!("/api/v1/routing-gateways/{}", v.id), gateway).await?;
+    }
+    let csv = Body::Bytes(routes.as_bytes().to_vec(), "text/csv");
+    let (status, body) = s
+        .call("PUT", "/api/v1/tables/routes", ADMIN, Some(csv))
+        .await?;
+    anyhow::ensure!(status == 200, "routes table: {status} {body}");
+    bind_global(s, "stock_router").await
+}
+
+/// (gateway, code) of each attempt of a call record.
+fn attempts(record: &Value) -> Vec<(String, Option<u64>)> {
+    record["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["gateway"].as_str().unwrap_or("").to_string(),
+                a["code"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+fn tried(list: &[(&str, u64)]) -> Vec<(String, Option<u64>)> {
+    list.iter()
+        .map(|(g, c)| (g.to_string(), Some(*c)))
+        .collect()
+}
+
+/// One call from SIPp to `callee`, expected to end as `scenario_file` expects.
+async fn call(s: &TestServer, callee: &str, scenario_file: &str) -> Result<()> {
+    let sf = scenario(scenario_file).to_string_lossy().into_owned();
+    Sipp::uac(s.server.sip.addr, &["-s", callee, "-sf", &sf], 1, 1)?
+        .succeeds()
+        .await
+}
+
+fn uas(v: &Vendor, scenario_file: &str, calls: u32) -> Result<Sipp> {
+    let sf = scenario(scenario_file).to_string_lossy().into_owned();
+    Sipp::uas(v.port, &["-sf", &sf], calls)
+}
+
+#[tokio::test]
+async fn longest_prefix_beats_priority_and_503_moves_on_in_priority_order() -> Result<()> {
+    let dir = TempDir::new("stock-order");
+    let s = TestServer::start(&dir.0).await?;
+    let (long, first, second, other) = (
+        Vendor::new("v-long"),
+        Vendor::new("v-first"),
+        Vendor::new("v-second"),
+        Vendor::new("v-other"),
+    );
+    let vendors = [
+        (&long, json!({ "priority": 9 })),
+        (&first, json!({ "priority": 1 })),
+        (&second, json!({ "priority": 2 })),
+        (&other, json!({ "priority": 0 })),
+    ];
+    // Table order is not priority order; the 33 route never matches.
+    let routes = "4420,v-long\n44,v-second\n44,v-first\n33,v-other\n";
+    stock_carrier(&s, json!({}), &vendors, routes).await?;
+    let (a, b, c) = (
+        uas(&long, "uas_unavailable.xml", 1)?,
+        uas(&first, "uas_unavailable.xml", 1)?,
+        Sipp::uas(second.port, &["-sn", "uas"], 1)?,
+    );
+    Sipp::uac(
+        s.server.sip.addr,
+        &["-s", "442071234567", "-sn", "uac"],
+        1,
+        1,
+    )?
+    .succeeds()
+    .await?;
+    for vendor in [a, b, c] {
+        vendor.succeeds().await?;
+    }
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(
+        attempts(r),
+        tried(&[("v-long", 503), ("v-first", 503), ("v-second", 200)]),
+        "{r}"
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_stop_code_or_a_gateway_that_does_not_switch_ends_the_hunt() -> Result<()> {
+    let dir = TempDir::new("stock-stop");
+    let s = TestServer::start(&dir.0).await?;
+    let (busy, fixed, spare) = (
+        Vendor::new("v-busy"),
+        Vendor::new("v-fixed"),
+        Vendor::new("v-spare"),
+    );
+    let vendors = [
+        (&busy, json!({})),
+        (&fixed, json!({ "switch_until_connect": false })),
+        (&spare, json!({ "priority": 5 })),
+    ];
+    // Nothing listens on the spare's port: trying it would add a timed-out attempt.
+    let routes = "1,v-busy\n1,v-spare\n2,v-fixed\n2,v-spare\n";
+    stock_carrier(&s, json!({}), &vendors, routes).await?;
+    let rejecting = uas(&busy, "uas_busy.xml", 1)?;
+    call(&s, "1000", "uac_fail.xml").await?;
+    rejecting.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(attempts(r), tried(&[("v-busy", 486)]), "{r}");
+    assert_eq!(r["final_code"], 486);
+
+    // 503 would move on, but this gateway returns every failure to the caller.
+    let rejecting = uas(&fixed, "uas_unavailable.xml", 1)?;
+    call(&s, "2000", "uac_fail.xml").await?;
+    rejecting.succeeds().await?;
+    let r = &wait_for_records(&s, 2).await?[0];
+    assert_eq!(attempts(r), tried(&[("v-fixed", 503)]), "{r}");
+    assert_eq!(r["final_code"], 503);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn down_gateways_are_skipped_protect_routes_come_last_and_the_switch_limit_holds(
+) -> Result<()> {
+    let dir = TempDir::new("stock-protect");
+    let s = TestServer::start(&dir.0).await?;
+    let (guard, off, failing) = (
+        Vendor::new("v-protect"),
+        Vendor::new("v-off"),
+        Vendor::new("v-failing"),
+    );
+    let vendors = [
+        (&guard, json!({ "protect": true, "priority": 0 })),
+        (&off, json!({ "enabled": false, "priority": 1 })),
+        (&failing, json!({ "priority": 2 })),
+    ];
+    let routes = "44,v-protect\n44,v-off\n44,v-failing\n";
+    stock_carrier(&s, json!({}), &vendors, routes).await?;
+    // The protect route, first by priority, is tried only after the normal one fails.
+    let (a, b) = (
+        uas(&failing, "uas_unavailable.xml", 1)?,
+        Sipp::uas(guard.port, &["-sn", "uas"], 1)?,
+    );
+    Sipp::uac(s.server.sip.addr, &["-s", "4411", "-sn", "uac"], 1, 1)?
+        .succeeds()
+        .await?;
+    a.succeeds().await?;
+    b.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(
+        attempts(r),
+        tried(&[("v-failing", 503), ("v-protect", 200)]),
+        "{r}"
+    );
+
+    // Simulate says why: the disabled gateway was skipped.
+    let (_, module) = s.admin("GET", "/api/v1/bindings/global", None).await?;
+    let path = format!(
+        "/api/v1/modules/router/versions/{}/simulate",
+        module["module_version"]
+            .as_str()
+            .or(module["version"].as_str())
+            .unwrap_or("")
+    );
+    let request = json!({ "call": { "callee": "4411", "ingress_gateway": "customers" } });
+    let (status, sim) = s.admin("POST", &path, Some(request)).await?;
+    assert_eq!(status, 200, "{sim}");
+    let logs = sim["logs"].to_string();
+    assert!(logs.contains("skip v-off (prefix 44): down"), "{sim}");
+
+    // A switch limit of 1 on the customer's gateway: the protect route is not reached.
+    put(
+        &s,
+        "/api/v1/mapping-gateways/customers",
+        json!({ "account": "acme", "sources": ["127.0.0.1/32"], "switch_limit": 1 }),
+    )
+    .await?;
+    let a = uas(&failing, "uas_unavailable.xml", 1)?;
+    call(&s, "4411", "uac_fail.xml").await?;
+    a.succeeds().await?;
+    let r = &wait_for_records(&s, 2).await?[0];
+    assert_eq!(attempts(r), tried(&[("v-failing", 503)]), "{r}");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn each_gateway_gets_its_tech_prefix_and_identity_headers() -> Result<()> {
+    let dir = TempDir::new("stock-identity");
+    let s = TestServer::start(&dir.0).await?;
+    let (first, second) = (Vendor::new("v-first"), Vendor::new("v-second"));
+    let vendors = [
+        (
+            &first,
+            json!({ "priority": 1, "tech_prefix": "*99", "pai": "caller", "privacy": "id", "ppi": "none" }),
+        ),
+        (
+            &second,
+            json!({ "priority": 2, "pai": "passthrough", "privacy": "passthrough", "ppi": "passthrough" }),
+        ),
+    ];
+    let customer = json!({ "support_privacy": true });
+    stock_carrier(&s, customer, &vendors, "44,v-first\n44,v-second\n").await?;
+    let (first_dir, second_dir) = (dir.0.join("first"), dir.0.join("second"));
+    let (port_1, port_2) = (first.port.to_string(), second.port.to_string());
+    let unavailable = scenario("uas_unavailable.xml")
+        .to_string_lossy()
+        .into_owned();
+    let sipp = |dir: &std::path::Path, port: &str, scenario_args: [&str; 2]| {
+        let mut args = vec!["-i", "127.0.0.1", "-p", port, "-m", "1", "-trace_msg"];
+        args.extend(scenario_args);
+        Sipp::spawn_in(dir, &args)
+    };
+    let a = sipp(&first_dir, &port_1, ["-sf", unavailable.as_str()])?;
+    let b = sipp(&second_dir, &port_2, ["-sn", "uas"])?;
+    call(&s, "4411", "uac_identity.xml").await?;
+    a.succeeds().await?;
+    b.succeeds().await?;
+
+    let invite = |dir| -> Result<String> {
+        let messages = received_messages(dir)?;
+        let invite = messages.iter().find(|m| m.starts_with("INVITE "));
+        Ok(invite.cloned().unwrap_or_default())
+    };
+    let header = |message: &str, name: &str| -> Option<String> {
+        message
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+    };
+    // The first vendor: tech prefix, PAI built from the caller at the switch's address,
+    // Privacy id, and the caller's P-Preferred-Identity removed.
+    let to_first = invite(&first_dir)?;
+    assert!(to_first.starts_with("INVITE sip:*994411@"), "{to_first}");
+    let pai = header(&to_first, "P-Asserted-Identity").unwrap_or_default();
+    assert!(pai.starts_with("<sip:sipp@127.0.0.1:"), "{to_first}");
+    assert_eq!(header(&to_first, "Privacy").as_deref(), Some("id"));
+    assert_eq!(
+        header(&to_first, "P-Preferred-Identity"),
+        None,
+        "{to_first}"
+    );
+    // The second: no tech prefix, the caller's own three headers passed through.
+    let to_second = invite(&second_dir)?;
+    assert!(to_second.starts_with("INVITE sip:4411@"), "{to_second}");
+    assert_eq!(
+        (
+            header(&to_second, "P-Asserted-Identity").as_deref(),
+            header(&to_second, "Privacy").as_deref(),
+            header(&to_second, "P-Preferred-Identity").as_deref(),
+        ),
+        (
+            Some("<sip:+442070000001@customer.example>"),
+            Some("id"),
+            Some("<sip:+442070000002@customer.example>")
+        ),
+        "{to_second}"
+    );
+    s.stop().await
+}
