@@ -144,6 +144,8 @@ pub fn routing_settings(id: &str) -> RoutingSettings {
         privacy: PrivacyMode::None,
         ppi: IdentityMode::None,
         caller_pool: None,
+        caller_rules: Vec::new(),
+        callee_rules: Vec::new(),
         protect: false,
         switch_until_connect: true,
         stop_codes: vec![403, 404, 486, 487, 603],

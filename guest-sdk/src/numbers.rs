@@ -126,6 +126,35 @@ impl Rule {
     }
 }
 
+impl From<&crate::NumberRule> for Rule {
+    /// A gateway's dial-plan rule as the host gives it (`carrier.routing-gateway`).
+    fn from(rule: &crate::NumberRule) -> Rule {
+        let when = match (&rule.exact, rule.prefix.as_str()) {
+            (Some(exact), _) => Match::Exact(exact.clone()),
+            (None, "") => Match::Any,
+            (None, prefix) => Match::Prefix(prefix.to_string()),
+        };
+        let action = match &rule.action {
+            crate::NumberAction::Strip(n) => Action::Strip(*n as usize),
+            crate::NumberAction::AddPrefix(p) => Action::AddPrefix(p.clone()),
+            crate::NumberAction::ReplaceMatched(to) => Action::ReplaceMatched(to.clone()),
+            crate::NumberAction::Keep => Action::Keep,
+        };
+        Rule {
+            when,
+            min_len: rule.min_len.map(|n| n as usize),
+            max_len: rule.max_len.map(|n| n as usize),
+            action,
+        }
+    }
+}
+
+/// `number` through the first of a gateway's dial-plan `rules` that matches it.
+pub fn apply_gateway_rules(rules: &[crate::NumberRule], number: &str) -> String {
+    let rules: Vec<Rule> = rules.iter().map(Rule::from).collect();
+    apply_first(&rules, number)
+}
+
 /// Apply the first rule of `rules` that matches; the number unchanged when none does.
 pub fn apply_first(rules: &[Rule], number: &str) -> String {
     rules

@@ -287,3 +287,103 @@ async fn each_gateway_gets_its_tech_prefix_and_identity_headers() -> Result<()> 
     );
     s.stop().await
 }
+
+#[tokio::test]
+async fn numbers_pass_the_customers_then_the_vendors_dial_plans_in_order() -> Result<()> {
+    let dir = TempDir::new("stock-numbers");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("v-uk");
+    // The customer's caller comes from Remote-Party-ID and is made national-free; its
+    // callee loses the international 00. The vendor wants national callees behind
+    // tech prefix *1 and a + on the caller, which its PAI shows.
+    let customer = json!({
+        "caller_source": "remote_party_id",
+        "caller_rules": [ { "prefix": "0", "replace": "44" } ],
+        "callee_rules": [ { "prefix": "00", "strip": 2 } ],
+    });
+    let settings = json!({
+        "tech_prefix": "*1",
+        "callee_rules": [ { "prefix": "44", "replace": "0" } ],
+        "caller_rules": [ { "add": "+" } ],
+        "pai": "caller",
+    });
+    stock_carrier(&s, customer, &[(&vendor, settings)], "44,v-uk\n").await?;
+    let vendor_dir = dir.0.join("vendor");
+    let port = vendor.port.to_string();
+    let args = [
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-m",
+        "1",
+        "-trace_msg",
+        "-sn",
+        "uas",
+    ];
+    let answering = Sipp::spawn_in(&vendor_dir, &args)?;
+    call(&s, "00442071234567", "uac_identity.xml").await?;
+    answering.succeeds().await?;
+
+    let messages = received_messages(&vendor_dir)?;
+    let invite = messages
+        .iter()
+        .find(|m| m.starts_with("INVITE "))
+        .cloned()
+        .unwrap_or_default();
+    assert!(invite.starts_with("INVITE sip:*102071234567@"), "{invite}");
+    let from = invite
+        .lines()
+        .find(|l| l.starts_with("From: "))
+        .unwrap_or_default();
+    assert!(from.contains("<sip:+442070000003@"), "{invite}");
+    assert!(
+        invite.contains("P-Asserted-Identity: <sip:+442070000003@"),
+        "{invite}"
+    );
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(
+        (
+            &r["caller_in"],
+            &r["callee_in"],
+            &r["caller_out"],
+            &r["callee_out"]
+        ),
+        (
+            &json!("442070000003"),
+            &json!("00442071234567"),
+            &json!("+442070000003"),
+            &json!("*102071234567")
+        ),
+        "{r}"
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn bad_number_rules_and_stop_codes_are_refused_with_the_reason() -> Result<()> {
+    let dir = TempDir::new("stock-validate");
+    let s = TestServer::start(&dir.0).await?;
+    for (path, body, why) in [
+        (
+            "/api/v1/routing-gateways/v",
+            json!({ "caller_rules": [ { "strip": 1, "add": "1" } ] }),
+            "caller_rules[0]: a number rule does one of strip, add or replace",
+        ),
+        (
+            "/api/v1/mapping-gateways/m",
+            json!({ "account": "acme", "callee_rules": [ {}, { "min_len": 9, "max_len": 3 } ] }),
+            "callee_rules[1]: min_len 9 is above max_len 3",
+        ),
+        (
+            "/api/v1/routing-gateways/v",
+            json!({ "stop_codes": [486, 200] }),
+            "stop code 200 is not a final failure (300-699)",
+        ),
+    ] {
+        let (status, answer) = s.admin("PUT", path, Some(body)).await?;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.to_string().contains(why), "{answer}");
+    }
+    s.stop().await
+}

@@ -4,7 +4,7 @@
 //!
 //! - data table `routes`: rows `prefix, gateway[, priority]` (the priority, when
 //!   given, overrides the gateway's own for that prefix);
-//! - routing gateways (`/api/v1/routing-gateways`): priority, capacity, tech prefix,
+//! - routing gateways (`/api/v1/routing-gateways`): priority, capacity, dial plans, tech prefix,
 //!   P-Asserted-Identity / Privacy / P-Preferred-Identity modes, protect route,
 //!   switch-until-connect and stop codes;
 //! - mapping gateways (`/api/v1/mapping-gateways`): support privacy, switch limit.

@@ -4,6 +4,7 @@
 //! last, and only after a normal gateway was tried or skipped; the caller's mapping
 //! gateway may cap how many are tried.
 
+use switchyard_sdk::numbers::apply_gateway_rules;
 use switchyard_sdk::{Attempt, Call, Decision, Gateway, Host, Level, RoutingSettings, Row};
 
 use crate::identity;
@@ -77,12 +78,23 @@ pub fn route(host: &dyn Host, call: &Call) -> Decision {
                     c.live.id, c.priority, c.live.current_calls, c.live.capacity
                 ),
             );
-            let tech_prefix = c.settings.tech_prefix.as_deref().unwrap_or("");
-            let attempt = Attempt::to(&c.live.id, format!("{tech_prefix}{}", call.callee));
-            identity::apply(call, supports_privacy, &c.settings, attempt)
+            identity::apply(call, supports_privacy, &c.settings, numbers(call, c))
         })
         .collect();
     Decision::Attempts(attempts)
+}
+
+/// The attempt on `c` with its numbers: the callee through the gateway's callee
+/// rules, then its tech prefix; the caller through its caller rules.
+fn numbers(call: &Call, c: &Candidate) -> Attempt {
+    let callee = apply_gateway_rules(&c.settings.callee_rules, &call.callee);
+    let tech_prefix = c.settings.tech_prefix.as_deref().unwrap_or("");
+    let mut attempt = Attempt::to(&c.live.id, format!("{tech_prefix}{callee}"));
+    let caller = apply_gateway_rules(&c.settings.caller_rules, &call.caller.user);
+    if caller != call.caller.user {
+        attempt.caller = Some(caller);
+    }
+    attempt
 }
 
 /// Whether `row` names a protect route (unknown gateways count as normal).
@@ -276,6 +288,29 @@ mod tests {
             gateways(&route(&host, &call("4411"))),
             [("a".into(), "4411".into()), ("b".into(), "*994411".into())]
         );
+    }
+
+    #[test]
+    fn the_gateways_dial_plans_rewrite_callee_before_its_tech_prefix_and_the_caller() {
+        use switchyard_sdk::{NumberAction, NumberRule};
+        let rule = |prefix: &str, action| NumberRule {
+            prefix: prefix.into(),
+            exact: None,
+            min_len: None,
+            max_len: None,
+            action,
+        };
+        let host = host(&[("44", &["a"])]).with_routing_settings(RoutingSettings {
+            tech_prefix: Some("*1".into()),
+            callee_rules: vec![rule("44", NumberAction::ReplaceMatched("0".into()))],
+            caller_rules: vec![rule("", NumberAction::AddPrefix("+44".into()))],
+            ..routing_settings("a")
+        });
+        let Decision::Attempts(a) = route(&host, &call("442071234567")) else {
+            panic!("attempts");
+        };
+        assert_eq!(a[0].callee, "*102071234567");
+        assert_eq!(a[0].caller.as_deref(), Some("+441000"));
     }
 
     #[test]

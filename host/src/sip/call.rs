@@ -120,6 +120,8 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
             return core.txs.respond(&tx, resp).await;
         }
     }
+    // The gateway's callee dial plan: routing, billing and the module see its result.
+    let callee = crate::store::apply_number_rules(&gateway.callee_rules, &callee);
     let origin = Origin::on(&gateway_id, &gateway, &callee, peer);
     let wit = call_record(&invite, &origin, arrived_at_ms);
     let record = new_call_record(&origin, &wit, &requested);

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::agents::{self, effective_permissions, AgentScope, Permission, MAX_AGENT_DEPTH};
-use super::gateway_settings::{CallerPool, CallerSource, IdentityMode, MediaSettings, PrivacyMode};
+use super::gateway_settings::{
+    check_number_rules, CallerPool, CallerSource, IdentityMode, MediaSettings, NumberRule,
+    PrivacyMode,
+};
 use super::{from_json, key, to_json, Result, Store};
 
 /// A kind of carrier object stored as JSON under its id.
@@ -79,6 +82,8 @@ impl MappingGateway {
             caller_source: CallerSource::From,
             support_privacy: false,
             switch_limit: 0,
+            caller_rules: Vec::new(),
+            callee_rules: Vec::new(),
             media: MediaSettings::default(),
         }
     }
@@ -212,6 +217,13 @@ pub struct MappingGateway {
     /// Routing gateways one of its calls may try; 0 = no limit.
     #[serde(default)]
     pub switch_limit: u32,
+    /// Caller dial plan: rewrites of the caller number as it arrives, before routing,
+    /// billing and the module see it (first matching rule).
+    #[serde(default)]
+    pub caller_rules: Vec<NumberRule>,
+    /// Callee dial plan, likewise (after the tech prefix is stripped).
+    #[serde(default)]
+    pub callee_rules: Vec<NumberRule>,
     /// Media settings of the caller leg.
     #[serde(default)]
     pub media: MediaSettings,
@@ -293,6 +305,13 @@ pub struct RoutingGateway {
     /// Caller numbers to send instead of the caller's own.
     #[serde(default)]
     pub caller_pool: Option<CallerPool>,
+    /// Caller dial plan towards this vendor (the stock router applies it, before the
+    /// identity headers are built).
+    #[serde(default)]
+    pub caller_rules: Vec<NumberRule>,
+    /// Callee dial plan towards this vendor, applied before the tech prefix.
+    #[serde(default)]
+    pub callee_rules: Vec<NumberRule>,
     /// Protect route: tried only after every normal gateway of the call failed or was
     /// skipped.
     #[serde(default)]
@@ -405,6 +424,8 @@ impl Default for RoutingGateway {
             privacy: PrivacyMode::None,
             ppi: IdentityMode::None,
             caller_pool: None,
+            caller_rules: Vec::new(),
+            callee_rules: Vec::new(),
             protect: false,
             switch_until_connect: yes(),
             stop_codes: default_stop_codes(),
@@ -541,6 +562,8 @@ impl CarrierObject for MappingGateway {
         self.tenant = tenant;
     }
     fn validate(&self) -> Result<(), String> {
+        check_number_rules("caller_rules", &self.caller_rules)?;
+        check_number_rules("callee_rules", &self.callee_rules)?;
         if let Some(bad) = self.sources.iter().find(|s| !crate::sip::valid_source(s)) {
             return Err(format!(
                 "source {bad:?} is not an IP address or CIDR prefix"
@@ -592,6 +615,8 @@ impl CarrierObject for RoutingGateway {
         if let Some(pool) = &self.caller_pool {
             pool.check()?;
         }
+        check_number_rules("caller_rules", &self.caller_rules)?;
+        check_number_rules("callee_rules", &self.callee_rules)?;
         if let Some(bad) = self.stop_codes.iter().find(|c| !(300..=699).contains(*c)) {
             return Err(format!("stop code {bad} is not a final failure (300-699)"));
         }

@@ -167,6 +167,96 @@ pub enum CallerSource {
     Display,
 }
 
+/// One number rewrite (a VOS3000 dial-plan rule). A gateway's rules are tried in
+/// order and the first that matches applies: `{"prefix": "00", "strip": 2}`,
+/// `{"prefix": "0", "replace": "44"}`, `{"min_len": 7, "max_len": 7, "add": "1202"}`,
+/// `{"exact": "112", "replace": "999"}`. A rule with no action keeps the number (and
+/// stops later rules).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberRule {
+    /// Numbers starting with this; empty matches every number.
+    #[serde(default)]
+    pub prefix: String,
+    /// Only this number, instead of a prefix.
+    #[serde(default)]
+    pub exact: Option<String>,
+    /// Shortest number it applies to.
+    #[serde(default)]
+    pub min_len: Option<u32>,
+    /// Longest number it applies to.
+    #[serde(default)]
+    pub max_len: Option<u32>,
+    /// Remove this many leading digits.
+    #[serde(default)]
+    pub strip: Option<u32>,
+    /// Put this in front.
+    #[serde(default)]
+    pub add: Option<String>,
+    /// Replace the matched part (the prefix, or the exact number) with this.
+    #[serde(default)]
+    pub replace: Option<String>,
+}
+
+impl NumberRule {
+    /// Check the rule; the message says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let actions = [
+            self.strip.is_some(),
+            self.add.is_some(),
+            self.replace.is_some(),
+        ];
+        if actions.iter().filter(|a| **a).count() > 1 {
+            return Err("a number rule does one of strip, add or replace".into());
+        }
+        if self.exact.is_some() && !self.prefix.is_empty() {
+            return Err("a number rule matches a prefix or an exact number, not both".into());
+        }
+        match (self.min_len, self.max_len) {
+            (Some(min), Some(max)) if min > max => {
+                Err(format!("min_len {min} is above max_len {max}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `number` rewritten, when the rule matches it.
+    pub fn apply(&self, number: &str) -> Option<String> {
+        let len = number.chars().count() as u32;
+        if self.min_len.is_some_and(|m| len < m) || self.max_len.is_some_and(|m| len > m) {
+            return None;
+        }
+        let matched = match &self.exact {
+            Some(e) if number == e => e.len(),
+            Some(_) => return None,
+            None if number.starts_with(&self.prefix) => self.prefix.len(),
+            None => return None,
+        };
+        Some(match (&self.strip, &self.add, &self.replace) {
+            (Some(n), _, _) => number.chars().skip(*n as usize).collect(),
+            (_, Some(prefix), _) => format!("{prefix}{number}"),
+            (_, _, Some(to)) => format!("{to}{}", &number[matched..]),
+            _ => number.to_string(),
+        })
+    }
+}
+
+/// `number` through the first of `rules` that matches it; unchanged when none does.
+pub fn apply_number_rules(rules: &[NumberRule], number: &str) -> String {
+    rules
+        .iter()
+        .find_map(|r| r.apply(number))
+        .unwrap_or_else(|| number.to_string())
+}
+
+/// Check each of `rules`, naming the list (`field`) and the rule in the message.
+pub(super) fn check_number_rules(field: &str, rules: &[NumberRule]) -> Result<(), String> {
+    for (i, rule) in rules.iter().enumerate() {
+        rule.check().map_err(|e| format!("{field}[{i}]: {e}"))?;
+    }
+    Ok(())
+}
+
 /// P-Asserted-Identity and P-Preferred-Identity towards a vendor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -259,6 +349,36 @@ fn rfc2833_payload() -> u8 {
 
 #[cfg(test)]
 mod tests {
+    use super::{apply_number_rules, NumberRule};
+
+    fn rule(json: &str) -> NumberRule {
+        serde_json::from_str(json).expect("a rule")
+    }
+
+    #[test]
+    fn the_first_matching_number_rule_applies() {
+        let rules = [
+            rule(r#"{"exact": "112", "replace": "999"}"#),
+            rule(r#"{"prefix": "00", "strip": 2}"#),
+            rule(r#"{"prefix": "0", "replace": "44"}"#),
+            rule(r#"{"min_len": 7, "max_len": 7, "add": "1202"}"#),
+        ];
+        for (number, want) in [
+            ("112", "999"),
+            ("1120", "1120"),
+            ("00442071234567", "442071234567"),
+            ("02071234567", "442071234567"),
+            ("5551234", "12025551234"),
+            ("555123", "555123"),
+        ] {
+            assert_eq!(apply_number_rules(&rules, number), want, "{number}");
+        }
+        assert!(rule(r#"{"strip": 1, "add": "1"}"#).check().is_err());
+        assert!(rule(r#"{"prefix": "1", "exact": "1"}"#).check().is_err());
+        assert!(rule(r#"{"min_len": 5, "max_len": 4}"#).check().is_err());
+        assert!(serde_json::from_str::<NumberRule>(r#"{"strp": 1}"#).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -30,8 +30,8 @@ pub use calls::{AttemptRecord, CallCharges, CallQuery, CallRecord, CallResult, E
 pub use carrier::{Account, CarrierObject, MappingGateway, Phone, RoutingGateway, Snapshot};
 pub use error::{Error, Result};
 pub use gateway_settings::{
-    CallerPool, CallerSource, Codec, CodecMode, DtmfReceive, DtmfSend, G729Mode, IdentityMode,
-    MediaProxy, MediaSettings, PoolSelection, PrivacyMode,
+    apply_number_rules, CallerPool, CallerSource, Codec, CodecMode, DtmfReceive, DtmfSend,
+    G729Mode, IdentityMode, MediaProxy, MediaSettings, NumberRule, PoolSelection, PrivacyMode,
 };
 pub use modules::{ModuleKey, ModuleVersion};
 pub use payments::Payment;

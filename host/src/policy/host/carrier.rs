@@ -2,7 +2,8 @@
 //! calling module's tenant.
 
 use super::super::bindings::carrier::{
-    CallerPool, Host, IdentityMode, MappingSettings, PoolSelection, PrivacyMode, RoutingSettings,
+    CallerPool, Host, IdentityMode, MappingSettings, NumberAction, NumberRule, PoolSelection,
+    PrivacyMode, RoutingSettings,
 };
 use super::super::bindings::types::{CallerHeader, Error};
 use super::{internal, PolicyState};
@@ -41,6 +42,8 @@ impl Host for PolicyState {
                 multiplexes: p.multiplexes,
                 required: p.required,
             }),
+            caller_rules: g.caller_rules.iter().map(number_rule).collect(),
+            callee_rules: g.callee_rules.iter().map(number_rule).collect(),
             protect: g.protect,
             switch_until_connect: g.switch_until_connect,
             stop_codes: g.stop_codes,
@@ -70,5 +73,20 @@ fn identity(mode: store::IdentityMode) -> IdentityMode {
         store::IdentityMode::None => IdentityMode::None,
         store::IdentityMode::Passthrough => IdentityMode::PassThrough,
         store::IdentityMode::Caller => IdentityMode::Caller,
+    }
+}
+
+fn number_rule(rule: &store::NumberRule) -> NumberRule {
+    NumberRule {
+        prefix: rule.prefix.clone(),
+        exact: rule.exact.clone(),
+        min_len: rule.min_len,
+        max_len: rule.max_len,
+        action: match (&rule.strip, &rule.add, &rule.replace) {
+            (Some(n), _, _) => NumberAction::Strip(*n),
+            (_, Some(prefix), _) => NumberAction::AddPrefix(prefix.clone()),
+            (_, _, Some(to)) => NumberAction::ReplaceMatched(to.clone()),
+            _ => NumberAction::Keep,
+        },
     }
 }
