@@ -15,8 +15,8 @@ pub enum Admit {
     Accepted {
         /// Mapping gateway id.
         gateway_id: String,
-        /// The gateway.
-        gateway: MappingGateway,
+        /// The gateway (boxed: it is much larger than the other verdicts).
+        gateway: Box<MappingGateway>,
         /// The callee with the gateway's tech prefix removed.
         callee: String,
         /// Holds the concurrent-call place.
@@ -174,7 +174,7 @@ impl Admission {
                 usage: self.usage.clone(),
             },
             gateway_id,
-            gateway,
+            gateway: Box::new(gateway),
             callee,
         }
     }
