@@ -15,8 +15,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::{
-    CallerHeader, Error, Gateway, Host, IdentityMode, Level, LocalTime, MappingSettings,
-    PrivacyMode, Rate, RoutingSettings, Row,
+    CallerHeader, Error, ExtraHeaders, Gateway, Host, IdentityMode, Level, LocalTime,
+    MappingSettings, PrivacyMode, Rate, RoutingSettings, Row,
 };
 
 /// A host whose data you set up in the test. Interior mutability lets hooks that
@@ -144,6 +144,7 @@ pub fn routing_settings(id: &str) -> RoutingSettings {
         privacy: PrivacyMode::None,
         ppi: IdentityMode::None,
         caller_pool: None,
+        extra_headers: ExtraHeaders::None,
         caller_rules: Vec::new(),
         callee_rules: Vec::new(),
         protect: false,

@@ -39,8 +39,8 @@ pub mod time;
 
 pub use host::{Host, WasmHost};
 pub use wit::switchyard::callctl::carrier::{
-    CallerPool, IdentityMode, MappingSettings, NumberAction, NumberRule, PoolSelection,
-    PrivacyMode, RoutingSettings,
+    CallerPool, ExtraHeaders, IdentityMode, MappingSettings, NumberAction, NumberRule,
+    PoolSelection, PrivacyMode, RoutingSettings,
 };
 pub use wit::switchyard::callctl::clock::LocalTime;
 pub use wit::switchyard::callctl::gateways::Gateway;

@@ -215,18 +215,18 @@ async fn down_gateways_are_skipped_protect_routes_come_last_and_the_switch_limit
 }
 
 #[tokio::test]
-async fn each_gateway_gets_its_tech_prefix_and_identity_headers() -> Result<()> {
+async fn each_gateway_gets_its_tech_prefix_identity_and_extra_headers() -> Result<()> {
     let dir = TempDir::new("stock-identity");
     let s = TestServer::start(&dir.0).await?;
     let (first, second) = (Vendor::new("v-first"), Vendor::new("v-second"));
     let vendors = [
         (
             &first,
-            json!({ "priority": 1, "tech_prefix": "*99", "pai": "caller", "privacy": "id", "ppi": "none" }),
+            json!({ "priority": 1, "tech_prefix": "*99", "pai": "caller", "privacy": "id", "ppi": "none", "extra_headers": ["x-customer-ref"] }),
         ),
         (
             &second,
-            json!({ "priority": 2, "pai": "passthrough", "privacy": "passthrough", "ppi": "passthrough" }),
+            json!({ "priority": 2, "pai": "passthrough", "privacy": "passthrough", "ppi": "passthrough", "extra_headers": "all" }),
         ),
     ];
     let customer = json!({ "support_privacy": true });
@@ -269,6 +269,12 @@ async fn each_gateway_gets_its_tech_prefix_and_identity_headers() -> Result<()> 
         None,
         "{to_first}"
     );
+    // Its allow-list lets the customer reference through, not the secret.
+    assert_eq!(
+        header(&to_first, "X-Customer-Ref").as_deref(),
+        Some("order-42")
+    );
+    assert_eq!(header(&to_first, "X-Secret"), None, "{to_first}");
     // The second: no tech prefix, the caller's own three headers passed through.
     let to_second = invite(&second_dir)?;
     assert!(to_second.starts_with("INVITE sip:4411@"), "{to_second}");
@@ -284,6 +290,14 @@ async fn each_gateway_gets_its_tech_prefix_and_identity_headers() -> Result<()> 
             Some("<sip:+442070000002@customer.example>")
         ),
         "{to_second}"
+    );
+    // "all": both extra headers.
+    assert_eq!(
+        (
+            header(&to_second, "X-Customer-Ref").as_deref(),
+            header(&to_second, "X-Secret").as_deref()
+        ),
+        (Some("order-42"), Some("s3cr3t"))
     );
     s.stop().await
 }
@@ -377,13 +391,19 @@ async fn bad_number_rules_and_stop_codes_are_refused_with_the_reason() -> Result
         ),
         (
             "/api/v1/routing-gateways/v",
+            json!({ "extra_headers": ["X-Ok", "bad name"] }),
+            "extra_headers: \"bad name\" is not a header name",
+        ),
+        (
+            "/api/v1/routing-gateways/v",
             json!({ "stop_codes": [486, 200] }),
             "stop code 200 is not a final failure (300-699)",
         ),
     ] {
         let (status, answer) = s.admin("PUT", path, Some(body)).await?;
         assert_eq!(status, 400, "{answer}");
-        assert!(answer.to_string().contains(why), "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{answer}");
     }
     s.stop().await
 }

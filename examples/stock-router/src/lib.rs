@@ -5,15 +5,16 @@
 //! - data table `routes`: rows `prefix, gateway[, priority]` (the priority, when
 //!   given, overrides the gateway's own for that prefix);
 //! - routing gateways (`/api/v1/routing-gateways`): priority, capacity, dial plans, tech prefix,
-//!   P-Asserted-Identity / Privacy / P-Preferred-Identity modes, protect route,
+//!   P-Asserted-Identity / Privacy / P-Preferred-Identity modes, extra headers, protect route,
 //!   switch-until-connect and stop codes;
 //! - mapping gateways (`/api/v1/mapping-gateways`): support privacy, switch limit.
 //!
-//! [`plan`] builds the ordered attempts, [`identity`] the headers each carries and
-//! [`failover`] decides after a failed attempt. Why each gateway was chosen or
+//! [`plan`] builds the ordered attempts, [`identity`] and [`headers`] the headers each
+//! carries, and [`failover`] decides after a failed attempt. Why each gateway was chosen or
 //! skipped goes to the module log, which `simulate` shows.
 
 pub mod failover;
+pub mod headers;
 pub mod identity;
 pub mod plan;
 

@@ -7,7 +7,7 @@
 use switchyard_sdk::numbers::apply_gateway_rules;
 use switchyard_sdk::{Attempt, Call, Decision, Gateway, Host, Level, RoutingSettings, Row};
 
-use crate::identity;
+use crate::{headers, identity};
 
 /// The data table of routes: `prefix, gateway[, priority]`.
 pub const ROUTES_TABLE: &str = "routes";
@@ -78,7 +78,8 @@ pub fn route(host: &dyn Host, call: &Call) -> Decision {
                     c.live.id, c.priority, c.live.current_calls, c.live.capacity
                 ),
             );
-            identity::apply(call, supports_privacy, &c.settings, numbers(call, c))
+            let attempt = identity::apply(call, supports_privacy, &c.settings, numbers(call, c));
+            headers::pass_extra(call, &c.settings.extra_headers, attempt)
         })
         .collect();
     Decision::Attempts(attempts)

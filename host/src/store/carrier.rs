@@ -11,8 +11,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::agents::{self, effective_permissions, AgentScope, Permission, MAX_AGENT_DEPTH};
 use super::gateway_settings::{
-    check_number_rules, CallerPool, CallerSource, IdentityMode, MediaSettings, NumberRule,
-    PrivacyMode,
+    check_number_rules, CallerPool, CallerSource, ExtraHeaders, IdentityMode, MediaSettings,
+    NumberRule, PrivacyMode,
 };
 use super::{from_json, key, to_json, Result, Store};
 
@@ -305,6 +305,10 @@ pub struct RoutingGateway {
     /// Caller numbers to send instead of the caller's own.
     #[serde(default)]
     pub caller_pool: Option<CallerPool>,
+    /// Extra headers of the caller's INVITE that go on to it (the stock router copies
+    /// them).
+    #[serde(default)]
+    pub extra_headers: ExtraHeaders,
     /// Caller dial plan towards this vendor (the stock router applies it, before the
     /// identity headers are built).
     #[serde(default)]
@@ -424,6 +428,7 @@ impl Default for RoutingGateway {
             privacy: PrivacyMode::None,
             ppi: IdentityMode::None,
             caller_pool: None,
+            extra_headers: ExtraHeaders::default(),
             caller_rules: Vec::new(),
             callee_rules: Vec::new(),
             protect: false,
@@ -617,6 +622,7 @@ impl CarrierObject for RoutingGateway {
         }
         check_number_rules("caller_rules", &self.caller_rules)?;
         check_number_rules("callee_rules", &self.callee_rules)?;
+        self.extra_headers.check()?;
         if let Some(bad) = self.stop_codes.iter().find(|c| !(300..=699).contains(*c)) {
             return Err(format!("stop code {bad} is not a final failure (300-699)"));
         }

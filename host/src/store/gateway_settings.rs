@@ -294,6 +294,51 @@ pub enum PoolSelection {
     Random,
 }
 
+/// Which extra headers of the caller's INVITE (the `X-` headers modules see) go on to
+/// a vendor: `"none"`, `"all"`, or a list of names (any case).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ExtraHeaders {
+    /// These names only ("Allow specified extra header fields").
+    Only(Vec<String>),
+    /// None or all of them.
+    Mode(ExtraHeadersMode),
+}
+
+/// `"none"` or `"all"` for [`ExtraHeaders`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtraHeadersMode {
+    /// No extra header goes on.
+    None,
+    /// Every one goes on ("Allow all extra header fields").
+    All,
+}
+
+impl Default for ExtraHeaders {
+    fn default() -> Self {
+        ExtraHeaders::Mode(ExtraHeadersMode::None)
+    }
+}
+
+impl ExtraHeaders {
+    /// Check the names; the message says which is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let token = |n: &str| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+        };
+        match self {
+            ExtraHeaders::Only(names) => match names.iter().find(|n| !token(n)) {
+                Some(bad) => Err(format!("extra_headers: {bad:?} is not a header name")),
+                None => Ok(()),
+            },
+            ExtraHeaders::Mode(_) => Ok(()),
+        }
+    }
+}
+
 /// A routing gateway's caller number pool: its numbers replace the caller in From
 /// and PAI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -31,7 +31,8 @@ pub use carrier::{Account, CarrierObject, MappingGateway, Phone, RoutingGateway,
 pub use error::{Error, Result};
 pub use gateway_settings::{
     apply_number_rules, CallerPool, CallerSource, Codec, CodecMode, DtmfReceive, DtmfSend,
-    G729Mode, IdentityMode, MediaProxy, MediaSettings, NumberRule, PoolSelection, PrivacyMode,
+    ExtraHeaders, ExtraHeadersMode, G729Mode, IdentityMode, MediaProxy, MediaSettings, NumberRule,
+    PoolSelection, PrivacyMode,
 };
 pub use modules::{ModuleKey, ModuleVersion};
 pub use payments::Payment;

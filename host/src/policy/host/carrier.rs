@@ -2,8 +2,8 @@
 //! calling module's tenant.
 
 use super::super::bindings::carrier::{
-    CallerPool, Host, IdentityMode, MappingSettings, NumberAction, NumberRule, PoolSelection,
-    PrivacyMode, RoutingSettings,
+    CallerPool, ExtraHeaders, Host, IdentityMode, MappingSettings, NumberAction, NumberRule,
+    PoolSelection, PrivacyMode, RoutingSettings,
 };
 use super::super::bindings::types::{CallerHeader, Error};
 use super::{internal, PolicyState};
@@ -42,6 +42,11 @@ impl Host for PolicyState {
                 multiplexes: p.multiplexes,
                 required: p.required,
             }),
+            extra_headers: match g.extra_headers {
+                store::ExtraHeaders::Only(names) => ExtraHeaders::Only(names),
+                store::ExtraHeaders::Mode(store::ExtraHeadersMode::None) => ExtraHeaders::None,
+                store::ExtraHeaders::Mode(store::ExtraHeadersMode::All) => ExtraHeaders::All,
+            },
             caller_rules: g.caller_rules.iter().map(number_rule).collect(),
             callee_rules: g.callee_rules.iter().map(number_rule).collect(),
             protect: g.protect,
