@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::{
     CallerHeader, Error, ExtraHeaders, Gateway, Host, IdentityMode, Level, LocalTime,
-    MappingSettings, PrivacyMode, Rate, RoutingSettings, Row,
+    MappingSettings, PrivacyMode, Rate, RouteBy, RoutingSettings, Row,
 };
 
 /// A host whose data you set up in the test. Interior mutability lets hooks that
@@ -156,7 +156,8 @@ pub fn routing_settings(id: &str) -> RoutingSettings {
 }
 
 /// A mapping gateway's settings as the switch stores one for `account` with nothing
-/// else set: caller from From, no privacy, no switch limit.
+/// else set: caller from From, no privacy, no switch limit, priority order, no
+/// minimum profit.
 pub fn mapping_settings(id: &str, account: &str) -> MappingSettings {
     MappingSettings {
         id: id.into(),
@@ -164,6 +165,8 @@ pub fn mapping_settings(id: &str, account: &str) -> MappingSettings {
         caller_source: CallerHeader::From,
         support_privacy: false,
         switch_limit: 0,
+        route_by: RouteBy::Priority,
+        min_profit: None,
     }
 }
 

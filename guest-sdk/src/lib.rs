@@ -40,7 +40,7 @@ pub mod time;
 pub use host::{Host, WasmHost};
 pub use wit::switchyard::callctl::carrier::{
     CallerPool, ExtraHeaders, IdentityMode, MappingSettings, NumberAction, NumberRule,
-    PoolSelection, PrivacyMode, RoutingSettings,
+    PoolSelection, PrivacyMode, RouteBy, RoutingSettings,
 };
 pub use wit::switchyard::callctl::clock::LocalTime;
 pub use wit::switchyard::callctl::gateways::Gateway;

@@ -185,14 +185,9 @@ async fn down_gateways_are_skipped_protect_routes_come_last_and_the_switch_limit
     );
 
     // Simulate says why: the disabled gateway was skipped.
-    let (_, module) = s.admin("GET", "/api/v1/bindings/global", None).await?;
-    let path = format!(
-        "/api/v1/modules/router/versions/{}/simulate",
-        module["module_version"]
-            .as_str()
-            .or(module["version"].as_str())
-            .unwrap_or("")
-    );
+    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
+    let version = binding["version"].as_str().unwrap_or_default();
+    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
     let request = json!({ "call": { "callee": "4411", "ingress_gateway": "customers" } });
     let (status, sim) = s.admin("POST", &path, Some(request)).await?;
     assert_eq!(status, 200, "{sim}");
@@ -405,5 +400,66 @@ async fn bad_number_rules_and_stop_codes_are_refused_with_the_reason() -> Result
         let message = answer["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(why), "{answer}");
     }
+    s.stop().await
+}
+
+#[tokio::test]
+async fn lcr_order_follows_a_price_change_at_its_time_and_min_profit_skips_dear_vendors(
+) -> Result<()> {
+    let dir = TempDir::new("stock-lcr");
+    let s = TestServer::start(&dir.0).await?;
+    let (a, b, c) = (Vendor::new("v-a"), Vendor::new("v-b"), Vendor::new("v-c"));
+    let csv = |text: &str| Body::Bytes(text.as_bytes().to_vec(), "text/csv");
+    // b gets cheaper than a from 1 December; c costs more than the customer's 0.10
+    // less the 0.01 least profit.
+    for (table, rows) in [
+        ("cost-a", "44,0.05\n"),
+        ("cost-b", "44,0.08\n44,0.03,0,60,60,2026-12-01\n"),
+        ("cost-c", "44,0.095\n"),
+        ("acme-rates", "44,0.10\n"),
+    ] {
+        let path = format!("/api/v1/tables/{table}");
+        let (status, body) = s.call("PUT", &path, ADMIN, Some(csv(rows))).await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    let customer = json!({ "route_by": "cost", "min_profit": 0.01 });
+    let vendors = [
+        (&a, json!({ "cost_table": "cost-a" })),
+        (&b, json!({ "cost_table": "cost-b" })),
+        (&c, json!({ "cost_table": "cost-c" })),
+    ];
+    stock_carrier(&s, customer, &vendors, "44,v-a\n44,v-b\n44,v-c\n").await?;
+    put(
+        &s,
+        "/api/v1/accounts/acme",
+        json!({ "rate_table": "acme-rates" }),
+    )
+    .await?;
+
+    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
+    let version = binding["version"].as_str().unwrap_or_default().to_string();
+    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
+    let call = json!({ "callee": "4411", "account": "acme", "ingress_gateway": "customers" });
+    let mut orders = Vec::new();
+    // Noon UTC on 30 November and on 1 December 2026.
+    for now_ms in [1_796_040_000_000u64, 1_796_126_400_000] {
+        let request = json!({ "now_ms": now_ms, "call": call });
+        let (status, sim) = s.admin("POST", &path, Some(request)).await?;
+        assert_eq!(status, 200, "{sim}");
+        let gateways: Vec<String> = sim["answer"]["decision"]["Attempts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a["gateway"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert!(
+            sim["logs"]
+                .to_string()
+                .contains("skip v-c (prefix 44): cost 0.095"),
+            "{sim}"
+        );
+        orders.push(gateways);
+    }
+    assert_eq!(orders, [["v-a", "v-b"], ["v-b", "v-a"]]);
     s.stop().await
 }

@@ -5,7 +5,9 @@
 //! gateway may cap how many are tried.
 
 use switchyard_sdk::numbers::apply_gateway_rules;
-use switchyard_sdk::{Attempt, Call, Decision, Gateway, Host, Level, RoutingSettings, Row};
+use switchyard_sdk::{
+    Attempt, Call, Decision, Gateway, Host, Level, MappingSettings, RouteBy, RoutingSettings, Row,
+};
 
 use crate::{headers, identity};
 
@@ -21,6 +23,9 @@ struct Candidate {
     settings: RoutingSettings,
     /// The route's priority for this prefix (the gateway's own unless the row sets one).
     priority: u32,
+    /// The vendor's cost per minute for the callee, when the order or a profit rule
+    /// needs it and its cost table has the number.
+    cost: Option<f64>,
 }
 
 impl Candidate {
@@ -30,6 +35,38 @@ impl Candidate {
             0 => 0.0,
             c => f64::from(self.live.current_calls) / f64::from(c),
         }
+    }
+
+    /// Its place within its prefix: (cost, when ordering by it, unknown last), priority,
+    /// usage.
+    fn sort_key(&self, by_cost: bool) -> (f64, u32, f64) {
+        let cost = match by_cost {
+            true => self.cost.unwrap_or(f64::INFINITY),
+            false => 0.0,
+        };
+        (cost, self.priority, self.usage())
+    }
+}
+
+/// The customer's say on the order and on which vendors pay.
+struct Economics {
+    by_cost: bool,
+    /// (customer's rate per minute, least profit per minute) when a profit rule applies.
+    floor: Option<(f64, f64)>,
+}
+
+impl Economics {
+    fn of(host: &dyn Host, call: &Call, customer: Option<&MappingSettings>) -> Economics {
+        let by_cost = customer.is_some_and(|m| m.route_by == RouteBy::Cost);
+        let floor = customer.and_then(|m| m.min_profit).and_then(|margin| {
+            let rate = host.customer_rate(&call.account, &call.callee).ok()??;
+            Some((rate.per_minute, margin))
+        });
+        Economics { by_cost, floor }
+    }
+
+    fn needs_cost(&self) -> bool {
+        self.by_cost || self.floor.is_some()
     }
 }
 
@@ -43,7 +80,9 @@ pub fn route(host: &dyn Host, call: &Call) -> Decision {
         host.log(Level::Info, &format!("no route for {}", call.callee));
         return Decision::reject(404, "No route");
     }
-    let (mut normal, protect) = candidates(host, &rows);
+    let customer = host.mapping_gateway(&call.ingress_gateway).ok();
+    let economics = Economics::of(host, call, customer.as_ref());
+    let (mut normal, protect) = candidates(host, call, &economics, &rows);
     // Protect routes follow a normal route's failure or skip; they never stand alone.
     if !protect.is_empty() {
         if normal.is_empty() && rows.iter().all(|r| is_protect(host, r)) {
@@ -55,7 +94,6 @@ pub fn route(host: &dyn Host, call: &Call) -> Decision {
             normal.extend(protect);
         }
     }
-    let customer = host.mapping_gateway(&call.ingress_gateway).ok();
     let limit = customer.as_ref().map_or(0, |m| m.switch_limit);
     let supports_privacy = customer.as_ref().is_some_and(|m| m.support_privacy);
     if limit > 0 && normal.len() > limit as usize {
@@ -108,7 +146,12 @@ fn is_protect(host: &dyn Host, row: &Row) -> bool {
 
 /// The usable gateways of `rows` (longest prefix first), normal and protect apart,
 /// each in the order it is tried.
-fn candidates(host: &dyn Host, rows: &[Row]) -> (Vec<Candidate>, Vec<Candidate>) {
+fn candidates(
+    host: &dyn Host,
+    call: &Call,
+    economics: &Economics,
+    rows: &[Row],
+) -> (Vec<Candidate>, Vec<Candidate>) {
     let (mut normal, mut protect) = (Vec::new(), Vec::new());
     let mut seen: Vec<&str> = Vec::new();
     // `table_prefixes` answers longest prefix first: each run of one key is a group.
@@ -121,12 +164,13 @@ fn candidates(host: &dyn Host, rows: &[Row]) -> (Vec<Candidate>, Vec<Candidate>)
                     return None;
                 }
                 seen.push(id);
-                usable(host, id, row)
+                usable(host, call, economics, id, row)
             })
             .collect();
         usable.sort_by(|a, b| {
-            (a.priority, a.usage())
-                .partial_cmp(&(b.priority, b.usage()))
+            let by_cost = economics.by_cost;
+            a.sort_key(by_cost)
+                .partial_cmp(&b.sort_key(by_cost))
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
         for c in usable {
@@ -142,7 +186,13 @@ fn candidates(host: &dyn Host, rows: &[Row]) -> (Vec<Candidate>, Vec<Candidate>)
 
 /// Gateway `id` of route `row` when it can take the call; otherwise None, with the
 /// reason logged.
-fn usable(host: &dyn Host, id: &str, row: &Row) -> Option<Candidate> {
+fn usable(
+    host: &dyn Host,
+    call: &Call,
+    economics: &Economics,
+    id: &str,
+    row: &Row,
+) -> Option<Candidate> {
     let skip = |why: &str| {
         host.log(
             Level::Info,
@@ -160,6 +210,21 @@ fn usable(host: &dyn Host, id: &str, row: &Row) -> Option<Candidate> {
     if live.capacity > 0 && live.current_calls >= live.capacity {
         return skip("at capacity");
     }
+    let cost = match economics.needs_cost() {
+        true => host
+            .vendor_cost(id, &call.callee)
+            .ok()
+            .flatten()
+            .map(|r| r.per_minute),
+        false => None,
+    };
+    if let (Some(cost), Some((rate, margin))) = (cost, economics.floor) {
+        if cost > rate - margin {
+            return skip(&format!(
+                "cost {cost} is above the customer's rate {rate} less {margin}"
+            ));
+        }
+    }
     let priority = row
         .fields
         .get(1)
@@ -169,6 +234,7 @@ fn usable(host: &dyn Host, id: &str, row: &Row) -> Option<Candidate> {
         live,
         settings,
         priority,
+        cost,
     })
 }
 
@@ -312,6 +378,43 @@ mod tests {
         };
         assert_eq!(a[0].callee, "*102071234567");
         assert_eq!(a[0].caller.as_deref(), Some("+441000"));
+    }
+
+    #[test]
+    fn lcr_orders_a_prefix_by_cost_and_min_profit_skips_dear_vendors() {
+        use switchyard_sdk::{MappingSettings, Rate, RouteBy};
+        let rate = |per_minute| Rate {
+            prefix: "44".into(),
+            per_minute,
+            connection_fee: 0.0,
+            first_increment_secs: 60,
+            next_increment_secs: 60,
+        };
+        let host = host(&[
+            ("44", &["a"]),
+            ("44", &["b"]),
+            ("44", &["c"]),
+            ("44", &["d"]),
+        ])
+        .with_vendor_cost("a", rate(0.05))
+        .with_vendor_cost("b", rate(0.02))
+        .with_vendor_cost("c", rate(0.09))
+        .with_customer_rate("acme", rate(0.10));
+        let lcr = MappingSettings {
+            route_by: RouteBy::Cost,
+            ..mapping_settings("customer", "acme")
+        };
+        // b is cheapest; d has no cost and goes last.
+        let by_cost = host.with_mapping_settings(lcr.clone());
+        assert_eq!(ids(&route(&by_cost, &call("4411"))), ["b", "a", "c", "d"]);
+        // A 0.02 margin under the customer's 0.10 leaves out c at 0.09.
+        let margin = by_cost.with_mapping_settings(MappingSettings {
+            min_profit: Some(0.02),
+            ..lcr
+        });
+        assert_eq!(ids(&route(&margin, &call("4411"))), ["b", "a", "d"]);
+        assert!(margin.logs().iter().any(|(_, l)| l
+            == "skip c (prefix 44): cost 0.09 is above the customer's rate 0.1 less 0.02"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::agents::{self, effective_permissions, AgentScope, Permission, MAX_AGENT_DEPTH};
 use super::gateway_settings::{
     check_number_rules, CallerPool, CallerSource, ExtraHeaders, IdentityMode, MediaSettings,
-    NumberRule, PrivacyMode,
+    NumberRule, PrivacyMode, RouteBy,
 };
 use super::{from_json, key, to_json, Result, Store};
 
@@ -82,6 +82,8 @@ impl MappingGateway {
             caller_source: CallerSource::From,
             support_privacy: false,
             switch_limit: 0,
+            route_by: RouteBy::Priority,
+            min_profit: None,
             caller_rules: Vec::new(),
             callee_rules: Vec::new(),
             media: MediaSettings::default(),
@@ -217,6 +219,12 @@ pub struct MappingGateway {
     /// Routing gateways one of its calls may try; 0 = no limit.
     #[serde(default)]
     pub switch_limit: u32,
+    /// How gateways of one prefix are ordered for its calls.
+    #[serde(default)]
+    pub route_by: RouteBy,
+    /// Skip a vendor whose cost per minute is above the customer's rate less this.
+    #[serde(default)]
+    pub min_profit: Option<f64>,
     /// Caller dial plan: rewrites of the caller number as it arrives, before routing,
     /// billing and the module see it (first matching rule).
     #[serde(default)]
@@ -569,6 +577,9 @@ impl CarrierObject for MappingGateway {
     fn validate(&self) -> Result<(), String> {
         check_number_rules("caller_rules", &self.caller_rules)?;
         check_number_rules("callee_rules", &self.callee_rules)?;
+        if let Some(m) = self.min_profit.filter(|m| !m.is_finite()) {
+            return Err(format!("min_profit {m} is not a number"));
+        }
         if let Some(bad) = self.sources.iter().find(|s| !crate::sip::valid_source(s)) {
             return Err(format!(
                 "source {bad:?} is not an IP address or CIDR prefix"

@@ -294,6 +294,18 @@ pub enum PoolSelection {
     Random,
 }
 
+/// How a customer's candidate gateways are ordered within a matched prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteBy {
+    /// Priority, then line usage (VOS3000's default sorting).
+    #[default]
+    Priority,
+    /// Vendor cost for the number, cheapest first (LCR; SS_GATEWAYFEERATEROUTESORTCONFIG),
+    /// then priority; gateways without a cost last.
+    Cost,
+}
+
 /// Which extra headers of the caller's INVITE (the `X-` headers modules see) go on to
 /// a vendor: `"none"`, `"all"`, or a list of names (any case).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,26 +3,15 @@
 
 use super::super::bindings::carrier::{
     CallerPool, ExtraHeaders, Host, IdentityMode, MappingSettings, NumberAction, NumberRule,
-    PoolSelection, PrivacyMode, RoutingSettings,
+    PoolSelection, PrivacyMode, RouteBy, RoutingSettings,
 };
 use super::super::bindings::types::{CallerHeader, Error};
-use super::{internal, PolicyState};
-use crate::store::{self, CarrierObject};
-
-impl PolicyState {
-    /// The tenant's `T` with `id`; another tenant's answers as unknown.
-    fn own<T: CarrierObject>(&self, id: &str) -> Result<T, Error> {
-        match self.ctx.services.store.carrier_get::<T>(id) {
-            Ok(Some(object)) if object.tenant() == self.ctx.tenant => Ok(object),
-            Ok(_) => Err(Error::NotFound(format!("{} {id:?}", T::KIND))),
-            Err(e) => Err(internal(e)),
-        }
-    }
-}
+use super::PolicyState;
+use crate::store;
 
 impl Host for PolicyState {
     fn routing_gateway(&mut self, id: String) -> Result<RoutingSettings, Error> {
-        let g: store::RoutingGateway = self.own(&id)?;
+        let g: store::RoutingGateway = self.owned(&id, "routing gateway")?;
         Ok(RoutingSettings {
             id,
             tech_prefix: g.tech_prefix,
@@ -58,7 +47,7 @@ impl Host for PolicyState {
     }
 
     fn mapping_gateway(&mut self, id: String) -> Result<MappingSettings, Error> {
-        let g: store::MappingGateway = self.own(&id)?;
+        let g: store::MappingGateway = self.owned(&id, "mapping gateway")?;
         Ok(MappingSettings {
             id,
             account: g.account,
@@ -69,6 +58,11 @@ impl Host for PolicyState {
             },
             support_privacy: g.support_privacy,
             switch_limit: g.switch_limit,
+            route_by: match g.route_by {
+                store::RouteBy::Priority => RouteBy::Priority,
+                store::RouteBy::Cost => RouteBy::Cost,
+            },
+            min_profit: g.min_profit,
         })
     }
 }

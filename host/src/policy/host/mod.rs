@@ -13,6 +13,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::{types, CallPolicy};
 use super::state::PolicyState;
+use crate::store::CarrierObject;
 
 impl types::Host for PolicyState {}
 
@@ -21,6 +22,23 @@ pub(crate) fn add_to_linker(linker: &mut Linker<PolicyState>) -> wasmtime::Resul
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
     CallPolicy::add_to_linker::<PolicyState, HasSelf<PolicyState>>(linker, |s| s)?;
     Ok(())
+}
+
+impl PolicyState {
+    /// The calling tenant's `T` with `id` (`what` names it in the error); another
+    /// tenant's answers as unknown.
+    fn owned<T: CarrierObject>(&self, id: &str, what: &str) -> Result<T, types::Error> {
+        match self
+            .ctx
+            .services
+            .store
+            .carrier_get::<T>(id)
+            .map_err(internal)?
+        {
+            Some(object) if object.tenant() == self.ctx.tenant => Ok(object),
+            _ => Err(types::Error::NotFound(format!("{what} {id:?}"))),
+        }
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> types::Error {

@@ -1,7 +1,7 @@
 use super::super::bindings::rates::{Host, Rate};
 use super::super::bindings::types::Error;
 use super::{internal, PolicyState};
-use crate::store::{Account, CarrierObject, RoutingGateway};
+use crate::store::{Account, RoutingGateway};
 
 impl PolicyState {
     /// Longest-prefix rate of `number` in the tenant's rate table `table` (the row
@@ -23,19 +23,6 @@ impl PolicyState {
             first_increment_secs: r.first_increment_secs,
             next_increment_secs: r.next_increment_secs,
         }))
-    }
-
-    fn owned<T: CarrierObject>(&self, id: &str, what: &str) -> Result<T, Error> {
-        match self
-            .ctx
-            .services
-            .store
-            .carrier_get::<T>(id)
-            .map_err(internal)?
-        {
-            Some(object) if object.tenant() == self.ctx.tenant => Ok(object),
-            _ => Err(Error::NotFound(format!("{what} {id:?}"))),
-        }
     }
 }
 
