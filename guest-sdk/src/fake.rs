@@ -26,6 +26,7 @@ pub struct FakeHost {
     gateways: Vec<Gateway>,
     routing: Vec<RoutingSettings>,
     mapping: Vec<MappingSettings>,
+    periods: HashMap<String, Vec<String>>,
     vendor_costs: HashMap<String, Vec<Rate>>,
     customer_rates: HashMap<String, Vec<Rate>>,
     tables: HashMap<String, Vec<Row>>,
@@ -77,6 +78,13 @@ impl FakeHost {
     pub fn with_mapping_settings(mut self, settings: MappingSettings) -> Self {
         self.mapping.retain(|s| s.id != settings.id);
         self.mapping.push(settings);
+        self
+    }
+
+    /// Put `account`'s work calendar in `periods`, whatever the time.
+    pub fn with_account_periods(mut self, account: &str, periods: &[&str]) -> Self {
+        let periods = periods.iter().map(|p| p.to_string()).collect();
+        self.periods.insert(account.into(), periods);
         self
     }
 
@@ -283,6 +291,9 @@ impl Host for FakeHost {
             .find(|s| s.id == id)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("mapping gateway {id:?}")))
+    }
+    fn account_periods(&self, account: &str, _at_ms: u64) -> Vec<String> {
+        self.periods.get(account).cloned().unwrap_or_default()
     }
 }
 

@@ -45,6 +45,11 @@ pub trait Host {
     fn mapping_gateway(&self, id: &str) -> Result<MappingSettings, Error> {
         Err(Error::NotFound(format!("mapping gateway {id:?}")))
     }
+    /// The periods of `account`'s work calendar at `at_ms`. Default: none.
+    fn account_periods(&self, account: &str, at_ms: u64) -> Vec<String> {
+        let _ = (account, at_ms);
+        Vec::new()
+    }
 }
 
 /// The real host: each method is a WIT import. Only usable inside the switch.
@@ -102,5 +107,8 @@ impl Host for WasmHost {
     }
     fn mapping_gateway(&self, id: &str) -> Result<MappingSettings, Error> {
         imports::carrier::mapping_gateway(id)
+    }
+    fn account_periods(&self, account: &str, at_ms: u64) -> Vec<String> {
+        imports::carrier::account_periods(account, at_ms)
     }
 }

@@ -463,3 +463,49 @@ async fn lcr_order_follows_a_price_change_at_its_time_and_min_profit_skips_dear_
     assert_eq!(orders, [["v-a", "v-b"], ["v-b", "v-a"]]);
     s.stop().await
 }
+
+#[tokio::test]
+async fn a_route_for_office_hours_is_not_used_on_a_holiday_or_after_hours() -> Result<()> {
+    let dir = TempDir::new("stock-calendar");
+    let s = TestServer::start(&dir.0).await?;
+    let (office, any) = (Vendor::new("v-office"), Vendor::new("v-any"));
+    let vendors = [(&office, json!({})), (&any, json!({}))];
+    // v-office serves office hours only (priority 1 then); v-any all the time.
+    let routes = "44,v-office,1,office\n44,v-any,2\n";
+    stock_carrier(&s, json!({}), &vendors, routes).await?;
+    let calendar = json!({
+        "time_zone": "Europe/London",
+        "holidays": ["2026-12-25"],
+        "periods": [ { "name": "office", "start": "09:00", "end": "17:00", "days": "working" } ],
+    });
+    put(&s, "/api/v1/calendars/uk", calendar).await?;
+    put(
+        &s,
+        "/api/v1/accounts/acme",
+        json!({ "rate_table": "acme-free", "calendar": "uk" }),
+    )
+    .await?;
+    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
+    let version = binding["version"].as_str().unwrap_or_default();
+    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
+    let call = json!({ "callee": "4411", "account": "acme", "ingress_gateway": "customers" });
+    let mut orders = Vec::new();
+    // 10:00 on Thursday 24 December, 10:00 on Christmas Day, 18:00 on the 24th (GMT).
+    for now_ms in [1_798_106_400_000u64, 1_798_192_800_000, 1_798_135_200_000] {
+        let request = json!({ "now_ms": now_ms, "call": call });
+        let (status, sim) = s.admin("POST", &path, Some(request)).await?;
+        assert_eq!(status, 200, "{sim}");
+        let gateways: Vec<String> = sim["answer"]["decision"]["Attempts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a["gateway"].as_str().unwrap_or_default().to_string())
+            .collect();
+        orders.push(gateways);
+    }
+    assert_eq!(
+        orders,
+        [vec!["v-office", "v-any"], vec!["v-any"], vec!["v-any"]]
+    );
+    s.stop().await
+}

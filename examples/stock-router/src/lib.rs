@@ -2,8 +2,9 @@
 //! with the public SDK like any carrier's module. It holds logic only; the data is
 //! the host's, set over REST:
 //!
-//! - data table `routes`: rows `prefix, gateway[, priority]` (the priority, when
-//!   given, overrides the gateway's own for that prefix);
+//! - data table `routes`: rows `prefix, gateway[, priority[, period]]` (the priority,
+//!   when given, overrides the gateway's own for that prefix; a period limits the
+//!   route to when the account's work calendar is in it);
 //! - routing gateways (`/api/v1/routing-gateways`): priority, capacity, dial plans, tech prefix,
 //!   P-Asserted-Identity / Privacy / P-Preferred-Identity modes, extra headers, protect route,
 //!   switch-until-connect and stop codes;

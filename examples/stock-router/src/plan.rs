@@ -1,5 +1,6 @@
-//! The candidate list: routes matching the callee, longest prefix first (a shorter
-//! prefix's gateways follow as fallback), by priority then line usage within a
+//! The candidate list: routes matching the callee (and, when a route names a period,
+//! the account's work calendar being in it), longest prefix first (a shorter prefix's
+//! gateways follow as fallback), by priority (or cost) then line usage within a
 //! prefix; gateways that are unknown, down or full are skipped; protect routes come
 //! last, and only after a normal gateway was tried or skipped; the caller's mapping
 //! gateway may cap how many are tried.
@@ -11,7 +12,7 @@ use switchyard_sdk::{
 
 use crate::{headers, identity};
 
-/// The data table of routes: `prefix, gateway[, priority]`.
+/// The data table of routes: `prefix, gateway[, priority[, period]]`.
 pub const ROUTES_TABLE: &str = "routes";
 
 /// Most route rows one call reads (every prefix of the callee that has routes).
@@ -48,21 +49,32 @@ impl Candidate {
     }
 }
 
-/// The customer's say on the order and on which vendors pay.
-struct Economics {
+/// What else decides a call's routes: the customer's order and profit rule, and the
+/// periods its account's work calendar is in now.
+struct Terms {
     by_cost: bool,
     /// (customer's rate per minute, least profit per minute) when a profit rule applies.
     floor: Option<(f64, f64)>,
+    /// Read only when a route names a period.
+    periods: Vec<String>,
 }
 
-impl Economics {
-    fn of(host: &dyn Host, call: &Call, customer: Option<&MappingSettings>) -> Economics {
+impl Terms {
+    fn of(host: &dyn Host, call: &Call, customer: Option<&MappingSettings>, rows: &[Row]) -> Terms {
         let by_cost = customer.is_some_and(|m| m.route_by == RouteBy::Cost);
         let floor = customer.and_then(|m| m.min_profit).and_then(|margin| {
             let rate = host.customer_rate(&call.account, &call.callee).ok()??;
             Some((rate.per_minute, margin))
         });
-        Economics { by_cost, floor }
+        let periods = match rows.iter().any(|r| period_of(r).is_some()) {
+            true => host.account_periods(&call.account, host.now_ms()),
+            false => Vec::new(),
+        };
+        Terms {
+            by_cost,
+            floor,
+            periods,
+        }
     }
 
     fn needs_cost(&self) -> bool {
@@ -81,8 +93,8 @@ pub fn route(host: &dyn Host, call: &Call) -> Decision {
         return Decision::reject(404, "No route");
     }
     let customer = host.mapping_gateway(&call.ingress_gateway).ok();
-    let economics = Economics::of(host, call, customer.as_ref());
-    let (mut normal, protect) = candidates(host, call, &economics, &rows);
+    let terms = Terms::of(host, call, customer.as_ref(), &rows);
+    let (mut normal, protect) = candidates(host, call, &terms, &rows);
     // Protect routes follow a normal route's failure or skip; they never stand alone.
     if !protect.is_empty() {
         if normal.is_empty() && rows.iter().all(|r| is_protect(host, r)) {
@@ -136,6 +148,14 @@ fn numbers(call: &Call, c: &Candidate) -> Attempt {
     attempt
 }
 
+/// The work-calendar period a route applies in (its fourth field), if it names one.
+fn period_of(row: &Row) -> Option<&str> {
+    row.fields
+        .get(2)
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+}
+
 /// Whether `row` names a protect route (unknown gateways count as normal).
 fn is_protect(host: &dyn Host, row: &Row) -> bool {
     row.fields
@@ -149,7 +169,7 @@ fn is_protect(host: &dyn Host, row: &Row) -> bool {
 fn candidates(
     host: &dyn Host,
     call: &Call,
-    economics: &Economics,
+    terms: &Terms,
     rows: &[Row],
 ) -> (Vec<Candidate>, Vec<Candidate>) {
     let (mut normal, mut protect) = (Vec::new(), Vec::new());
@@ -164,11 +184,11 @@ fn candidates(
                     return None;
                 }
                 seen.push(id);
-                usable(host, call, economics, id, row)
+                usable(host, call, terms, id, row)
             })
             .collect();
         usable.sort_by(|a, b| {
-            let by_cost = economics.by_cost;
+            let by_cost = terms.by_cost;
             a.sort_key(by_cost)
                 .partial_cmp(&b.sort_key(by_cost))
                 .unwrap_or(std::cmp::Ordering::Equal)
@@ -186,13 +206,7 @@ fn candidates(
 
 /// Gateway `id` of route `row` when it can take the call; otherwise None, with the
 /// reason logged.
-fn usable(
-    host: &dyn Host,
-    call: &Call,
-    economics: &Economics,
-    id: &str,
-    row: &Row,
-) -> Option<Candidate> {
+fn usable(host: &dyn Host, call: &Call, terms: &Terms, id: &str, row: &Row) -> Option<Candidate> {
     let skip = |why: &str| {
         host.log(
             Level::Info,
@@ -204,13 +218,18 @@ fn usable(
         (Ok(live), Ok(settings)) => (live, settings),
         _ => return skip("unknown gateway"),
     };
+    if let Some(period) = period_of(row) {
+        if !terms.periods.iter().any(|p| p == period) {
+            return skip(&format!("only in period {period}"));
+        }
+    }
     if !live.up {
         return skip("down");
     }
     if live.capacity > 0 && live.current_calls >= live.capacity {
         return skip("at capacity");
     }
-    let cost = match economics.needs_cost() {
+    let cost = match terms.needs_cost() {
         true => host
             .vendor_cost(id, &call.callee)
             .ok()
@@ -218,7 +237,7 @@ fn usable(
             .map(|r| r.per_minute),
         false => None,
     };
-    if let (Some(cost), Some((rate, margin))) = (cost, economics.floor) {
+    if let (Some(cost), Some((rate, margin))) = (cost, terms.floor) {
         if cost > rate - margin {
             return skip(&format!(
                 "cost {cost} is above the customer's rate {rate} less {margin}"
@@ -415,6 +434,19 @@ mod tests {
         assert_eq!(ids(&route(&margin, &call("4411"))), ["b", "a", "d"]);
         assert!(margin.logs().iter().any(|(_, l)| l
             == "skip c (prefix 44): cost 0.09 is above the customer's rate 0.1 less 0.02"));
+    }
+
+    #[test]
+    fn a_route_naming_a_period_applies_only_while_the_calendar_is_in_it() {
+        let routes: &[(&str, &[&str])] = &[("44", &["a", "", "night"]), ("44", &["b"])];
+        let night = host(routes).with_account_periods("acme", &["night"]);
+        assert_eq!(ids(&route(&night, &call("4411"))), ["a", "b"]);
+        let day = host(routes).with_account_periods("acme", &["peak"]);
+        assert_eq!(ids(&route(&day, &call("4411"))), ["b"]);
+        assert!(day
+            .logs()
+            .iter()
+            .any(|(_, l)| l == "skip a (prefix 44): only in period night"));
     }
 
     #[test]

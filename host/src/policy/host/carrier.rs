@@ -65,6 +65,21 @@ impl Host for PolicyState {
             min_profit: g.min_profit,
         })
     }
+
+    fn account_periods(&mut self, account: String, at_ms: u64) -> Vec<String> {
+        let Ok(account) = self.owned::<store::Account>(&account, "account") else {
+            return Vec::new();
+        };
+        let calendar = account
+            .calendar
+            .and_then(|id| self.owned::<crate::billing::Calendar>(&id, "calendar").ok());
+        calendar.map_or_else(Vec::new, |c| {
+            c.periods_at(at_ms)
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        })
+    }
 }
 
 fn identity(mode: store::IdentityMode) -> IdentityMode {
