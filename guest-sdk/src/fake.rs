@@ -15,8 +15,8 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::{
-    CallerHeader, Error, ExtraHeaders, Gateway, Host, IdentityMode, Level, LocalTime,
-    MappingSettings, PrivacyMode, Rate, RouteBy, RoutingSettings, Row,
+    CallerHeader, Error, ExtraHeaders, Gateway, GroupSettings, Host, IdentityMode, Level,
+    LocalTime, MappingSettings, PrivacyMode, Rate, RouteBy, RoutingSettings, Row,
 };
 
 /// A host whose data you set up in the test. Interior mutability lets hooks that
@@ -27,6 +27,7 @@ pub struct FakeHost {
     routing: Vec<RoutingSettings>,
     mapping: Vec<MappingSettings>,
     periods: HashMap<String, Vec<String>>,
+    groups: Vec<GroupSettings>,
     vendor_costs: HashMap<String, Vec<Rate>>,
     customer_rates: HashMap<String, Vec<Rate>>,
     tables: HashMap<String, Vec<Row>>,
@@ -78,6 +79,16 @@ impl FakeHost {
     pub fn with_mapping_settings(mut self, settings: MappingSettings) -> Self {
         self.mapping.retain(|s| s.id != settings.id);
         self.mapping.push(settings);
+        self
+    }
+
+    /// Define a gateway group (gateways join it through their `groups`).
+    pub fn with_group(mut self, id: &str, capacity: u32, reserved: u32) -> Self {
+        self.groups.push(GroupSettings {
+            id: id.into(),
+            capacity,
+            reserved,
+        });
         self
     }
 
@@ -294,6 +305,13 @@ impl Host for FakeHost {
     }
     fn account_periods(&self, account: &str, _at_ms: u64) -> Vec<String> {
         self.periods.get(account).cloned().unwrap_or_default()
+    }
+    fn gateway_group(&self, id: &str) -> Result<GroupSettings, Error> {
+        self.groups
+            .iter()
+            .find(|g| g.id == id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("gateway group {id:?}")))
     }
 }
 

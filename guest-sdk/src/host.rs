@@ -2,7 +2,9 @@
 //! natively against [`crate::fake::FakeHost`].
 
 use crate::wit::switchyard::callctl as imports;
-use crate::{Error, Gateway, Level, LocalTime, MappingSettings, Rate, RoutingSettings, Row};
+use crate::{
+    Error, Gateway, GroupSettings, Level, LocalTime, MappingSettings, Rate, RoutingSettings, Row,
+};
 
 /// Services the switch offers a module. See the WIT files for the full contract.
 pub trait Host {
@@ -44,6 +46,10 @@ pub trait Host {
     /// A mapping gateway's settings (a call's `ingress_gateway`). Default: not found.
     fn mapping_gateway(&self, id: &str) -> Result<MappingSettings, Error> {
         Err(Error::NotFound(format!("mapping gateway {id:?}")))
+    }
+    /// A gateway group's shared capacity and reserved lines. Default: not found.
+    fn gateway_group(&self, id: &str) -> Result<GroupSettings, Error> {
+        Err(Error::NotFound(format!("gateway group {id:?}")))
     }
     /// The periods of `account`'s work calendar at `at_ms`. Default: none.
     fn account_periods(&self, account: &str, at_ms: u64) -> Vec<String> {
@@ -107,6 +113,9 @@ impl Host for WasmHost {
     }
     fn mapping_gateway(&self, id: &str) -> Result<MappingSettings, Error> {
         imports::carrier::mapping_gateway(id)
+    }
+    fn gateway_group(&self, id: &str) -> Result<GroupSettings, Error> {
+        imports::carrier::gateway_group(id)
     }
     fn account_periods(&self, account: &str, at_ms: u64) -> Vec<String> {
         imports::carrier::account_periods(account, at_ms)

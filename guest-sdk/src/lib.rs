@@ -39,8 +39,8 @@ pub mod time;
 
 pub use host::{Host, WasmHost};
 pub use wit::switchyard::callctl::carrier::{
-    CallerPool, ExtraHeaders, IdentityMode, MappingSettings, NumberAction, NumberRule,
-    PoolSelection, PrivacyMode, RouteBy, RoutingSettings,
+    CallerPool, ExtraHeaders, GroupSettings, IdentityMode, MappingSettings, NumberAction,
+    NumberRule, PoolSelection, PrivacyMode, RouteBy, RoutingSettings,
 };
 pub use wit::switchyard::callctl::clock::LocalTime;
 pub use wit::switchyard::callctl::gateways::Gateway;

@@ -131,6 +131,7 @@ async fn openapi_document_describes_every_route() -> Result<()> {
         "routing-gateways",
         "phones",
         "calendars",
+        "gateway-groups",
     ] {
         routes.push(format!("/api/v1/{kind}"));
         routes.push(format!("/api/v1/{kind}/{{id}}"));

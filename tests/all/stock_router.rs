@@ -509,3 +509,56 @@ async fn a_route_for_office_hours_is_not_used_on_a_holiday_or_after_hours() -> R
     );
     s.stop().await
 }
+
+#[tokio::test]
+async fn a_groups_reserved_lines_are_kept_from_first_attempts() -> Result<()> {
+    let dir = TempDir::new("stock-groups");
+    let s = TestServer::start(&dir.0).await?;
+    let (g1, free, g2) = (
+        Vendor::new("v-g1"),
+        Vendor::new("v-free"),
+        Vendor::new("v-g2"),
+    );
+    // One line in group "bd", and it is reserved: a first attempt may not take it.
+    let vendors = [
+        (&g1, json!({ "groups": ["bd"], "priority": 1 })),
+        (&free, json!({ "priority": 2 })),
+        (&g2, json!({ "groups": ["bd"], "priority": 3 })),
+    ];
+    stock_carrier(&s, json!({}), &vendors, "44,v-g1\n44,v-free\n44,v-g2\n").await?;
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/gateway-groups/bd",
+            Some(json!({ "capacity": 1, "reserved": 2 })),
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    put(
+        &s,
+        "/api/v1/gateway-groups/bd",
+        json!({ "capacity": 1, "reserved": 1 }),
+    )
+    .await?;
+    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
+    let version = binding["version"].as_str().unwrap_or_default();
+    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
+    let request = json!({ "call": { "callee": "4411", "ingress_gateway": "customers" } });
+    let (status, sim) = s.admin("POST", &path, Some(request)).await?;
+    assert_eq!(status, 200, "{sim}");
+    let gateways: Vec<&str> = sim["answer"]["decision"]["Attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["gateway"].as_str())
+        .collect();
+    // v-g1 would be first: skipped; v-g2 comes as a failover and may use the line.
+    assert_eq!(gateways, ["v-free", "v-g2"], "{sim}");
+    assert!(
+        sim["logs"]
+            .to_string()
+            .contains("skip v-g1: group bd: its 1 free lines are reserved for failover"),
+        "{sim}"
+    );
+    s.stop().await
+}

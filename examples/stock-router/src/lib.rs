@@ -8,13 +8,16 @@
 //! - routing gateways (`/api/v1/routing-gateways`): priority, capacity, dial plans, tech prefix,
 //!   P-Asserted-Identity / Privacy / P-Preferred-Identity modes, extra headers, protect route,
 //!   switch-until-connect and stop codes;
-//! - mapping gateways (`/api/v1/mapping-gateways`): support privacy, switch limit.
+//! - mapping gateways (`/api/v1/mapping-gateways`): support privacy, switch limit,
+//!   LCR order and minimum profit;
+//! - gateway groups (`/api/v1/gateway-groups`): shared capacity and reserved lines.
 //!
 //! [`plan`] builds the ordered attempts, [`identity`] and [`headers`] the headers each
 //! carries, and [`failover`] decides after a failed attempt. Why each gateway was chosen or
 //! skipped goes to the module log, which `simulate` shows.
 
 pub mod failover;
+pub mod groups;
 pub mod headers;
 pub mod identity;
 pub mod plan;

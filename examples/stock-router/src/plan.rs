@@ -2,14 +2,16 @@
 //! the account's work calendar being in it), longest prefix first (a shorter prefix's
 //! gateways follow as fallback), by priority (or cost) then line usage within a
 //! prefix; gateways that are unknown, down or full are skipped; protect routes come
-//! last, and only after a normal gateway was tried or skipped; the caller's mapping
-//! gateway may cap how many are tried.
+//! last, and only after a normal gateway was tried or skipped; a gateway group's
+//! reserved lines are not for the first attempt; the caller's mapping gateway may cap
+//! how many are tried.
 
 use switchyard_sdk::numbers::apply_gateway_rules;
 use switchyard_sdk::{
     Attempt, Call, Decision, Gateway, Host, Level, MappingSettings, RouteBy, RoutingSettings, Row,
 };
 
+use crate::groups::Groups;
 use crate::{headers, identity};
 
 /// The data table of routes: `prefix, gateway[, priority[, period]]`.
@@ -106,6 +108,17 @@ pub fn route(host: &dyn Host, call: &Call) -> Decision {
             normal.extend(protect);
         }
     }
+    // Group capacity: the first attempt leaves a group's reserved lines alone.
+    let mut groups = Groups::new(host);
+    let mut admitted = Vec::with_capacity(normal.len());
+    for c in normal {
+        let first = admitted.is_empty() && !c.settings.protect;
+        match groups.refusal(&c.live.groups, first) {
+            Some(why) => host.log(Level::Info, &format!("skip {}: {why}", c.live.id)),
+            None => admitted.push(c),
+        }
+    }
+    let mut normal = admitted;
     let limit = customer.as_ref().map_or(0, |m| m.switch_limit);
     let supports_privacy = customer.as_ref().is_some_and(|m| m.support_privacy);
     if limit > 0 && normal.len() > limit as usize {

@@ -1,6 +1,6 @@
-//! Accounts, mapping gateways, routing gateways, phones and calendars: one generic set
-//! of handlers per kind, open to agent tokens as far as each kind allows
-//! ([`CarrierObject::agent_sees`]); payments and the sub-account tree.
+//! Accounts, mapping gateways, routing gateways, phones, calendars and gateway
+//! groups: one generic set of handlers per kind, open to agent tokens as far as each
+//! kind allows ([`CarrierObject::agent_sees`]); payments and the sub-account tree.
 
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
@@ -21,6 +21,7 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(kind::<RoutingGateway>())
         .merge(kind::<Phone>())
         .merge(kind::<crate::billing::Calendar>())
+        .merge(kind::<crate::store::GatewayGroup>())
 }
 
 fn kind<T: CarrierObject>() -> Router<AppState> {

@@ -566,6 +566,33 @@ impl CarrierObject for Account {
     }
 }
 owned_by_tenant!(crate::billing::Calendar, "calendars", |c| c.check());
+owned_by_tenant!(
+    GatewayGroup,
+    "gateway-groups",
+    |g| match g.reserved > g.capacity && g.capacity > 0 {
+        true => Err(format!(
+            "reserved {} is above capacity {}",
+            g.reserved, g.capacity
+        )),
+        false => Ok(()),
+    }
+);
+
+/// Routing gateways sharing a name in their `groups` share this capacity; the last
+/// `reserved` lines are kept for failover and protect-route attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayGroup {
+    /// Owning tenant (set by the server).
+    #[serde(default)]
+    pub tenant: String,
+    /// Calls in progress the group's gateways may carry together; 0 = unlimited.
+    #[serde(default)]
+    pub capacity: u32,
+    /// Of those, lines a call's first attempt may not take.
+    #[serde(default)]
+    pub reserved: u32,
+}
 impl CarrierObject for MappingGateway {
     const KIND: &'static str = "mapping-gateways";
     fn tenant(&self) -> &str {

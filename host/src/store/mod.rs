@@ -27,7 +27,9 @@ mod tokens;
 pub use agents::{AgentScope, Permission};
 pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope};
 pub use calls::{AttemptRecord, CallCharges, CallQuery, CallRecord, CallResult, EndReason};
-pub use carrier::{Account, CarrierObject, MappingGateway, Phone, RoutingGateway, Snapshot};
+pub use carrier::{
+    Account, CarrierObject, GatewayGroup, MappingGateway, Phone, RoutingGateway, Snapshot,
+};
 pub use error::{Error, Result};
 pub use gateway_settings::{
     apply_number_rules, CallerPool, CallerSource, Codec, CodecMode, DtmfReceive, DtmfSend,

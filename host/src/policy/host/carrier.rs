@@ -2,8 +2,8 @@
 //! calling module's tenant.
 
 use super::super::bindings::carrier::{
-    CallerPool, ExtraHeaders, Host, IdentityMode, MappingSettings, NumberAction, NumberRule,
-    PoolSelection, PrivacyMode, RouteBy, RoutingSettings,
+    CallerPool, ExtraHeaders, GroupSettings, Host, IdentityMode, MappingSettings, NumberAction,
+    NumberRule, PoolSelection, PrivacyMode, RouteBy, RoutingSettings,
 };
 use super::super::bindings::types::{CallerHeader, Error};
 use super::PolicyState;
@@ -78,6 +78,15 @@ impl Host for PolicyState {
                 .into_iter()
                 .map(str::to_string)
                 .collect()
+        })
+    }
+
+    fn gateway_group(&mut self, id: String) -> Result<GroupSettings, Error> {
+        let g: store::GatewayGroup = self.owned(&id, "gateway group")?;
+        Ok(GroupSettings {
+            id,
+            capacity: g.capacity,
+            reserved: g.reserved,
         })
     }
 }
