@@ -562,3 +562,63 @@ async fn a_groups_reserved_lines_are_kept_from_first_attempts() -> Result<()> {
     );
     s.stop().await
 }
+
+#[tokio::test]
+async fn lcr_order_changes_at_a_calendar_period_boundary() -> Result<()> {
+    let dir = TempDir::new("stock-lcr-period");
+    let s = TestServer::start(&dir.0).await?;
+    let (a, b) = (Vendor::new("v-a"), Vendor::new("v-b"));
+    let csv = |text: &str| Body::Bytes(text.as_bytes().to_vec(), "text/csv");
+    for (table, rows) in [
+        ("a-off", "44,0.05\n"),
+        ("a-peak", "44,0.09\n"),
+        ("b-flat", "44,0.07\n"),
+    ] {
+        let path = format!("/api/v1/tables/{table}");
+        let (status, body) = s.call("PUT", &path, ADMIN, Some(csv(rows))).await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    let peak = json!({ "name": "peak", "start": "08:00", "end": "18:00", "days": "working" });
+    // a is dearer than b in London's working-day peak, cheaper outside it.
+    let vendors = [
+        (
+            &a,
+            json!({ "cost_table": "a-off", "calendar": "uk",
+                    "period_cost_tables": { "peak": "a-peak" } }),
+        ),
+        (&b, json!({ "cost_table": "b-flat" })),
+    ];
+    stock_carrier(
+        &s,
+        json!({ "route_by": "cost" }),
+        &vendors,
+        "44,v-a\n44,v-b\n",
+    )
+    .await?;
+    put(
+        &s,
+        "/api/v1/calendars/uk",
+        json!({ "time_zone": "Europe/London", "periods": [peak] }),
+    )
+    .await?;
+    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
+    let version = binding["version"].as_str().unwrap_or_default();
+    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
+    let call = json!({ "callee": "4411", "account": "acme", "ingress_gateway": "customers" });
+    let mut orders = Vec::new();
+    // Monday 23 November 2026, 09:30 and 20:00 in London (UTC in winter).
+    for now_ms in [1_795_426_200_000u64, 1_795_464_000_000] {
+        let request = json!({ "now_ms": now_ms, "call": call });
+        let (status, sim) = s.admin("POST", &path, Some(request)).await?;
+        assert_eq!(status, 200, "{sim}");
+        let gateways: Vec<String> = sim["answer"]["decision"]["Attempts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a["gateway"].as_str().unwrap_or_default().to_string())
+            .collect();
+        orders.push(gateways);
+    }
+    assert_eq!(orders, [["v-b", "v-a"], ["v-a", "v-b"]]);
+    s.stop().await
+}

@@ -18,7 +18,7 @@ mod rating;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub use calendar::{Calendar, Days, Period};
+pub use calendar::{tables_at, Calendar, Days, Period};
 pub use money::Money;
 pub use rating::Rate;
 
@@ -236,15 +236,29 @@ impl Billing {
         tracing::info!(call_id = %record.call_id, %charge, account = %auth.account, tenant = %auth.tenant, "call charged");
     }
 
-    /// What the carrying vendor charges us: its gateway's cost table at the number sent.
+    /// What the carrying vendor charges us: its gateway's cost table (its period's,
+    /// when answered in one) at the number sent, less the gateway's tech prefix.
     fn vendor_cost(&self, record: &CallRecord, duration: u64) -> Option<Money> {
         let gateway = record.egress_gateway.as_deref()?;
         let gateway = self.store.carrier_get::<RoutingGateway>(gateway).ok()??;
-        let table = gateway.cost_table.as_deref()?;
-        let number = record.callee_out.as_deref().unwrap_or(&record.callee_in);
-        match self.rate_in(&gateway.tenant, table, number) {
-            Ok(Some(rate)) => Some(rate.charge(duration)),
-            Ok(None) => None,
+        let sent = record.callee_out.as_deref().unwrap_or(&record.callee_in);
+        let number = gateway
+            .tech_prefix
+            .as_deref()
+            .and_then(|p| sent.strip_prefix(p))
+            .unwrap_or(sent);
+        let at = record.answer_ms.unwrap_or(record.invite_ms);
+        let cost = calendar::tables_at(
+            &self.store,
+            &gateway.tenant,
+            gateway.calendar.as_deref(),
+            &gateway.period_cost_tables,
+            gateway.cost_table.as_deref(),
+            at,
+        )
+        .and_then(|tables| self.first_rate(&gateway.tenant, &tables, number));
+        match cost {
+            Ok(rate) => rate.map(|r| r.charge(duration)),
             Err(e) => {
                 tracing::warn!(call_id = %record.call_id, error = %e, "vendor cost table");
                 None
@@ -260,24 +274,30 @@ impl Billing {
         callee: &str,
         now_ms: u64,
     ) -> Result<Option<Rate>, String> {
-        if let Some(id) = &account.calendar {
-            let calendar = match self.store.carrier_get::<Calendar>(id) {
-                Ok(Some(c)) if c.tenant == account.tenant => c,
-                Ok(_) => return Err(format!("calendar {id:?} does not exist")),
-                Err(e) => return Err(format!("calendar {id:?}: {e}")),
-            };
-            for period in calendar.periods_at(now_ms) {
-                if let Some(table) = account.period_rate_tables.get(period) {
-                    if let Some(rate) = self.rate_in(&account.tenant, table, callee)? {
-                        return Ok(Some(rate));
-                    }
-                }
+        let tables = calendar::tables_at(
+            &self.store,
+            &account.tenant,
+            account.calendar.as_deref(),
+            &account.period_rate_tables,
+            account.rate_table.as_deref(),
+            now_ms,
+        )?;
+        self.first_rate(&account.tenant, &tables, callee)
+    }
+
+    /// `number`'s rate in the first of a tenant's `tables` that has one.
+    fn first_rate(
+        &self,
+        tenant: &str,
+        tables: &[&str],
+        number: &str,
+    ) -> Result<Option<Rate>, String> {
+        for table in tables {
+            if let Some(rate) = self.rate_in(tenant, table, number)? {
+                return Ok(Some(rate));
             }
         }
-        match &account.rate_table {
-            Some(table) => self.rate_in(&account.tenant, table, callee),
-            None => Ok(None),
-        }
+        Ok(None)
     }
 
     /// The rate of `number` in a tenant's rate table.

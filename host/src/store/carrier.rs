@@ -259,6 +259,13 @@ pub struct RoutingGateway {
     /// Data table holding its cost rates (same row layout as an account's rate table).
     #[serde(default)]
     pub cost_table: Option<String>,
+    /// Work calendar whose periods pick among `period_cost_tables`.
+    #[serde(default)]
+    pub calendar: Option<String>,
+    /// Cost table per period name of the calendar; a number the period's table has no
+    /// rate for falls back to `cost_table`.
+    #[serde(default)]
+    pub period_cost_tables: std::collections::BTreeMap<String, String>,
     /// SIP address `host:port` (IPv6 as `[::1]:5060`); a gateway without one is skipped.
     #[serde(default)]
     pub address: Option<String>,
@@ -419,6 +426,8 @@ impl Default for RoutingGateway {
             priority: 0,
             enabled: yes(),
             cost_table: None,
+            calendar: None,
+            period_cost_tables: Default::default(),
             address: None,
             transport: crate::sip::Transport::Udp,
             invite_timeout_ms: None,

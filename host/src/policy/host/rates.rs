@@ -29,17 +29,54 @@ impl PolicyState {
 impl Host for PolicyState {
     fn vendor_cost(&mut self, gateway: String, number: String) -> Result<Option<Rate>, Error> {
         let g: RoutingGateway = self.owned(&gateway, "routing gateway")?;
-        match g.cost_table {
-            Some(table) => self.rate_in(&table, &number),
-            None => Ok(None),
-        }
+        let tables = self.tables_now(
+            g.calendar.as_deref(),
+            &g.period_cost_tables,
+            g.cost_table.as_deref(),
+        )?;
+        self.first_rate(&tables, &number)
     }
 
     fn customer_rate(&mut self, account: String, number: String) -> Result<Option<Rate>, Error> {
         let a: Account = self.owned(&account, "account")?;
-        match a.rate_table {
-            Some(table) => self.rate_in(&table, &number),
-            None => Ok(None),
+        let tables = self.tables_now(
+            a.calendar.as_deref(),
+            &a.period_rate_tables,
+            a.rate_table.as_deref(),
+        )?;
+        self.first_rate(&tables, &number)
+    }
+}
+
+impl PolicyState {
+    /// The rate tables that price a call now, as billing picks them (see
+    /// [`crate::billing::tables_at`]).
+    fn tables_now<'a>(
+        &self,
+        calendar: Option<&str>,
+        by_period: &'a std::collections::BTreeMap<String, String>,
+        default: Option<&'a str>,
+    ) -> Result<Vec<&'a str>, Error> {
+        let now_ms = self.ctx.now_ms.unwrap_or_else(crate::now_ms);
+        let store = &self.ctx.services.store;
+        crate::billing::tables_at(
+            store,
+            &self.ctx.tenant,
+            calendar,
+            by_period,
+            default,
+            now_ms,
+        )
+        .map_err(Error::NotFound)
+    }
+
+    /// `number`'s rate in the first of `tables` that has one.
+    fn first_rate(&self, tables: &[&str], number: &str) -> Result<Option<Rate>, Error> {
+        for table in tables {
+            if let Some(rate) = self.rate_in(table, number)? {
+                return Ok(Some(rate));
+            }
         }
+        Ok(None)
     }
 }
