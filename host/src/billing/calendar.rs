@@ -136,6 +136,32 @@ impl Calendar {
     }
 }
 
+/// The rate tables to try, in order, for a price at `now_ms`: the table `by_period`
+/// binds to each period `calendar` (of `tenant`) is in, in precedence order, then
+/// `default`. An error names a calendar that does not exist.
+pub fn tables_at<'a>(
+    store: &crate::store::Store,
+    tenant: &str,
+    calendar: Option<&str>,
+    by_period: &'a std::collections::BTreeMap<String, String>,
+    default: Option<&'a str>,
+    now_ms: u64,
+) -> Result<Vec<&'a str>, String> {
+    let mut tables = Vec::new();
+    if let Some(id) = calendar.filter(|_| !by_period.is_empty()) {
+        let calendar = match store.carrier_get::<Calendar>(id) {
+            Ok(Some(c)) if c.tenant == tenant => c,
+            Ok(_) => return Err(format!("calendar {id:?} does not exist")),
+            Err(e) => return Err(format!("calendar {id:?}: {e}")),
+        };
+        for period in calendar.periods_at(now_ms) {
+            tables.extend(by_period.get(period).map(String::as_str));
+        }
+    }
+    tables.extend(default);
+    Ok(tables)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,30 +228,4 @@ mod tests {
         c.periods[0].end = "6pm".into();
         assert!(c.check().unwrap_err().contains("HH:MM"));
     }
-}
-
-/// The rate tables to try, in order, for a price at `now_ms`: the table `by_period`
-/// binds to each period `calendar` (of `tenant`) is in, in precedence order, then
-/// `default`. An error names a calendar that does not exist.
-pub fn tables_at<'a>(
-    store: &crate::store::Store,
-    tenant: &str,
-    calendar: Option<&str>,
-    by_period: &'a std::collections::BTreeMap<String, String>,
-    default: Option<&'a str>,
-    now_ms: u64,
-) -> Result<Vec<&'a str>, String> {
-    let mut tables = Vec::new();
-    if let Some(id) = calendar.filter(|_| !by_period.is_empty()) {
-        let calendar = match store.carrier_get::<Calendar>(id) {
-            Ok(Some(c)) if c.tenant == tenant => c,
-            Ok(_) => return Err(format!("calendar {id:?} does not exist")),
-            Err(e) => return Err(format!("calendar {id:?}: {e}")),
-        };
-        for period in calendar.periods_at(now_ms) {
-            tables.extend(by_period.get(period).map(String::as_str));
-        }
-    }
-    tables.extend(default);
-    Ok(tables)
 }
