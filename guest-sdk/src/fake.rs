@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::{
     CallerHeader, Error, ExtraHeaders, Gateway, GroupSettings, Host, IdentityMode, Level,
-    LocalTime, MappingSettings, PrivacyMode, Rate, RouteBy, RoutingSettings, Row,
+    LocalTime, MappingSettings, PrivacyMode, Rate, RouteBy, RoutingSettings, Row, Traffic,
 };
 
 /// A host whose data you set up in the test. Interior mutability lets hooks that
@@ -28,6 +28,7 @@ pub struct FakeHost {
     mapping: Vec<MappingSettings>,
     periods: HashMap<String, Vec<String>>,
     groups: Vec<GroupSettings>,
+    traffic: HashMap<String, Traffic>,
     vendor_costs: HashMap<String, Vec<Rate>>,
     customer_rates: HashMap<String, Vec<Rate>>,
     tables: HashMap<String, Vec<Row>>,
@@ -79,6 +80,22 @@ impl FakeHost {
     pub fn with_mapping_settings(mut self, settings: MappingSettings) -> Self {
         self.mapping.retain(|s| s.id != settings.id);
         self.mapping.push(settings);
+        self
+    }
+
+    /// Set a routing gateway's traffic: `attempts` in the window, `answered` of them.
+    pub fn with_traffic(mut self, id: &str, attempts: u64, answered: u64) -> Self {
+        let asr = match attempts {
+            0 => 0.0,
+            n => answered as f32 / n as f32,
+        };
+        let traffic = Traffic {
+            attempts,
+            answered,
+            asr,
+            window_secs: 300,
+        };
+        self.traffic.insert(id.into(), traffic);
         self
     }
 
@@ -186,6 +203,8 @@ pub fn mapping_settings(id: &str, account: &str) -> MappingSettings {
         switch_limit: 0,
         route_by: RouteBy::Priority,
         min_profit: None,
+        asr_threshold: None,
+        asr_min_attempts: 10,
     }
 }
 
@@ -312,6 +331,14 @@ impl Host for FakeHost {
             .find(|g| g.id == id)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("gateway group {id:?}")))
+    }
+    fn gateway_traffic(&self, id: &str) -> Result<Traffic, Error> {
+        Ok(self.traffic.get(id).cloned().unwrap_or(Traffic {
+            attempts: 0,
+            answered: 0,
+            asr: 0.0,
+            window_secs: 300,
+        }))
     }
 }
 

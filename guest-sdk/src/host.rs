@@ -4,6 +4,7 @@
 use crate::wit::switchyard::callctl as imports;
 use crate::{
     Error, Gateway, GroupSettings, Level, LocalTime, MappingSettings, Rate, RoutingSettings, Row,
+    Traffic,
 };
 
 /// Services the switch offers a module. See the WIT files for the full contract.
@@ -46,6 +47,10 @@ pub trait Host {
     /// A mapping gateway's settings (a call's `ingress_gateway`). Default: not found.
     fn mapping_gateway(&self, id: &str) -> Result<MappingSettings, Error> {
         Err(Error::NotFound(format!("mapping gateway {id:?}")))
+    }
+    /// A routing gateway's traffic over the statistics window. Default: not found.
+    fn gateway_traffic(&self, id: &str) -> Result<Traffic, Error> {
+        Err(Error::NotFound(format!("routing gateway {id:?}")))
     }
     /// A gateway group's shared capacity and reserved lines. Default: not found.
     fn gateway_group(&self, id: &str) -> Result<GroupSettings, Error> {
@@ -116,6 +121,9 @@ impl Host for WasmHost {
     }
     fn gateway_group(&self, id: &str) -> Result<GroupSettings, Error> {
         imports::carrier::gateway_group(id)
+    }
+    fn gateway_traffic(&self, id: &str) -> Result<Traffic, Error> {
+        imports::carrier::gateway_traffic(id)
     }
     fn account_periods(&self, account: &str, at_ms: u64) -> Vec<String> {
         imports::carrier::account_periods(account, at_ms)

@@ -40,7 +40,7 @@ pub mod time;
 pub use host::{Host, WasmHost};
 pub use wit::switchyard::callctl::carrier::{
     CallerPool, ExtraHeaders, GroupSettings, IdentityMode, MappingSettings, NumberAction,
-    NumberRule, PoolSelection, PrivacyMode, RouteBy, RoutingSettings,
+    NumberRule, PoolSelection, PrivacyMode, RouteBy, RoutingSettings, Traffic,
 };
 pub use wit::switchyard::callctl::clock::LocalTime;
 pub use wit::switchyard::callctl::gateways::Gateway;

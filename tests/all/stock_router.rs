@@ -622,3 +622,48 @@ async fn lcr_order_changes_at_a_calendar_period_boundary() -> Result<()> {
     assert_eq!(orders, [["v-b", "v-a"], ["v-a", "v-b"]]);
     s.stop().await
 }
+
+#[tokio::test]
+async fn a_vendor_whose_asr_falls_below_the_threshold_is_tried_later() -> Result<()> {
+    let dir = TempDir::new("stock-asr");
+    let s = TestServer::start(&dir.0).await?;
+    let (poor, good) = (Vendor::new("v-poor"), Vendor::new("v-good"));
+    let vendors = [
+        (&poor, json!({ "priority": 1 })),
+        (&good, json!({ "priority": 2 })),
+    ];
+    let customer = json!({ "asr_threshold": 0.5, "asr_min_attempts": 2 });
+    stock_carrier(&s, customer, &vendors, "44,v-poor\n44,v-good\n").await?;
+    // Two calls: each fails on v-poor (first by priority), then connects on v-good.
+    let (a, b) = (
+        uas(&poor, "uas_unavailable.xml", 2)?,
+        Sipp::uas(good.port, &["-sn", "uas"], 2)?,
+    );
+    Sipp::uac(s.server.sip.addr, &["-s", "4411", "-sn", "uac"], 2, 2)?
+        .succeeds()
+        .await?;
+    a.succeeds().await?;
+    b.succeeds().await?;
+    for r in wait_for_records(&s, 2).await? {
+        assert_eq!(
+            attempts(&r),
+            tried(&[("v-poor", 503), ("v-good", 200)]),
+            "{r}"
+        );
+    }
+    // v-poor's ASR is now 0 over 2 attempts: the next call tries it last.
+    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
+    let version = binding["version"].as_str().unwrap_or_default();
+    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
+    let request = json!({ "call": { "callee": "4411", "ingress_gateway": "customers" } });
+    let (status, sim) = s.admin("POST", &path, Some(request)).await?;
+    assert_eq!(status, 200, "{sim}");
+    let gateways: Vec<&str> = sim["answer"]["decision"]["Attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["gateway"].as_str())
+        .collect();
+    assert_eq!(gateways, ["v-good", "v-poor"], "{sim}");
+    s.stop().await
+}

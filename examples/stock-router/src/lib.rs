@@ -9,7 +9,7 @@
 //!   P-Asserted-Identity / Privacy / P-Preferred-Identity modes, extra headers, protect route,
 //!   switch-until-connect and stop codes;
 //! - mapping gateways (`/api/v1/mapping-gateways`): support privacy, switch limit,
-//!   LCR order and minimum profit;
+//!   LCR order, minimum profit and the ASR threshold;
 //! - gateway groups (`/api/v1/gateway-groups`): shared capacity and reserved lines.
 //!
 //! [`plan`] builds the ordered attempts, [`identity`] and [`headers`] the headers each

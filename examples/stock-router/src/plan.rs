@@ -29,6 +29,9 @@ struct Candidate {
     /// The vendor's cost per minute for the callee, when the order or a profit rule
     /// needs it and its cost table has the number.
     cost: Option<f64>,
+    /// Its answer-seizure ratio is below the customer's threshold: it goes after the
+    /// rest of its prefix.
+    demoted: bool,
 }
 
 impl Candidate {
@@ -40,14 +43,14 @@ impl Candidate {
         }
     }
 
-    /// Its place within its prefix: (cost, when ordering by it, unknown last), priority,
-    /// usage.
-    fn sort_key(&self, by_cost: bool) -> (f64, u32, f64) {
+    /// Its place within its prefix: demoted last, then (cost, when ordering by it,
+    /// unknown last), priority, usage.
+    fn sort_key(&self, by_cost: bool) -> (bool, f64, u32, f64) {
         let cost = match by_cost {
             true => self.cost.unwrap_or(f64::INFINITY),
             false => 0.0,
         };
-        (cost, self.priority, self.usage())
+        (self.demoted, cost, self.priority, self.usage())
     }
 }
 
@@ -59,6 +62,8 @@ struct Terms {
     floor: Option<(f64, f64)>,
     /// Read only when a route names a period.
     periods: Vec<String>,
+    /// (ASR threshold, attempts before it counts) when the customer demotes by ASR.
+    asr: Option<(f32, u64)>,
 }
 
 impl Terms {
@@ -72,10 +77,15 @@ impl Terms {
             true => host.account_periods(&call.account, host.now_ms()),
             false => Vec::new(),
         };
+        let asr = customer.and_then(|m| {
+            let threshold = m.asr_threshold?;
+            Some((threshold, u64::from(m.asr_min_attempts)))
+        });
         Terms {
             by_cost,
             floor,
             periods,
+            asr,
         }
     }
 
@@ -257,6 +267,16 @@ fn usable(host: &dyn Host, call: &Call, terms: &Terms, id: &str, row: &Row) -> O
             ));
         }
     }
+    let demoted = terms.asr.is_some_and(|(threshold, min_attempts)| {
+        host.gateway_traffic(id).is_ok_and(|t| {
+            let low = t.attempts >= min_attempts && t.asr < threshold;
+            if low {
+                let asr = t.asr;
+                host.log(Level::Info, &format!("{id}: ASR {asr:.2} is below {threshold}, tried after the rest of prefix {}", row.key));
+            }
+            low
+        })
+    });
     let priority = row
         .fields
         .get(1)
@@ -267,6 +287,7 @@ fn usable(host: &dyn Host, call: &Call, terms: &Terms, id: &str, row: &Row) -> O
         settings,
         priority,
         cost,
+        demoted,
     })
 }
 
@@ -460,6 +481,26 @@ mod tests {
             .logs()
             .iter()
             .any(|(_, l)| l == "skip a (prefix 44): only in period night"));
+    }
+
+    #[test]
+    fn a_low_asr_demotes_a_gateway_within_its_prefix_once_it_has_enough_attempts() {
+        let routes: &[(&str, &[&str])] = &[("44", &["a"]), ("44", &["b"]), ("4", &["c"])];
+        let customer = MappingSettings {
+            asr_threshold: Some(0.3),
+            asr_min_attempts: 10,
+            ..mapping_settings("customer", "acme")
+        };
+        // a: 2 of 20 answered, demoted below b (but not below the shorter prefix).
+        let low = host(routes)
+            .with_traffic("a", 20, 2)
+            .with_mapping_settings(customer.clone());
+        assert_eq!(ids(&route(&low, &call("4411"))), ["b", "a", "c"]);
+        // Too few attempts to judge: priority order stands.
+        let young = host(routes)
+            .with_traffic("a", 5, 0)
+            .with_mapping_settings(customer);
+        assert_eq!(ids(&route(&young, &call("4411"))), ["a", "b", "c"]);
     }
 
     #[test]

@@ -84,6 +84,8 @@ impl MappingGateway {
             switch_limit: 0,
             route_by: RouteBy::Priority,
             min_profit: None,
+            asr_threshold: None,
+            asr_min_attempts: ten(),
             caller_rules: Vec::new(),
             callee_rules: Vec::new(),
             media: MediaSettings::default(),
@@ -225,6 +227,13 @@ pub struct MappingGateway {
     /// Skip a vendor whose cost per minute is above the customer's rate less this.
     #[serde(default)]
     pub min_profit: Option<f64>,
+    /// Demote, within its prefix, a vendor whose answer-seizure ratio over the
+    /// statistics window is below this (0-1; SS_GATEWAYASRROUTESORTCONFIG) ...
+    #[serde(default)]
+    pub asr_threshold: Option<f32>,
+    /// ... once it has had at least this many attempts in the window.
+    #[serde(default = "ten")]
+    pub asr_min_attempts: u32,
     /// Caller dial plan: rewrites of the caller number as it arrives, before routing,
     /// billing and the module see it (first matching rule).
     #[serde(default)]
@@ -460,6 +469,10 @@ fn three() -> u32 {
     3
 }
 
+fn ten() -> u32 {
+    10
+}
+
 fn two() -> u32 {
     2
 }
@@ -615,6 +628,9 @@ impl CarrierObject for MappingGateway {
         check_number_rules("callee_rules", &self.callee_rules)?;
         if let Some(m) = self.min_profit.filter(|m| !m.is_finite()) {
             return Err(format!("min_profit {m} is not a number"));
+        }
+        if let Some(t) = self.asr_threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+            return Err(format!("asr_threshold {t} is outside 0-1"));
         }
         if let Some(bad) = self.sources.iter().find(|s| !crate::sip::valid_source(s)) {
             return Err(format!(

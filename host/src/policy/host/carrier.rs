@@ -1,9 +1,9 @@
-//! `carrier`: routing and mapping gateways' settings as operators stored them, for the
-//! calling module's tenant.
+//! `carrier`: routing and mapping gateways', groups' and calendars' settings as
+//! operators stored them, and gateways' traffic, for the calling module's tenant.
 
 use super::super::bindings::carrier::{
     CallerPool, ExtraHeaders, GroupSettings, Host, IdentityMode, MappingSettings, NumberAction,
-    NumberRule, PoolSelection, PrivacyMode, RouteBy, RoutingSettings,
+    NumberRule, PoolSelection, PrivacyMode, RouteBy, RoutingSettings, Traffic,
 };
 use super::super::bindings::types::{CallerHeader, Error};
 use super::PolicyState;
@@ -63,6 +63,8 @@ impl Host for PolicyState {
                 store::RouteBy::Cost => RouteBy::Cost,
             },
             min_profit: g.min_profit,
+            asr_threshold: g.asr_threshold,
+            asr_min_attempts: g.asr_min_attempts,
         })
     }
 
@@ -87,6 +89,17 @@ impl Host for PolicyState {
             id,
             capacity: g.capacity,
             reserved: g.reserved,
+        })
+    }
+
+    fn gateway_traffic(&mut self, id: String) -> Result<Traffic, Error> {
+        let _: store::RoutingGateway = self.owned(&id, "routing gateway")?;
+        let t = self.ctx.services.gateway_traffic(&id);
+        Ok(Traffic {
+            attempts: t.attempts,
+            answered: t.answered,
+            asr: t.asr,
+            window_secs: t.window_secs,
         })
     }
 }
