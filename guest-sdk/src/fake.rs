@@ -29,6 +29,8 @@ pub struct FakeHost {
     periods: HashMap<String, Vec<String>>,
     groups: Vec<GroupSettings>,
     traffic: HashMap<String, Traffic>,
+    /// Pool numbers lent so far, per (gateway, number); nothing comes back in the fake.
+    leased: RefCell<HashMap<(String, String), u32>>,
     vendor_costs: HashMap<String, Vec<Rate>>,
     customer_rates: HashMap<String, Vec<Rate>>,
     tables: HashMap<String, Vec<Row>>,
@@ -338,6 +340,26 @@ impl Host for FakeHost {
             answered: 0,
             asr: 0.0,
             window_secs: 300,
+        }))
+    }
+    /// The first number of the gateway's pool (from its routing settings) under its
+    /// multiplex limit, in pool order.
+    fn lease_caller_number(&self, id: &str) -> Result<Option<String>, Error> {
+        let pool = self
+            .routing_gateway(id)?
+            .caller_pool
+            .ok_or_else(|| Error::NotFound(format!("routing gateway {id:?} has no caller pool")))?;
+        let mut leased = self.leased.borrow_mut();
+        let free = pool.numbers.iter().find(|n| {
+            leased
+                .get(&(id.to_string(), n.to_string()))
+                .copied()
+                .unwrap_or(0)
+                < pool.multiplexes.max(1)
+        });
+        Ok(free.map(|n| {
+            *leased.entry((id.to_string(), n.clone())).or_default() += 1;
+            n.clone()
         }))
     }
 }

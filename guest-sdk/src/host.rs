@@ -52,6 +52,13 @@ pub trait Host {
     fn gateway_traffic(&self, id: &str) -> Result<Traffic, Error> {
         Err(Error::NotFound(format!("routing gateway {id:?}")))
     }
+    /// Borrow one of gateway `id`'s caller pool numbers for this call (None when
+    /// each is at its multiplex limit). Default: not found.
+    fn lease_caller_number(&self, id: &str) -> Result<Option<String>, Error> {
+        Err(Error::NotFound(format!(
+            "routing gateway {id:?} has no caller pool"
+        )))
+    }
     /// A gateway group's shared capacity and reserved lines. Default: not found.
     fn gateway_group(&self, id: &str) -> Result<GroupSettings, Error> {
         Err(Error::NotFound(format!("gateway group {id:?}")))
@@ -124,6 +131,9 @@ impl Host for WasmHost {
     }
     fn gateway_traffic(&self, id: &str) -> Result<Traffic, Error> {
         imports::carrier::gateway_traffic(id)
+    }
+    fn lease_caller_number(&self, id: &str) -> Result<Option<String>, Error> {
+        imports::carrier::lease_caller_number(id)
     }
     fn account_periods(&self, account: &str, at_ms: u64) -> Vec<String> {
         imports::carrier::account_periods(account, at_ms)

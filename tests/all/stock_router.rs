@@ -667,3 +667,68 @@ async fn a_vendor_whose_asr_falls_below_the_threshold_is_tried_later() -> Result
     assert_eq!(gateways, ["v-good", "v-poor"], "{sim}");
     s.stop().await
 }
+
+#[tokio::test]
+async fn pool_numbers_go_round_robin_into_from_and_pai_and_come_back_after_each_call() -> Result<()>
+{
+    let dir = TempDir::new("stock-pool");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("v-pool");
+    let settings = json!({
+        "pai": "caller",
+        "caller_pool": {
+            "numbers": ["442070000001", "442070000002"],
+            "selection": "round_robin",
+            "multiplexes": 1,
+        },
+    });
+    stock_carrier(&s, json!({}), &[(&vendor, settings)], "44,v-pool\n").await?;
+    let vendor_dir = dir.0.join("vendor");
+    let port = vendor.port.to_string();
+    let args = [
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-m",
+        "3",
+        "-trace_msg",
+        "-sn",
+        "uas",
+    ];
+    let answering = Sipp::spawn_in(&vendor_dir, &args)?;
+    // Three calls, one after another: each gives its number back as it ends.
+    Sipp::uac(s.server.sip.addr, &["-s", "4411", "-sn", "uac"], 3, 1)?
+        .succeeds()
+        .await?;
+    answering.succeeds().await?;
+    let invites: Vec<String> = received_messages(&vendor_dir)?
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE "))
+        .collect();
+    let users: Vec<(String, String)> = invites
+        .iter()
+        .map(|m| {
+            let header = |name: &str| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.split("sip:").nth(1))
+                    .and_then(|v| v.split('@').next())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (header("From: "), header("P-Asserted-Identity: "))
+        })
+        .collect();
+    let pair = |n: &str| (n.to_string(), n.to_string());
+    assert_eq!(
+        users,
+        [
+            pair("442070000001"),
+            pair("442070000002"),
+            pair("442070000001")
+        ],
+        "{invites:?}"
+    );
+    s.stop().await
+}

@@ -5,16 +5,17 @@
 //! - data table `routes`: rows `prefix, gateway[, priority[, period]]` (the priority,
 //!   when given, overrides the gateway's own for that prefix; a period limits the
 //!   route to when the account's work calendar is in it);
-//! - routing gateways (`/api/v1/routing-gateways`): priority, capacity, dial plans, tech prefix,
-//!   P-Asserted-Identity / Privacy / P-Preferred-Identity modes, extra headers, protect route,
-//!   switch-until-connect and stop codes;
+//! - routing gateways (`/api/v1/routing-gateways`): priority, capacity, groups, dial
+//!   plans, tech prefix, P-Asserted-Identity / Privacy / P-Preferred-Identity modes,
+//!   caller pool, extra headers, protect route, switch-until-connect and stop codes;
 //! - mapping gateways (`/api/v1/mapping-gateways`): support privacy, switch limit,
 //!   LCR order, minimum profit and the ASR threshold;
 //! - gateway groups (`/api/v1/gateway-groups`): shared capacity and reserved lines.
 //!
-//! [`plan`] builds the ordered attempts, [`identity`] and [`headers`] the headers each
-//! carries, and [`failover`] decides after a failed attempt. Why each gateway was chosen or
-//! skipped goes to the module log, which `simulate` shows.
+//! [`plan`] builds the ordered attempts ([`groups`] keeps reserved lines), [`identity`]
+//! and [`headers`] the headers each carries, and [`failover`] decides after a failed
+//! attempt. Why each gateway was chosen or skipped goes to the module log, which
+//! `simulate` shows.
 
 pub mod failover;
 pub mod groups;

@@ -138,12 +138,10 @@ pub fn route(host: &dyn Host, call: &Call) -> Decision {
         );
         normal.truncate(limit as usize);
     }
-    if normal.is_empty() {
-        return Decision::reject(503, "All gateways busy");
-    }
-    let attempts = normal
+    let attempts: Vec<Attempt> = normal
         .iter()
-        .map(|c| {
+        .filter_map(|c| {
+            let attempt = numbers(host, call, c)?;
             host.log(
                 Level::Info,
                 &format!(
@@ -151,24 +149,48 @@ pub fn route(host: &dyn Host, call: &Call) -> Decision {
                     c.live.id, c.priority, c.live.current_calls, c.live.capacity
                 ),
             );
-            let attempt = identity::apply(call, supports_privacy, &c.settings, numbers(call, c));
-            headers::pass_extra(call, &c.settings.extra_headers, attempt)
+            let attempt = identity::apply(call, supports_privacy, &c.settings, attempt);
+            Some(headers::pass_extra(
+                call,
+                &c.settings.extra_headers,
+                attempt,
+            ))
         })
         .collect();
+    if attempts.is_empty() {
+        return Decision::reject(503, "All gateways busy");
+    }
     Decision::Attempts(attempts)
 }
 
-/// The attempt on `c` with its numbers: the callee through the gateway's callee
-/// rules, then its tech prefix; the caller through its caller rules.
-fn numbers(call: &Call, c: &Candidate) -> Attempt {
+/// The attempt on `c` with its numbers, in VOS3000's order: the callee through the
+/// gateway's callee rules, then its tech prefix; the caller replaced by a number of
+/// the gateway's pool (borrowed for the call), then through its caller rules. None
+/// when the pool is required and every number is at its limit.
+fn numbers(host: &dyn Host, call: &Call, c: &Candidate) -> Option<Attempt> {
+    let id = &c.live.id;
     let callee = apply_gateway_rules(&c.settings.callee_rules, &call.callee);
     let tech_prefix = c.settings.tech_prefix.as_deref().unwrap_or("");
-    let mut attempt = Attempt::to(&c.live.id, format!("{tech_prefix}{callee}"));
-    let caller = apply_gateway_rules(&c.settings.caller_rules, &call.caller.user);
+    let mut attempt = Attempt::to(id, format!("{tech_prefix}{callee}"));
+    let mut caller = call.caller.user.clone();
+    if let Some(pool) = &c.settings.caller_pool {
+        match host.lease_caller_number(id) {
+            Ok(Some(number)) => caller = number,
+            _ if pool.required => {
+                host.log(
+                    Level::Info,
+                    &format!("skip {id}: every pool number is in use"),
+                );
+                return None;
+            }
+            _ => {}
+        }
+    }
+    let caller = apply_gateway_rules(&c.settings.caller_rules, &caller);
     if caller != call.caller.user {
         attempt.caller = Some(caller);
     }
-    attempt
+    Some(attempt)
 }
 
 /// The work-calendar period a route applies in (its fourth field), if it names one.
@@ -501,6 +523,49 @@ mod tests {
             .with_traffic("a", 5, 0)
             .with_mapping_settings(customer);
         assert_eq!(ids(&route(&young, &call("4411"))), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_pool_number_replaces_the_caller_within_its_multiplexes() {
+        use switchyard_sdk::{CallerPool, PoolSelection};
+        let pool = |required| CallerPool {
+            numbers: vec!["02070000001".into()],
+            selection: PoolSelection::RoundRobin,
+            multiplexes: 1,
+            required,
+        };
+        let settings = |id: &str, required| RoutingSettings {
+            caller_pool: Some(pool(required)),
+            caller_rules: vec![switchyard_sdk::NumberRule {
+                prefix: "0".into(),
+                exact: None,
+                min_len: None,
+                max_len: None,
+                action: switchyard_sdk::NumberAction::ReplaceMatched("+44".into()),
+            }],
+            ..routing_settings(id)
+        };
+        let host = host(&[("44", &["a"]), ("44", &["b"])])
+            .with_routing_settings(settings("a", true))
+            .with_routing_settings(settings("b", false));
+        let callers = |d: &Decision| match d {
+            Decision::Attempts(a) => a
+                .iter()
+                .map(|a| (a.gateway.clone(), a.caller.clone()))
+                .collect::<Vec<_>>(),
+            Decision::Reject(_) => vec![],
+        };
+        // The pool number, then the gateway's dial plan; in PAI terms too.
+        let first = route(&host, &call("4411"));
+        let plus = Some("+442070000001".to_string());
+        assert_eq!(
+            callers(&first),
+            [("a".into(), plus.clone()), ("b".into(), plus)]
+        );
+        // Both numbers now at their one call: a requires one and is skipped, b keeps the
+        // caller's own number.
+        let second = route(&host, &call("4411"));
+        assert_eq!(callers(&second), [("b".into(), None)]);
     }
 
     #[test]

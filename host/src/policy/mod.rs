@@ -19,6 +19,7 @@ pub mod health;
 mod host;
 pub mod invoke;
 pub mod limits;
+mod pools;
 pub mod services;
 mod state;
 pub mod traffic;
@@ -255,6 +256,8 @@ impl PolicyEngine {
     ) -> Result<Invocation, BindError> {
         let module = self.load(key)?;
         let inv = invoke::run(&self.engine, &self.services, &module, hook, limits);
+        // A simulated call ends here: caller pool numbers it borrowed come back.
+        self.services.pools.release(&hook.call().call_id);
         self.health.record(
             key,
             inv.elapsed_us,

@@ -42,6 +42,8 @@ pub struct Services {
     live: RwLock<HashMap<String, GatewayLive>>,
     gateway_traffic: Mutex<Windows>,
     account_traffic: Mutex<Windows>,
+    /// Caller pool numbers lent to calls.
+    pub(crate) pools: super::pools::Pools,
 }
 
 impl Services {
@@ -54,6 +56,7 @@ impl Services {
             live: RwLock::default(),
             gateway_traffic: Mutex::default(),
             account_traffic: Mutex::default(),
+            pools: Default::default(),
         }
     }
 

@@ -1615,6 +1615,12 @@ impl CallTask {
             }
         }
         self.release_gateway();
+        // Caller pool numbers the module borrowed for this call come back.
+        self.core
+            .policy
+            .services()
+            .pools
+            .release(&self.record.call_id);
         self.record.end_ms = crate::now_ms();
         self.record.reason = reason;
         if self.record.egress_gateway.is_none() {

@@ -102,6 +102,15 @@ impl Host for PolicyState {
             window_secs: t.window_secs,
         })
     }
+
+    fn lease_caller_number(&mut self, id: String) -> Result<Option<String>, Error> {
+        let g: store::RoutingGateway = self.owned(&id, "routing gateway")?;
+        let pool = g
+            .caller_pool
+            .ok_or_else(|| Error::NotFound(format!("routing gateway {id:?} has no caller pool")))?;
+        let services = &self.ctx.services;
+        Ok(services.pools.lease(&id, &pool, &self.ctx.call_id))
+    }
 }
 
 fn identity(mode: store::IdentityMode) -> IdentityMode {
