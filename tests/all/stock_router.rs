@@ -67,6 +67,36 @@ async fn call(s: &TestServer, callee: &str, scenario_file: &str) -> Result<()> {
         .await
 }
 
+/// Simulate the globally bound router on `call` (fields over acme's call through
+/// "customers") at `now_ms` (none: the server's clock): the gateways it would try, in
+/// order, and the whole answer with the module's log.
+async fn simulate(
+    s: &TestServer,
+    call: Value,
+    now_ms: Option<u64>,
+) -> Result<(Vec<String>, Value)> {
+    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
+    let version = binding["version"].as_str().unwrap_or_default();
+    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
+    let mut full = json!({ "account": "acme", "ingress_gateway": "customers" });
+    if let (Some(f), Some(extra)) = (full.as_object_mut(), call.as_object()) {
+        f.extend(extra.clone());
+    }
+    let mut request = json!({ "call": full });
+    if let Some(ms) = now_ms {
+        request["now_ms"] = json!(ms);
+    }
+    let (status, sim) = s.admin("POST", &path, Some(request)).await?;
+    anyhow::ensure!(status == 200, "simulate: {status} {sim}");
+    let gateways = sim["answer"]["decision"]["Attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["gateway"].as_str().map(str::to_string))
+        .collect();
+    Ok((gateways, sim))
+}
+
 fn uas(v: &Vendor, scenario_file: &str, calls: u32) -> Result<Sipp> {
     let sf = scenario(scenario_file).to_string_lossy().into_owned();
     Sipp::uas(v.port, &["-sf", &sf], calls)
@@ -185,12 +215,7 @@ async fn down_gateways_are_skipped_protect_routes_come_last_and_the_switch_limit
     );
 
     // Simulate says why: the disabled gateway was skipped.
-    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
-    let version = binding["version"].as_str().unwrap_or_default();
-    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
-    let request = json!({ "call": { "callee": "4411", "ingress_gateway": "customers" } });
-    let (status, sim) = s.admin("POST", &path, Some(request)).await?;
-    assert_eq!(status, 200, "{sim}");
+    let (_, sim) = simulate(&s, json!({ "callee": "4411" }), None).await?;
     let logs = sim["logs"].to_string();
     assert!(logs.contains("skip v-off (prefix 44): down"), "{sim}");
 
@@ -436,22 +461,10 @@ async fn lcr_order_follows_a_price_change_at_its_time_and_min_profit_skips_dear_
     )
     .await?;
 
-    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
-    let version = binding["version"].as_str().unwrap_or_default().to_string();
-    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
-    let call = json!({ "callee": "4411", "account": "acme", "ingress_gateway": "customers" });
     let mut orders = Vec::new();
     // Noon UTC on 30 November and on 1 December 2026.
     for now_ms in [1_796_040_000_000u64, 1_796_126_400_000] {
-        let request = json!({ "now_ms": now_ms, "call": call });
-        let (status, sim) = s.admin("POST", &path, Some(request)).await?;
-        assert_eq!(status, 200, "{sim}");
-        let gateways: Vec<String> = sim["answer"]["decision"]["Attempts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|a| a["gateway"].as_str().unwrap_or_default().to_string())
-            .collect();
+        let (gateways, sim) = simulate(&s, json!({ "callee": "4411" }), Some(now_ms)).await?;
         assert!(
             sim["logs"]
                 .to_string()
@@ -485,23 +498,14 @@ async fn a_route_for_office_hours_is_not_used_on_a_holiday_or_after_hours() -> R
         json!({ "rate_table": "acme-free", "calendar": "uk" }),
     )
     .await?;
-    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
-    let version = binding["version"].as_str().unwrap_or_default();
-    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
-    let call = json!({ "callee": "4411", "account": "acme", "ingress_gateway": "customers" });
     let mut orders = Vec::new();
     // 10:00 on Thursday 24 December, 10:00 on Christmas Day, 18:00 on the 24th (GMT).
     for now_ms in [1_798_106_400_000u64, 1_798_192_800_000, 1_798_135_200_000] {
-        let request = json!({ "now_ms": now_ms, "call": call });
-        let (status, sim) = s.admin("POST", &path, Some(request)).await?;
-        assert_eq!(status, 200, "{sim}");
-        let gateways: Vec<String> = sim["answer"]["decision"]["Attempts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|a| a["gateway"].as_str().unwrap_or_default().to_string())
-            .collect();
-        orders.push(gateways);
+        orders.push(
+            simulate(&s, json!({ "callee": "4411" }), Some(now_ms))
+                .await?
+                .0,
+        );
     }
     assert_eq!(
         orders,
@@ -540,18 +544,7 @@ async fn a_groups_reserved_lines_are_kept_from_first_attempts() -> Result<()> {
         json!({ "capacity": 1, "reserved": 1 }),
     )
     .await?;
-    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
-    let version = binding["version"].as_str().unwrap_or_default();
-    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
-    let request = json!({ "call": { "callee": "4411", "ingress_gateway": "customers" } });
-    let (status, sim) = s.admin("POST", &path, Some(request)).await?;
-    assert_eq!(status, 200, "{sim}");
-    let gateways: Vec<&str> = sim["answer"]["decision"]["Attempts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a["gateway"].as_str())
-        .collect();
+    let (gateways, sim) = simulate(&s, json!({ "callee": "4411" }), None).await?;
     // v-g1 would be first: skipped; v-g2 comes as a failover and may use the line.
     assert_eq!(gateways, ["v-free", "v-g2"], "{sim}");
     assert!(
@@ -601,23 +594,14 @@ async fn lcr_order_changes_at_a_calendar_period_boundary() -> Result<()> {
         json!({ "time_zone": "Europe/London", "periods": [peak] }),
     )
     .await?;
-    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
-    let version = binding["version"].as_str().unwrap_or_default();
-    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
-    let call = json!({ "callee": "4411", "account": "acme", "ingress_gateway": "customers" });
     let mut orders = Vec::new();
     // Monday 23 November 2026, 09:30 and 20:00 in London (UTC in winter).
     for now_ms in [1_795_426_200_000u64, 1_795_464_000_000] {
-        let request = json!({ "now_ms": now_ms, "call": call });
-        let (status, sim) = s.admin("POST", &path, Some(request)).await?;
-        assert_eq!(status, 200, "{sim}");
-        let gateways: Vec<String> = sim["answer"]["decision"]["Attempts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|a| a["gateway"].as_str().unwrap_or_default().to_string())
-            .collect();
-        orders.push(gateways);
+        orders.push(
+            simulate(&s, json!({ "callee": "4411" }), Some(now_ms))
+                .await?
+                .0,
+        );
     }
     assert_eq!(orders, [["v-b", "v-a"], ["v-a", "v-b"]]);
     s.stop().await
@@ -652,18 +636,7 @@ async fn a_vendor_whose_asr_falls_below_the_threshold_is_tried_later() -> Result
         );
     }
     // v-poor's ASR is now 0 over 2 attempts: the next call tries it last.
-    let (_, binding) = s.admin("GET", "/api/v1/bindings/global", None).await?;
-    let version = binding["version"].as_str().unwrap_or_default();
-    let path = format!("/api/v1/modules/router/versions/{version}/simulate");
-    let request = json!({ "call": { "callee": "4411", "ingress_gateway": "customers" } });
-    let (status, sim) = s.admin("POST", &path, Some(request)).await?;
-    assert_eq!(status, 200, "{sim}");
-    let gateways: Vec<&str> = sim["answer"]["decision"]["Attempts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a["gateway"].as_str())
-        .collect();
+    let (gateways, sim) = simulate(&s, json!({ "callee": "4411" }), None).await?;
     assert_eq!(gateways, ["v-good", "v-poor"], "{sim}");
     s.stop().await
 }
