@@ -339,6 +339,7 @@ async fn numbers_pass_the_customers_then_the_vendors_dial_plans_in_order() -> Re
         "tech_prefix": "*1",
         "callee_rules": [ { "prefix": "44", "replace": "0" } ],
         "caller_rules": [ { "add": "+" } ],
+        "pai_rules": [ { "prefix": "+44", "replace": "0" } ],
         "pai": "caller",
     });
     stock_carrier(&s, customer, &[(&vendor, settings)], "44,v-uk\n").await?;
@@ -371,8 +372,9 @@ async fn numbers_pass_the_customers_then_the_vendors_dial_plans_in_order() -> Re
         .find(|l| l.starts_with("From: "))
         .unwrap_or_default();
     assert!(from.contains("<sip:+442070000003@"), "{invite}");
+    // The vendor's PAI dial plan writes that number nationally, in the PAI only.
     assert!(
-        invite.contains("P-Asserted-Identity: <sip:+442070000003@"),
+        invite.contains("P-Asserted-Identity: <sip:02070000003@"),
         "{invite}"
     );
     let r = &wait_for_records(&s, 1).await?[0];
@@ -703,5 +705,37 @@ async fn pool_numbers_go_round_robin_into_from_and_pai_and_come_back_after_each_
         ],
         "{invites:?}"
     );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_gateway_serves_only_the_customers_it_allows() -> Result<()> {
+    let dir = TempDir::new("stock-customers");
+    let s = TestServer::start(&dir.0).await?;
+    let (premium, open) = (Vendor::new("v-premium"), Vendor::new("v-open"));
+    let vendors = [
+        (
+            &premium,
+            json!({ "allowed_customers": ["vip"], "priority": 1 }),
+        ),
+        (&open, json!({ "priority": 2 })),
+    ];
+    stock_carrier(&s, json!({}), &vendors, "44,v-premium\n44,v-open\n").await?;
+    put(
+        &s,
+        "/api/v1/mapping-gateways/vip",
+        json!({ "account": "acme" }),
+    )
+    .await?;
+    let (gateways, sim) = simulate(&s, json!({ "callee": "4411" }), None).await?;
+    assert_eq!(gateways, ["v-open"], "{sim}");
+    assert!(
+        sim["logs"]
+            .to_string()
+            .contains("skip v-premium (prefix 44): not for customer customers"),
+        "{sim}"
+    );
+    let vip = json!({ "callee": "4411", "ingress_gateway": "vip" });
+    assert_eq!(simulate(&s, vip, None).await?.0, ["v-premium", "v-open"]);
     s.stop().await
 }

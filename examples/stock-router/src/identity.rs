@@ -4,6 +4,7 @@
 //! id. The host passes the caller's own header on unless an attempt replaces or
 //! removes it.
 
+use switchyard_sdk::numbers::apply_gateway_rules;
 use switchyard_sdk::{Attempt, Call, IdentityMode, PrivacyMode, RoutingSettings};
 
 const PAI: &str = "P-Asserted-Identity";
@@ -22,7 +23,9 @@ pub fn apply(
         .caller
         .clone()
         .unwrap_or_else(|| call.caller.user.clone());
-    let own = || format!("<sip:{caller}@{}>", uri_host(&call.request_uri));
+    // The gateway's dial plan for the identity headers has the last word on the number.
+    let asserted = apply_gateway_rules(&settings.pai_rules, &caller);
+    let own = || format!("<sip:{asserted}@{}>", uri_host(&call.request_uri));
     match settings.pai {
         IdentityMode::None => attempt.remove_headers.push(PAI.into()),
         IdentityMode::PassThrough => {}
@@ -101,6 +104,29 @@ mod tests {
         );
         assert_eq!(a.privacy.as_deref(), Some("id"));
         assert!(a.remove_headers.is_empty());
+    }
+
+    #[test]
+    fn the_pai_dial_plan_rewrites_only_the_identity_headers_number() {
+        let a = apply_with(
+            RoutingSettings {
+                pai: IdentityMode::Caller,
+                pai_rules: vec![switchyard_sdk::NumberRule {
+                    prefix: String::new(),
+                    exact: None,
+                    min_len: None,
+                    max_len: None,
+                    action: switchyard_sdk::NumberAction::AddPrefix("+44".into()),
+                }],
+                ..routing_settings("v")
+            },
+            false,
+        );
+        assert_eq!(
+            a.p_asserted_identity.as_deref(),
+            Some("<sip:+441000@192.0.2.1:5060>")
+        );
+        assert_eq!(a.caller, None, "the From number stays");
     }
 
     #[test]

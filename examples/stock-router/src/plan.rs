@@ -263,6 +263,13 @@ fn usable(host: &dyn Host, call: &Call, terms: &Terms, id: &str, row: &Row) -> O
         (Ok(live), Ok(settings)) => (live, settings),
         _ => return skip("unknown gateway"),
     };
+    let customer = &call.ingress_gateway;
+    let allowed = &settings.allowed_customers;
+    if (!allowed.is_empty() && !allowed.contains(customer))
+        || settings.blocked_customers.contains(customer)
+    {
+        return skip(&format!("not for customer {customer}"));
+    }
     if let Some(period) = period_of(row) {
         if !terms.periods.iter().any(|p| p == period) {
             return skip(&format!("only in period {period}"));
@@ -566,6 +573,24 @@ mod tests {
         // caller's own number.
         let second = route(&host, &call("4411"));
         assert_eq!(callers(&second), [("b".into(), None)]);
+    }
+
+    #[test]
+    fn a_gateway_serves_only_the_customers_it_allows_and_none_it_blocks() {
+        let host = host(&[("44", &["a"]), ("44", &["b"]), ("44", &["c"])])
+            .with_routing_settings(RoutingSettings {
+                allowed_customers: vec!["premium".into()],
+                ..routing_settings("a")
+            })
+            .with_routing_settings(RoutingSettings {
+                blocked_customers: vec!["customer".into()],
+                ..routing_settings("b")
+            });
+        // The test call comes in through mapping gateway "customer".
+        assert_eq!(ids(&route(&host, &call("4411"))), ["c"]);
+        let mut premium = call("4411");
+        premium.ingress_gateway = "premium".into();
+        assert_eq!(ids(&route(&host, &premium)), ["a", "b", "c"]);
     }
 
     #[test]

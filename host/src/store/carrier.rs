@@ -340,6 +340,16 @@ pub struct RoutingGateway {
     /// Callee dial plan towards this vendor, applied before the tech prefix.
     #[serde(default)]
     pub callee_rules: Vec<NumberRule>,
+    /// Dial plan of the caller number in the P-Asserted-Identity (and
+    /// P-Preferred-Identity) built for this vendor, after `caller_rules`.
+    #[serde(default)]
+    pub pai_rules: Vec<NumberRule>,
+    /// Only calls from these mapping gateways may use it; empty lets every one.
+    #[serde(default)]
+    pub allowed_customers: Vec<String>,
+    /// Calls from these mapping gateways may not use it.
+    #[serde(default)]
+    pub blocked_customers: Vec<String>,
     /// Protect route: tried only after every normal gateway of the call failed or was
     /// skipped.
     #[serde(default)]
@@ -457,6 +467,9 @@ impl Default for RoutingGateway {
             extra_headers: ExtraHeaders::default(),
             caller_rules: Vec::new(),
             callee_rules: Vec::new(),
+            pai_rules: Vec::new(),
+            allowed_customers: Vec::new(),
+            blocked_customers: Vec::new(),
             protect: false,
             switch_until_connect: yes(),
             stop_codes: default_stop_codes(),
@@ -685,6 +698,7 @@ impl CarrierObject for RoutingGateway {
         }
         check_number_rules("caller_rules", &self.caller_rules)?;
         check_number_rules("callee_rules", &self.callee_rules)?;
+        check_number_rules("pai_rules", &self.pai_rules)?;
         self.extra_headers.check()?;
         if let Some(bad) = self.stop_codes.iter().find(|c| !(300..=699).contains(*c)) {
             return Err(format!("stop code {bad} is not a final failure (300-699)"));
