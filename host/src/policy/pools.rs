@@ -55,14 +55,24 @@ impl Pools {
 
     /// Give back every number `call_id` holds.
     pub(crate) fn release(&self, call_id: &str) {
+        self.release_where(call_id, |_| true);
+    }
+
+    /// Give back the numbers `call_id` holds of the gateways `of` picks.
+    pub(crate) fn release_where(&self, call_id: &str, of: impl Fn(&str) -> bool) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        for key in state.by_call.remove(call_id).unwrap_or_default() {
+        let held = state.by_call.remove(call_id).unwrap_or_default();
+        let (back, kept): (Vec<_>, Vec<_>) = held.into_iter().partition(|(g, _)| of(g));
+        for key in back {
             if let Some(n) = state.in_use.get_mut(&key) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
                     state.in_use.remove(&key);
                 }
             }
+        }
+        if !kept.is_empty() {
+            state.by_call.insert(call_id.to_string(), kept);
         }
     }
 }
@@ -93,6 +103,17 @@ mod tests {
         );
         pools.release("c1");
         assert_eq!(pools.lease("g", &p, "c4").as_deref(), Some("100"));
+        // A call that answered on "g" gives back what it borrowed elsewhere only.
+        let other = pool(PoolSelection::RoundRobin, 1);
+        assert!(pools.lease("k", &other, "c2").is_some());
+        pools.release_where("c2", |g| g != "g");
+        assert_eq!(pools.lease("k", &other, "c5").as_deref(), Some("200"));
+        assert_eq!(
+            pools.lease("k", &other, "c7").as_deref(),
+            Some("100"),
+            "k's 100 came back"
+        );
+        assert_eq!(pools.lease("g", &p, "c6"), None, "c2 still holds g's 200");
         // Two calls per number: four leases before the pool is dry.
         let two = pool(PoolSelection::Random, 2);
         let lent: Vec<_> = (0..5)

@@ -578,7 +578,16 @@ impl CallTask {
                 tracing::info!(limit, "gateway switch limit reached");
                 break;
             }
-            match self.attempt(&attempt, index).await {
+            let end = self.attempt(&attempt, index).await;
+            // The attempt is over: a pool number borrowed for its gateway is free again,
+            // or, answered, those borrowed for the others are.
+            let answered = matches!(end, AttemptEnd::Answered { .. });
+            self.core
+                .policy
+                .services()
+                .pools
+                .release_where(&self.record.call_id, |g| (g == attempt.gateway) != answered);
+            match end {
                 AttemptEnd::Answered {
                     b,
                     b_invite,
