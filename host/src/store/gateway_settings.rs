@@ -232,13 +232,36 @@ impl NumberRule {
             None if number.starts_with(&self.prefix) => self.prefix.len(),
             None => return None,
         };
-        Some(match (&self.strip, &self.add, &self.replace) {
-            (Some(n), _, _) => number.chars().skip(*n as usize).collect(),
-            (_, Some(prefix), _) => format!("{prefix}{number}"),
-            (_, _, Some(to)) => format!("{to}{}", &number[matched..]),
-            _ => number.to_string(),
+        Some(match self.action() {
+            RuleAction::Strip(n) => number.chars().skip(n as usize).collect(),
+            RuleAction::Add(prefix) => format!("{prefix}{number}"),
+            RuleAction::Replace(to) => format!("{to}{}", &number[matched..]),
+            RuleAction::Keep => number.to_string(),
         })
     }
+
+    /// What the rule does to a number it matches (`check` allows one action at most).
+    pub fn action(&self) -> RuleAction<'_> {
+        match (self.strip, &self.add, &self.replace) {
+            (Some(n), _, _) => RuleAction::Strip(n),
+            (_, Some(prefix), _) => RuleAction::Add(prefix),
+            (_, _, Some(to)) => RuleAction::Replace(to),
+            _ => RuleAction::Keep,
+        }
+    }
+}
+
+/// A [`NumberRule`]'s action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction<'a> {
+    /// Remove this many leading digits.
+    Strip(u32),
+    /// Put this in front.
+    Add(&'a str),
+    /// Replace the matched part with this.
+    Replace(&'a str),
+    /// Leave the number as it is.
+    Keep,
 }
 
 /// `number` through the first of `rules` that matches it; unchanged when none does.

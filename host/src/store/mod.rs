@@ -34,7 +34,7 @@ pub use error::{Error, Result};
 pub use gateway_settings::{
     apply_number_rules, CallerPool, CallerSource, Codec, CodecMode, DtmfReceive, DtmfSend,
     ExtraHeaders, ExtraHeadersMode, G729Mode, IdentityMode, MediaProxy, MediaSettings, NumberRule,
-    PoolSelection, PrivacyMode, RouteBy,
+    PoolSelection, PrivacyMode, RouteBy, RuleAction,
 };
 pub use modules::{ModuleKey, ModuleVersion};
 pub use payments::Payment;

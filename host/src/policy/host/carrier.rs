@@ -130,11 +130,11 @@ fn number_rule(rule: &store::NumberRule) -> NumberRule {
         exact: rule.exact.clone(),
         min_len: rule.min_len,
         max_len: rule.max_len,
-        action: match (&rule.strip, &rule.add, &rule.replace) {
-            (Some(n), _, _) => NumberAction::Strip(*n),
-            (_, Some(prefix), _) => NumberAction::AddPrefix(prefix.clone()),
-            (_, _, Some(to)) => NumberAction::ReplaceMatched(to.clone()),
-            _ => NumberAction::Keep,
+        action: match rule.action() {
+            store::RuleAction::Strip(n) => NumberAction::Strip(n),
+            store::RuleAction::Add(prefix) => NumberAction::AddPrefix(prefix.into()),
+            store::RuleAction::Replace(to) => NumberAction::ReplaceMatched(to.into()),
+            store::RuleAction::Keep => NumberAction::Keep,
         },
     }
 }
