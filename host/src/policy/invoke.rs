@@ -1,5 +1,5 @@
 //! Running one hook of one module version on a fresh instance, within a CPU deadline
-//! and a memory cap, and classifying whatever goes wrong. Blocking: callers run it
+//! (see [`super::budget`]) and a memory cap, and classifying whatever goes wrong. Blocking: callers run it
 //! off the async reactor.
 
 use std::sync::Arc;
@@ -7,14 +7,15 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::WasiCtxBuilder;
 
 use super::bindings::types::{Attempt, Call, Decision, NextStep, Outcome, Verdict};
 use super::bindings::CallPolicyPre;
+use super::budget::{Overrun, RunBudget};
 use super::health::FailureKind;
-use super::limits::{EPOCH_TICK_MS, MAX_STDIO_BYTES};
+use super::limits::MAX_STDIO_BYTES;
 use super::services::Services;
 use super::state::{CallContext, LogLine, MemoryCap, PolicyState};
 use super::validate;
@@ -149,8 +150,9 @@ pub(crate) fn run(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);
-    // One tick of slack: the deadline lands between deadline and deadline + one tick.
-    store.set_epoch_deadline(u64::from(limits.deadline_ms).div_ceil(EPOCH_TICK_MS) + 1);
+    let budget = RunBudget::start(limits.deadline_ms);
+    store.set_epoch_deadline(budget.first_check_ticks());
+    store.epoch_deadline_callback(move |_| Ok(budget.on_epoch_deadline()?));
 
     let outcome = call_hook(&mut store, module, hook);
     let answer = match outcome {
@@ -219,10 +221,10 @@ fn classify(
     memory_breached: bool,
     limits: RunLimits,
 ) -> Failure {
-    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+    if let Some(overrun) = e.downcast_ref::<Overrun>() {
         return Failure {
             kind: FailureKind::Deadline,
-            message: format!("ran past its {} ms CPU deadline", limits.deadline_ms),
+            message: overrun.to_string(),
         };
     }
     if memory_breached {

@@ -10,6 +10,10 @@ pub const DEFAULT_MEMORY_MIB: u32 = 16;
 pub const MAX_MEMORY_MIB: u32 = 64;
 /// How often the epoch ticks, milliseconds: the deadline's resolution.
 pub const EPOCH_TICK_MS: u64 = 1;
+/// A run may hold its worker for this many times its CPU deadline in wall time...
+pub const WALL_BACKSTOP_FACTOR: u64 = 10;
+/// ...plus this, milliseconds, before it is stopped even though its CPU time is left.
+pub const WALL_BACKSTOP_SLACK_MS: u64 = 100;
 /// Largest table (funcref) a module may grow to, elements.
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 /// Default largest module upload, bytes.

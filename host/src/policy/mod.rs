@@ -13,6 +13,7 @@
 //! failure is counted against the module version and logged with the call id.
 
 mod bindings;
+mod budget;
 pub mod engine;
 mod error;
 pub mod health;
