@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use common::arg;
@@ -48,7 +49,7 @@ fn main() -> anyhow::Result<()> {
         };
         store.carrier_put(&format!("vendor-{i}"), &gateway)?;
     }
-    let policy = PolicyEngine::start(store)?;
+    let policy = PolicyEngine::start(store, Arc::new(switchyard::clock::Clock::system()))?;
     println!("routes {}", rows.len());
     for name in ["prefix_router", "stock_router"] {
         let (per_sec, p50, p99) = measure(&policy, name, routes, iterations)?;

@@ -47,6 +47,10 @@ struct ServeArgs {
     /// Do not create the demo carrier in an empty data directory.
     #[arg(long, env = "SWITCHYARD_NO_DEMO")]
     no_demo: bool,
+    /// Let an admin move the clock that routing, calendars and rating read
+    /// (`PUT /api/v1/clock`). For labs and tests; never on a live switch.
+    #[arg(long, env = "SWITCHYARD_SETTABLE_CLOCK")]
+    settable_clock: bool,
     /// RTP relay mode of gateways that set none: off, on or auto (SS_MEDIAPROXYMODE).
     #[arg(long, env = "SWITCHYARD_MEDIA_PROXY", default_value = "auto", value_parser = parse_media_proxy)]
     media_proxy: crate::store::MediaProxy,
@@ -198,6 +202,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         demo: !a.no_demo,
+        settable_clock: a.settable_clock,
     };
     let server = crate::server::start(config).await?;
     if let Some(token) = &server.generated_admin_token {

@@ -33,6 +33,9 @@ pub struct Config {
     /// Create the demo carrier when the data directory is empty.
     #[serde(default = "yes")]
     pub demo: bool,
+    /// Let an admin move the business clock (`PUT /api/v1/clock`): labs and tests only.
+    #[serde(default)]
+    pub settable_clock: bool,
 }
 
 fn yes() -> bool {
@@ -48,6 +51,7 @@ impl Default for Config {
             max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
             sip: SipConfig::default(),
             demo: true,
+            settable_clock: false,
         }
     }
 }

@@ -18,6 +18,7 @@
 pub mod api;
 pub mod billing;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod media;

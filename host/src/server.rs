@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::PolicyEngine;
 use crate::sip::SipServer;
@@ -58,7 +59,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     store.commit().await?;
     let policy = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || PolicyEngine::start(store)).await??
+        let clock = Arc::new(match config.settable_clock {
+            true => Clock::settable(),
+            false => Clock::system(),
+        });
+        tokio::task::spawn_blocking(move || PolicyEngine::start(store, clock)).await??
     };
     if config.demo {
         let (store, policy) = (store.clone(), policy.clone());

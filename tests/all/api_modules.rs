@@ -115,6 +115,7 @@ async fn openapi_document_describes_every_route() -> Result<()> {
         include_str!("../../host/src/api/tokens.rs"),
         include_str!("../../host/src/api/carrier.rs"),
         include_str!("../../host/src/api/calls.rs"),
+        include_str!("../../host/src/api/clock.rs"),
     ]
     .concat();
     let mut routes: Vec<String> = router_src

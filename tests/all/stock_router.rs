@@ -1,6 +1,8 @@
 //! The stock router (examples/stock-router) bound globally and configured over REST,
 //! with SIPp callers and vendors on loopback: prefix and priority order, failover rules,
 //! skipped and protect gateways, the switch limit, tech prefixes and identity headers.
+//! Time-based routing runs real calls on a server started with a settable clock, moved
+//! over REST to each instant under test.
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -100,6 +102,35 @@ async fn simulate(
 fn uas(v: &Vendor, scenario_file: &str, calls: u32) -> Result<Sipp> {
     let sf = scenario(scenario_file).to_string_lossy().into_owned();
     Sipp::uas(v.port, &["-sf", &sf], calls)
+}
+
+/// A server whose business clock the test may move (`--settable-clock`).
+async fn start_with_settable_clock(dir: &TempDir) -> Result<TestServer> {
+    TestServer::start_configured(&dir.0, |c| c.settable_clock = true).await
+}
+
+/// Move the server's business clock to `now_ms` (Unix ms).
+async fn set_clock(s: &TestServer, now_ms: u64) -> Result<()> {
+    let (status, body) = s
+        .admin("PUT", "/api/v1/clock", Some(json!({ "now_ms": now_ms })))
+        .await?;
+    anyhow::ensure!(status == 200, "clock: {status} {body}");
+    Ok(())
+}
+
+/// One SIPp call to `callee` at `now_ms` on the server's clock, with every vendor
+/// answering 503: the gateways its call record shows were tried, in order.
+async fn tried_at(s: &TestServer, now_ms: u64, callee: &str, n: usize) -> Result<Vec<String>> {
+    set_clock(s, now_ms).await?;
+    call(s, callee, "uac_fail.xml").await?;
+    let record = &wait_for_records(s, n).await?[0];
+    Ok(attempts(record)
+        .into_iter()
+        .map(|(gateway, code)| {
+            assert_eq!(code, Some(503), "{record}");
+            gateway
+        })
+        .collect())
 }
 
 #[tokio::test]
@@ -434,7 +465,7 @@ async fn bad_number_rules_and_stop_codes_are_refused_with_the_reason() -> Result
 async fn lcr_order_follows_a_price_change_at_its_time_and_min_profit_skips_dear_vendors(
 ) -> Result<()> {
     let dir = TempDir::new("stock-lcr");
-    let s = TestServer::start(&dir.0).await?;
+    let s = start_with_settable_clock(&dir).await?;
     let (a, b, c) = (Vendor::new("v-a"), Vendor::new("v-b"), Vendor::new("v-c"));
     let csv = |text: &str| Body::Bytes(text.as_bytes().to_vec(), "text/csv");
     // b gets cheaper than a from 1 December; c costs more than the customer's 0.10
@@ -462,27 +493,39 @@ async fn lcr_order_follows_a_price_change_at_its_time_and_min_profit_skips_dear_
         json!({ "rate_table": "acme-rates" }),
     )
     .await?;
+    let top_up = json!({ "amount": 10, "note": "calls to fail over" });
+    let (status, body) = s
+        .admin("POST", "/api/v1/accounts/acme/payments", Some(top_up))
+        .await?;
+    assert_eq!(status, 200, "{body}");
 
+    let (va, vb) = (
+        uas(&a, "uas_unavailable.xml", 2)?,
+        uas(&b, "uas_unavailable.xml", 2)?,
+    );
+    // Noon UTC on 30 November and on 1 December 2026; v-c is never tried.
     let mut orders = Vec::new();
-    // Noon UTC on 30 November and on 1 December 2026.
-    for now_ms in [1_796_040_000_000u64, 1_796_126_400_000] {
-        let (gateways, sim) = simulate(&s, json!({ "callee": "4411" }), Some(now_ms)).await?;
-        assert!(
-            sim["logs"]
-                .to_string()
-                .contains("skip v-c (prefix 44): cost 0.095"),
-            "{sim}"
-        );
-        orders.push(gateways);
+    for (n, now_ms) in [(1, 1_796_040_000_000u64), (2, 1_796_126_400_000)] {
+        orders.push(tried_at(&s, now_ms, "4411", n).await?);
     }
+    va.succeeds().await?;
+    vb.succeeds().await?;
     assert_eq!(orders, [["v-a", "v-b"], ["v-b", "v-a"]]);
+    // Simulate, on the same clock, says why v-c was left out.
+    let (_, sim) = simulate(&s, json!({ "callee": "4411" }), None).await?;
+    assert!(
+        sim["logs"]
+            .to_string()
+            .contains("skip v-c (prefix 44): cost 0.095"),
+        "{sim}"
+    );
     s.stop().await
 }
 
 #[tokio::test]
 async fn a_route_for_office_hours_is_not_used_on_a_holiday_or_after_hours() -> Result<()> {
     let dir = TempDir::new("stock-calendar");
-    let s = TestServer::start(&dir.0).await?;
+    let s = start_with_settable_clock(&dir).await?;
     let (office, any) = (Vendor::new("v-office"), Vendor::new("v-any"));
     let vendors = [(&office, json!({})), (&any, json!({}))];
     // v-office serves office hours only (priority 1 then); v-any all the time.
@@ -500,18 +543,52 @@ async fn a_route_for_office_hours_is_not_used_on_a_holiday_or_after_hours() -> R
         json!({ "rate_table": "acme-free", "calendar": "uk" }),
     )
     .await?;
+    let (vo, va) = (
+        uas(&office, "uas_unavailable.xml", 1)?,
+        uas(&any, "uas_unavailable.xml", 3)?,
+    );
     let mut orders = Vec::new();
     // 10:00 on Thursday 24 December, 10:00 on Christmas Day, 18:00 on the 24th (GMT).
-    for now_ms in [1_798_106_400_000u64, 1_798_192_800_000, 1_798_135_200_000] {
-        orders.push(
-            simulate(&s, json!({ "callee": "4411" }), Some(now_ms))
-                .await?
-                .0,
-        );
+    for (n, now_ms) in [
+        (1, 1_798_106_400_000u64),
+        (2, 1_798_192_800_000),
+        (3, 1_798_135_200_000),
+    ] {
+        orders.push(tried_at(&s, now_ms, "4411", n).await?);
     }
+    vo.succeeds().await?;
+    va.succeeds().await?;
     assert_eq!(
         orders,
         [vec!["v-office", "v-any"], vec!["v-any"], vec!["v-any"]]
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn only_a_server_started_with_a_settable_clock_lets_its_clock_move() -> Result<()> {
+    let dir = TempDir::new("stock-clock");
+    let s = TestServer::start(&dir.0).await?;
+    let (status, body) = s
+        .admin("PUT", "/api/v1/clock", Some(json!({ "now_ms": 0 })))
+        .await?;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("--settable-clock"), "{body}");
+    let (_, clock) = s.admin("GET", "/api/v1/clock", None).await?;
+    assert_eq!(
+        (clock["settable"].clone(), clock["offset_ms"].clone()),
+        (json!(false), json!(0))
+    );
+    s.stop().await?;
+
+    let dir = TempDir::new("stock-clock-lab");
+    let s = start_with_settable_clock(&dir).await?;
+    set_clock(&s, 1_798_106_400_000).await?;
+    let (_, clock) = s.admin("GET", "/api/v1/clock", None).await?;
+    let now = clock["now_ms"].as_u64().unwrap_or_default();
+    assert!(
+        (1_798_106_400_000..1_798_106_460_000).contains(&now),
+        "{clock}"
     );
     s.stop().await
 }
@@ -558,10 +635,102 @@ async fn a_groups_reserved_lines_are_kept_from_first_attempts() -> Result<()> {
     s.stop().await
 }
 
+/// Wait until the switch carries `n` calls.
+async fn wait_for_live_calls(s: &TestServer, n: u64) -> Result<()> {
+    for _ in 0..100 {
+        let (_, stats) = s.admin("GET", "/api/v1/sip/stats", None).await?;
+        if stats["sip"]["calls"] == n {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the switch never carried {n} calls")
+}
+
+#[tokio::test]
+async fn a_full_gateway_and_a_full_group_are_passed_over_while_their_calls_last() -> Result<()> {
+    let dir = TempDir::new("stock-full");
+    let s = TestServer::start(&dir.0).await?;
+    let (one, grouped, free) = (
+        Vendor::new("v-one"),
+        Vendor::new("v-grouped"),
+        Vendor::new("v-free"),
+    );
+    // v-one has one line of its own; v-grouped shares group bd's one line.
+    let vendors = [
+        (&one, json!({ "capacity": 1, "priority": 1 })),
+        (&grouped, json!({ "groups": ["bd"], "priority": 2 })),
+        (&free, json!({ "priority": 3 })),
+    ];
+    stock_carrier(
+        &s,
+        json!({}),
+        &vendors,
+        "44,v-one\n44,v-grouped\n44,v-free\n",
+    )
+    .await?;
+    put(
+        &s,
+        "/api/v1/gateway-groups/bd",
+        json!({ "capacity": 1, "reserved": 0 }),
+    )
+    .await?;
+    let answering = [
+        Sipp::uas(one.port, &["-sn", "uas"], 1)?,
+        Sipp::uas(grouped.port, &["-sn", "uas"], 1)?,
+        Sipp::uas(free.port, &["-sn", "uas"], 1)?,
+    ];
+    // Two long calls fill v-one, then group bd; the third call finds only v-free.
+    let hold = |ms: &str| -> Result<Sipp> {
+        Sipp::uac(
+            s.server.sip.addr,
+            &["-s", "4411", "-sn", "uac", "-d", ms],
+            1,
+            1,
+        )
+    };
+    let first = hold("8000")?;
+    wait_for_live_calls(&s, 1).await?;
+    let second = hold("6000")?;
+    wait_for_live_calls(&s, 2).await?;
+    let (_, sim) = simulate(&s, json!({ "callee": "4411" }), None).await?;
+    let logs = sim["logs"].to_string();
+    assert!(
+        logs.contains("skip v-one (prefix 44): at capacity"),
+        "{sim}"
+    );
+    assert!(
+        logs.contains("skip v-grouped: group bd is full (1 calls)"),
+        "{sim}"
+    );
+    Sipp::uac(s.server.sip.addr, &["-s", "4411", "-sn", "uac"], 1, 1)?
+        .succeeds()
+        .await?;
+    for caller in [first, second] {
+        caller.succeeds().await?;
+    }
+    for vendor in answering {
+        vendor.succeeds().await?;
+    }
+    // Records come in the order calls ended, latest first: the first long call, the
+    // second, then the short one.
+    let records = wait_for_records(&s, 3).await?;
+    let tried_by_call: Vec<_> = records.iter().map(attempts).collect();
+    assert_eq!(
+        tried_by_call,
+        [
+            tried(&[("v-one", 200)]),
+            tried(&[("v-grouped", 200)]),
+            tried(&[("v-free", 200)]),
+        ]
+    );
+    s.stop().await
+}
+
 #[tokio::test]
 async fn lcr_order_changes_at_a_calendar_period_boundary() -> Result<()> {
     let dir = TempDir::new("stock-lcr-period");
-    let s = TestServer::start(&dir.0).await?;
+    let s = start_with_settable_clock(&dir).await?;
     let (a, b) = (Vendor::new("v-a"), Vendor::new("v-b"));
     let csv = |text: &str| Body::Bytes(text.as_bytes().to_vec(), "text/csv");
     for (table, rows) in [
@@ -596,15 +765,17 @@ async fn lcr_order_changes_at_a_calendar_period_boundary() -> Result<()> {
         json!({ "time_zone": "Europe/London", "periods": [peak] }),
     )
     .await?;
+    let (va, vb) = (
+        uas(&a, "uas_unavailable.xml", 2)?,
+        uas(&b, "uas_unavailable.xml", 2)?,
+    );
     let mut orders = Vec::new();
     // Monday 23 November 2026, 09:30 and 20:00 in London (UTC in winter).
-    for now_ms in [1_795_426_200_000u64, 1_795_464_000_000] {
-        orders.push(
-            simulate(&s, json!({ "callee": "4411" }), Some(now_ms))
-                .await?
-                .0,
-        );
+    for (n, now_ms) in [(1, 1_795_426_200_000u64), (2, 1_795_464_000_000)] {
+        orders.push(tried_at(&s, now_ms, "4411", n).await?);
     }
+    va.succeeds().await?;
+    vb.succeeds().await?;
     assert_eq!(orders, [["v-b", "v-a"], ["v-a", "v-b"]]);
     s.stop().await
 }

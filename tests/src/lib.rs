@@ -71,6 +71,7 @@ impl TestServer {
                 ..Default::default()
             },
             demo: false,
+            settable_clock: false,
         };
         configure(&mut config);
         Ok(TestServer {

@@ -6,6 +6,7 @@ mod auth;
 mod bindings;
 mod calls;
 mod carrier;
+mod clock;
 mod error;
 mod modules;
 mod tables;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .merge(carrier::routes())
         .merge(calls::routes())
         .merge(tokens::routes())
+        .merge(clock::routes())
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
         })

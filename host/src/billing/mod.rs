@@ -144,7 +144,7 @@ impl Billing {
             ));
         }
         let rate = self
-            .account_rate(&account, callee, crate::now_ms())
+            .account_rate(&account, callee, self.services.clock.now_ms())
             .map_err(|detail| refuse(500, "Server Internal Error", EndReason::NoRate, detail))?
             .ok_or_else(|| {
                 refuse(
@@ -307,7 +307,7 @@ impl Billing {
             .table(tenant, table)
             .map_err(|e| format!("rate table {table:?}: {e}"))?
             .ok_or_else(|| format!("rate table {table:?} does not exist"))?;
-        Rate::lookup(&index, number, crate::now_ms())
+        Rate::lookup(&index, number, self.services.clock.now_ms())
             .map_err(|e| format!("rate table {table:?}: {e}"))
     }
 }
@@ -337,7 +337,8 @@ mod tests {
             ..Account::default()
         };
         store.carrier_put("acct", &account).unwrap();
-        let services = Arc::new(Services::new(store.clone()));
+        let clock = Arc::new(crate::clock::Clock::system());
+        let services = Arc::new(Services::new(store.clone(), clock));
         Billing::new(store, services)
     }
 

@@ -44,6 +44,7 @@ pub use invoke::{Failure, HookAnswer, HookCall, Invocation, LoadedModule, RunLim
 pub use services::{GatewayLive, Services};
 pub use state::LogLine;
 
+use crate::clock::Clock;
 use crate::store::{Binding, Fallback, ModuleKey, ModuleVersion, Scope, Store};
 use health::HealthBoard;
 use limits::*;
@@ -72,7 +73,7 @@ pub struct PolicyEngine {
 impl PolicyEngine {
     /// Start the engine over `store`: load the bindings and compile (or load the cached
     /// artifacts of) every bound module, so the first call does not pay for it.
-    pub fn start(store: Store) -> anyhow::Result<Arc<PolicyEngine>> {
+    pub fn start(store: Store, clock: Arc<Clock>) -> anyhow::Result<Arc<PolicyEngine>> {
         let engine = engine::build().map_err(|e| anyhow::anyhow!("starting wasmtime: {e:#}"))?;
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker)
@@ -82,7 +83,7 @@ impl PolicyEngine {
             _ticker: engine::EpochTicker::start(&engine),
             engine,
             linker,
-            services: Arc::new(Services::new(store.clone())),
+            services: Arc::new(Services::new(store.clone(), clock)),
             health: HealthBoard::default(),
             loaded: RwLock::default(),
             bindings: RwLock::default(),

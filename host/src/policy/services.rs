@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::clock::Clock;
 use crate::store::{Row, Store, TableIndex};
 
 use super::limits::{MAX_COUNTER_EVENTS, MAX_COUNTER_KEYS};
@@ -36,6 +37,8 @@ type CounterWindows = HashMap<String, VecDeque<u64>>;
 /// Services shared by all invocations.
 pub struct Services {
     pub(crate) store: Store,
+    /// The business clock: "now" for calendars, rates and modules.
+    pub(crate) clock: Arc<Clock>,
     tables: RwLock<HashMap<(String, String), Arc<TableIndex>>>,
     /// By (tenant, module).
     counters: Mutex<HashMap<(String, String), CounterWindows>>,
@@ -48,9 +51,10 @@ pub struct Services {
 
 impl Services {
     /// Services over `store`.
-    pub fn new(store: Store) -> Services {
+    pub fn new(store: Store, clock: Arc<Clock>) -> Services {
         Services {
             store,
+            clock,
             tables: RwLock::default(),
             counters: Mutex::default(),
             live: RwLock::default(),

@@ -38,7 +38,7 @@ pub(crate) struct CallContext {
     pub(crate) tenant: String,
     pub(crate) module: String,
     pub(crate) call_id: String,
-    /// Fixed clock for `simulate` (Unix ms); none reads the system clock.
+    /// Fixed clock for `simulate` (Unix ms); none reads the business clock.
     pub(crate) now_ms: Option<u64>,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) dropped_logs: usize,

@@ -59,7 +59,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         .request_uri()
         .map(|u| user_of(u).to_string())
         .unwrap_or_default();
-    let arrived_at_ms = crate::now_ms();
+    let arrived_at_ms = core.policy.services().clock.now_ms();
     let mut admitted = core.admission.admit(peer.addr.ip(), &requested);
     if matches!(admitted, Admit::Unknown) {
         // Not a gateway's address: perhaps a phone, which must prove who it is.

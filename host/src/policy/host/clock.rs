@@ -6,7 +6,7 @@ use super::PolicyState;
 
 impl Host for PolicyState {
     fn now_ms(&mut self) -> u64 {
-        self.ctx.now_ms.unwrap_or_else(crate::now_ms)
+        PolicyState::now_ms(self)
     }
 
     fn to_local(&mut self, zone: String, at_ms: u64) -> Result<LocalTime, Error> {

@@ -25,6 +25,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<PolicyState>) -> wasmtime::Resul
 }
 
 impl PolicyState {
+    /// What time it is for this run: simulate's fixed instant, else the business clock.
+    fn now_ms(&self) -> u64 {
+        self.ctx
+            .now_ms
+            .unwrap_or_else(|| self.ctx.services.clock.now_ms())
+    }
+
     /// The calling tenant's `T` with `id` (`what` names it in the error); another
     /// tenant's answers as unknown.
     fn owned<T: CarrierObject>(&self, id: &str, what: &str) -> Result<T, types::Error> {

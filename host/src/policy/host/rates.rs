@@ -13,7 +13,7 @@ impl PolicyState {
             .table(&self.ctx.tenant, table)
             .map_err(internal)?
             .ok_or_else(|| Error::NotFound(format!("rate table {table:?}")))?;
-        let now_ms = self.ctx.now_ms.unwrap_or_else(crate::now_ms);
+        let now_ms = self.now_ms();
         let rate = crate::billing::Rate::lookup(&index, number, now_ms)
             .map_err(|e| Error::Other(format!("rate table {table:?} {e}")))?;
         Ok(rate.map(|r| Rate {
@@ -57,7 +57,7 @@ impl PolicyState {
         by_period: &'a std::collections::BTreeMap<String, String>,
         default: Option<&'a str>,
     ) -> Result<Vec<&'a str>, Error> {
-        let now_ms = self.ctx.now_ms.unwrap_or_else(crate::now_ms);
+        let now_ms = self.now_ms();
         let store = &self.ctx.services.store;
         crate::billing::tables_at(
             store,

@@ -20,7 +20,7 @@ impl PolicyState {
                 "window must be 1..={MAX_COUNTER_WINDOW_SECS} s"
             )));
         }
-        let now = <Self as super::super::bindings::clock::Host>::now_ms(self);
+        let now = self.now_ms();
         let c = &self.ctx;
         c.services
             .counter(
