@@ -780,27 +780,24 @@ async fn lcr_order_changes_at_a_calendar_period_boundary() -> Result<()> {
     s.stop().await
 }
 
-#[tokio::test]
-async fn a_vendor_whose_asr_falls_below_the_threshold_is_tried_later() -> Result<()> {
-    let dir = TempDir::new("stock-asr");
+/// Two calls that fail on v-poor (first by priority) and connect on v-good, then a
+/// third placed by `customer`'s ASR rule: the gateways the third call tried.
+async fn third_call_after_two_poor_answers(name: &str, customer: Value) -> Result<Value> {
+    let dir = TempDir::new(name);
     let s = TestServer::start(&dir.0).await?;
     let (poor, good) = (Vendor::new("v-poor"), Vendor::new("v-good"));
     let vendors = [
         (&poor, json!({ "priority": 1 })),
         (&good, json!({ "priority": 2 })),
     ];
-    let customer = json!({ "asr_threshold": 0.5, "asr_min_attempts": 2 });
     stock_carrier(&s, customer, &vendors, "44,v-poor\n44,v-good\n").await?;
-    // Two calls: each fails on v-poor (first by priority), then connects on v-good.
     let (a, b) = (
         uas(&poor, "uas_unavailable.xml", 2)?,
-        Sipp::uas(good.port, &["-sn", "uas"], 2)?,
+        Sipp::uas(good.port, &["-sn", "uas"], 3)?,
     );
     Sipp::uac(s.server.sip.addr, &["-s", "4411", "-sn", "uac"], 2, 2)?
         .succeeds()
         .await?;
-    a.succeeds().await?;
-    b.succeeds().await?;
     for r in wait_for_records(&s, 2).await? {
         assert_eq!(
             attempts(&r),
@@ -808,10 +805,31 @@ async fn a_vendor_whose_asr_falls_below_the_threshold_is_tried_later() -> Result
             "{r}"
         );
     }
-    // v-poor's ASR is now 0 over 2 attempts: the next call tries it last.
-    let (gateways, sim) = simulate(&s, json!({ "callee": "4411" }), None).await?;
-    assert_eq!(gateways, ["v-good", "v-poor"], "{sim}");
-    s.stop().await
+    // v-poor's ASR is now 0 over 2 attempts, v-good's 1.
+    Sipp::uac(s.server.sip.addr, &["-s", "4411", "-sn", "uac"], 1, 1)?
+        .succeeds()
+        .await?;
+    a.succeeds().await?;
+    b.succeeds().await?;
+    let third = wait_for_records(&s, 3).await?[0].clone();
+    s.stop().await?;
+    Ok(third)
+}
+
+#[tokio::test]
+async fn a_vendor_whose_asr_falls_below_the_threshold_is_tried_later() -> Result<()> {
+    let customer = json!({ "asr_threshold": 0.5, "asr_min_attempts": 2 });
+    let r = third_call_after_two_poor_answers("stock-asr", customer).await?;
+    assert_eq!(attempts(&r), tried(&[("v-good", 200)]), "{r}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn ordering_by_asr_tries_the_best_answering_vendor_first() -> Result<()> {
+    let customer = json!({ "route_by": "asr", "asr_min_attempts": 2 });
+    let r = third_call_after_two_poor_answers("stock-asr-order", customer).await?;
+    assert_eq!(attempts(&r), tried(&[("v-good", 200)]), "{r}");
+    Ok(())
 }
 
 #[tokio::test]

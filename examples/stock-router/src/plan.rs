@@ -29,6 +29,8 @@ struct Candidate {
     /// The vendor's cost per minute for the callee, when the order or a profit rule
     /// needs it and its cost table has the number.
     cost: Option<f64>,
+    /// Its recent answer-seizure ratio, once it has had enough attempts to count.
+    asr: Option<f32>,
     /// Its answer-seizure ratio is below the customer's threshold: it goes after the
     /// rest of its prefix.
     demoted: bool,
@@ -43,32 +45,35 @@ impl Candidate {
         }
     }
 
-    /// Its place within its prefix: demoted last, then (cost, when ordering by it,
-    /// unknown last), priority, usage.
-    fn sort_key(&self, by_cost: bool) -> (bool, f64, u32, f64) {
-        let cost = match by_cost {
-            true => self.cost.unwrap_or(f64::INFINITY),
-            false => 0.0,
+    /// Its place within its prefix: demoted last, then the customer's order (cost,
+    /// unknown last; or ASR, highest first, unmeasured as 1), priority, usage.
+    fn sort_key(&self, order: RouteBy) -> (bool, f64, u32, f64) {
+        let rank = match order {
+            RouteBy::Priority => 0.0,
+            RouteBy::Cost => self.cost.unwrap_or(f64::INFINITY),
+            RouteBy::Asr => -f64::from(self.asr.unwrap_or(1.0)),
         };
-        (self.demoted, cost, self.priority, self.usage())
+        (self.demoted, rank, self.priority, self.usage())
     }
 }
 
 /// What else decides a call's routes: the customer's order and profit rule, and the
 /// periods its account's work calendar is in now.
 struct Terms {
-    by_cost: bool,
+    order: RouteBy,
     /// (customer's rate per minute, least profit per minute) when a profit rule applies.
     floor: Option<(f64, f64)>,
     /// Read only when a route names a period.
     periods: Vec<String>,
-    /// (ASR threshold, attempts before it counts) when the customer demotes by ASR.
-    asr: Option<(f32, u64)>,
+    /// Attempts in the statistics window before a gateway's ASR counts.
+    asr_min_attempts: u64,
+    /// Demote a gateway whose counted ASR is below this.
+    asr_threshold: Option<f32>,
 }
 
 impl Terms {
     fn of(host: &dyn Host, call: &Call, customer: Option<&MappingSettings>, rows: &[Row]) -> Terms {
-        let by_cost = customer.is_some_and(|m| m.route_by == RouteBy::Cost);
+        let order = customer.map_or(RouteBy::Priority, |m| m.route_by);
         let floor = customer.and_then(|m| m.min_profit).and_then(|margin| {
             let rate = host.customer_rate(&call.account, &call.callee).ok()??;
             Some((rate.per_minute, margin))
@@ -77,20 +82,21 @@ impl Terms {
             true => host.account_periods(&call.account, host.now_ms()),
             false => Vec::new(),
         };
-        let asr = customer.and_then(|m| {
-            let threshold = m.asr_threshold?;
-            Some((threshold, u64::from(m.asr_min_attempts)))
-        });
         Terms {
-            by_cost,
+            order,
             floor,
             periods,
-            asr,
+            asr_min_attempts: customer.map_or(0, |m| u64::from(m.asr_min_attempts)),
+            asr_threshold: customer.and_then(|m| m.asr_threshold),
         }
     }
 
     fn needs_cost(&self) -> bool {
-        self.by_cost || self.floor.is_some()
+        self.order == RouteBy::Cost || self.floor.is_some()
+    }
+
+    fn needs_asr(&self) -> bool {
+        self.order == RouteBy::Asr || self.asr_threshold.is_some()
     }
 }
 
@@ -233,9 +239,8 @@ fn candidates(
             })
             .collect();
         usable.sort_by(|a, b| {
-            let by_cost = terms.by_cost;
-            a.sort_key(by_cost)
-                .partial_cmp(&b.sort_key(by_cost))
+            a.sort_key(terms.order)
+                .partial_cmp(&b.sort_key(terms.order))
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
         for c in usable {
@@ -296,16 +301,27 @@ fn usable(host: &dyn Host, call: &Call, terms: &Terms, id: &str, row: &Row) -> O
             ));
         }
     }
-    let demoted = terms.asr.is_some_and(|(threshold, min_attempts)| {
-        host.gateway_traffic(id).is_ok_and(|t| {
-            let low = t.attempts >= min_attempts && t.asr < threshold;
-            if low {
-                let asr = t.asr;
-                host.log(Level::Info, &format!("{id}: ASR {asr:.2} is below {threshold}, tried after the rest of prefix {}", row.key));
-            }
-            low
-        })
-    });
+    let asr = match terms.needs_asr() {
+        true => host
+            .gateway_traffic(id)
+            .ok()
+            .filter(|t| t.attempts >= terms.asr_min_attempts)
+            .map(|t| t.asr),
+        false => None,
+    };
+    let demoted = match (asr, terms.asr_threshold) {
+        (Some(asr), Some(threshold)) if asr < threshold => {
+            host.log(
+                Level::Info,
+                &format!(
+                    "{id}: ASR {asr:.2} is below {threshold}, tried after the rest of prefix {}",
+                    row.key
+                ),
+            );
+            true
+        }
+        _ => false,
+    };
     let priority = row
         .fields
         .get(1)
@@ -316,6 +332,7 @@ fn usable(host: &dyn Host, call: &Call, terms: &Terms, id: &str, row: &Row) -> O
         settings,
         priority,
         cost,
+        asr,
         demoted,
     })
 }
@@ -510,6 +527,23 @@ mod tests {
             .logs()
             .iter()
             .any(|(_, l)| l == "skip a (prefix 44): only in period night"));
+    }
+
+    #[test]
+    fn ordering_by_asr_puts_the_best_answering_vendor_first_and_tries_new_ones() {
+        let routes: &[(&str, &[&str])] = &[("44", &["a"]), ("44", &["b"]), ("44", &["c"])];
+        let customer = MappingSettings {
+            route_by: RouteBy::Asr,
+            asr_min_attempts: 10,
+            ..mapping_settings("customer", "acme")
+        };
+        // a answers 20%, b 60%; c has too few attempts to be measured and counts as 1.
+        let host = host(routes)
+            .with_traffic("a", 20, 4)
+            .with_traffic("b", 20, 12)
+            .with_traffic("c", 3, 0)
+            .with_mapping_settings(customer);
+        assert_eq!(ids(&route(&host, &call("4411"))), ["c", "b", "a"]);
     }
 
     #[test]

@@ -327,6 +327,9 @@ pub enum RouteBy {
     /// Vendor cost for the number, cheapest first (LCR; SS_GATEWAYFEERATEROUTESORTCONFIG),
     /// then priority; gateways without a cost last.
     Cost,
+    /// Recent ASR, highest first (SS_GATEWAYASRROUTESORTCONFIG), then priority; a gateway
+    /// not yet measured (fewer than `asr_min_attempts` attempts) ranks as if at ASR 1.
+    Asr,
 }
 
 /// Which extra headers of the caller's INVITE (the `X-` headers modules see) go on to

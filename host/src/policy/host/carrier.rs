@@ -64,6 +64,7 @@ impl Host for PolicyState {
             route_by: match g.route_by {
                 store::RouteBy::Priority => RouteBy::Priority,
                 store::RouteBy::Cost => RouteBy::Cost,
+                store::RouteBy::Asr => RouteBy::Asr,
             },
             min_profit: g.min_profit,
             asr_threshold: g.asr_threshold,
