@@ -5,10 +5,12 @@ use serde_json::json;
 use switchyard::policy::{Decision, FailureKind};
 use switchyard_tests::{call, guest, version_of, Body, TempDir, TestServer, ADMIN};
 
-/// Each guest with the failure it must end in. Only the loop keeps the 5 ms default
-/// deadline; the others get a long one so the limit under test is what stops them.
-const HOSTILE: [(&str, FailureKind); 4] = [
+/// Each guest with the failure it must end in. Only the loop and the sleeper keep the
+/// 5 ms default deadline; the others get a long one so the limit under test is what
+/// stops them.
+const HOSTILE: [(&str, FailureKind); 5] = [
     ("guest_infinite_loop", FailureKind::Deadline),
+    ("guest_sleeper", FailureKind::Deadline),
     ("guest_memory_bomb", FailureKind::Memory),
     ("guest_trap", FailureKind::Trap),
     ("guest_huge_decision", FailureKind::Malformed),
@@ -26,7 +28,7 @@ async fn setup(s: &TestServer) -> Result<()> {
     for (name, _) in HOSTILE {
         let (status, body) = s.upload(ADMIN, name, guest(name)).await?;
         assert_eq!(status, 201, "{name}: {body}");
-        let deadline_ms = if name == "guest_infinite_loop" {
+        let deadline_ms = if matches!(name, "guest_infinite_loop" | "guest_sleeper") {
             5
         } else {
             1_000

@@ -1,8 +1,8 @@
 //! The time budget of one run. The deadline counts CPU time spent by the running thread,
 //! not wall time: on a loaded machine the OS may preempt a worker for longer than a
 //! whole deadline, and a module that did little work must not fail a call for it. A
-//! wall-clock backstop still stops a module that idles inside host calls (a WASI sleep
-//! uses no CPU).
+//! wall-clock backstop still stops a module that idles inside host calls without
+//! using CPU (WASI timers already fire at once: see `host/timers.rs`).
 //!
 //! The engine's epoch ticks every [`EPOCH_TICK_MS`]; when a store's epoch deadline comes
 //! due, [`RunBudget::on_epoch_deadline`] reads the clocks and either extends the deadline

@@ -8,6 +8,7 @@ mod log;
 mod rates;
 mod state;
 mod tables;
+mod timers;
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -17,9 +18,11 @@ use crate::store::CarrierObject;
 
 impl types::Host for PolicyState {}
 
-/// Add WASI (with an empty context per store) and our imports to `linker`.
+/// Add WASI (with an empty context per store, and timers that fire at once) and our
+/// imports to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<PolicyState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    timers::add_to_linker(linker)?;
     CallPolicy::add_to_linker::<PolicyState, HasSelf<PolicyState>>(linker, |s| s)?;
     Ok(())
 }
