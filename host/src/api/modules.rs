@@ -228,6 +228,6 @@ async fn simulate(
     };
     Ok(ApiJson(json!({
         "module": key, "answer": answer, "failure": failure, "logs": inv.logs,
-        "dropped_logs": inv.dropped_logs, "elapsed_us": inv.elapsed_us,
+        "dropped_logs": inv.dropped_logs, "elapsed_us": inv.elapsed_us, "cpu_us": inv.cpu_us,
     })))
 }

@@ -59,12 +59,14 @@ impl RunBudget {
         ticks_for(self.cpu_limit) + 1
     }
 
+    /// CPU time the run has used so far.
+    pub(crate) fn cpu_used(&self) -> Duration {
+        thread_cpu_time() - self.cpu_started
+    }
+
     /// Called by wasmtime when the epoch deadline comes due.
     pub(crate) fn on_epoch_deadline(&self) -> Result<UpdateDeadline, Overrun> {
-        self.check(
-            thread_cpu_time() - self.cpu_started,
-            self.wall_started.elapsed(),
-        )
+        self.check(self.cpu_used(), self.wall_started.elapsed())
     }
 
     fn check(&self, cpu_used: Duration, wall_used: Duration) -> Result<UpdateDeadline, Overrun> {

@@ -110,6 +110,8 @@ pub struct Invocation {
     pub dropped_logs: usize,
     /// Instantiate + hook, microseconds.
     pub elapsed_us: u64,
+    /// CPU time of the same, microseconds (what the deadline counts).
+    pub cpu_us: u64,
 }
 
 /// Run `hook` on a fresh instance of `module`.
@@ -152,7 +154,8 @@ pub(crate) fn run(
     store.limiter(|s| &mut s.memory);
     let budget = RunBudget::start(limits.deadline_ms);
     store.set_epoch_deadline(budget.first_check_ticks());
-    store.epoch_deadline_callback(move |_| Ok(budget.on_epoch_deadline()?));
+    let deadline = budget.clone();
+    store.epoch_deadline_callback(move |_| Ok(deadline.on_epoch_deadline()?));
 
     let outcome = call_hook(&mut store, module, hook);
     let answer = match outcome {
@@ -172,6 +175,7 @@ pub(crate) fn run(
         logs: state.ctx.logs,
         dropped_logs: state.ctx.dropped_logs,
         elapsed_us: started.elapsed().as_micros() as u64,
+        cpu_us: budget.cpu_used().as_micros() as u64,
     }
 }
 
