@@ -268,10 +268,73 @@ async fn down_gateways_are_skipped_protect_routes_come_last_and_the_switch_limit
 }
 
 #[tokio::test]
+async fn a_protect_route_serves_its_own_prefix_before_a_shorter_one_and_alone() -> Result<()> {
+    let dir = TempDir::new("stock-protect-prefix");
+    let s = TestServer::start(&dir.0).await?;
+    let (normal, guard, broad) = (
+        Vendor::new("v-normal"),
+        Vendor::new("v-guard"),
+        Vendor::new("v-broad"),
+    );
+    let vendors = [
+        (&normal, json!({ "priority": 5 })),
+        (&guard, json!({ "protect": true, "priority": 1 })),
+        (&broad, json!({ "priority": 1 })),
+    ];
+    // 4420's protect route follows its normal one and precedes UK-wide 44 (spec
+    // decision 14); 33 has only the protect route, which then carries its calls.
+    let routes = "4420,v-normal\n4420,v-guard\n44,v-broad\n33,v-guard\n";
+    stock_carrier(&s, json!({}), &vendors, routes).await?;
+    let (a, b, c) = (
+        uas(&normal, "uas_unavailable.xml", 1)?,
+        uas(&guard, "uas_unavailable.xml", 1)?,
+        Sipp::uas(broad.port, &["-sn", "uas"], 1)?,
+    );
+    Sipp::uac(
+        s.server.sip.addr,
+        &["-s", "442071234567", "-sn", "uac"],
+        1,
+        1,
+    )?
+    .succeeds()
+    .await?;
+    for vendor in [a, b, c] {
+        vendor.succeeds().await?;
+    }
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(
+        attempts(r),
+        tried(&[("v-normal", 503), ("v-guard", 503), ("v-broad", 200)]),
+        "{r}"
+    );
+
+    let answering = Sipp::uas(guard.port, &["-sn", "uas"], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-s", "33123456", "-sn", "uac"], 1, 1)?
+        .succeeds()
+        .await?;
+    answering.succeeds().await?;
+    let r = &wait_for_records(&s, 2).await?[0];
+    assert_eq!(attempts(r), tried(&[("v-guard", 200)]), "{r}");
+    // The module log warns the operator that a protect route carries normal traffic.
+    let (_, sim) = simulate(&s, json!({ "callee": "33123456" }), None).await?;
+    assert!(
+        sim["logs"]
+            .to_string()
+            .contains("every route of prefix 33 is a protect route"),
+        "{sim}"
+    );
+    s.stop().await
+}
+
+#[tokio::test]
 async fn each_gateway_gets_its_tech_prefix_identity_and_extra_headers() -> Result<()> {
     let dir = TempDir::new("stock-identity");
     let s = TestServer::start(&dir.0).await?;
-    let (first, second) = (Vendor::new("v-first"), Vendor::new("v-second"));
+    let (first, second, third) = (
+        Vendor::new("v-first"),
+        Vendor::new("v-second"),
+        Vendor::new("v-third"),
+    );
     let vendors = [
         (
             &first,
@@ -281,11 +344,24 @@ async fn each_gateway_gets_its_tech_prefix_identity_and_extra_headers() -> Resul
             &second,
             json!({ "priority": 2, "pai": "passthrough", "privacy": "passthrough", "ppi": "passthrough", "extra_headers": "all" }),
         ),
+        (
+            &third,
+            json!({ "priority": 3, "pai": "none", "privacy": "none", "ppi": "caller" }),
+        ),
     ];
     let customer = json!({ "support_privacy": true });
-    stock_carrier(&s, customer, &vendors, "44,v-first\n44,v-second\n").await?;
-    let (first_dir, second_dir) = (dir.0.join("first"), dir.0.join("second"));
-    let (port_1, port_2) = (first.port.to_string(), second.port.to_string());
+    let routes = "44,v-first\n44,v-second\n44,v-third\n";
+    stock_carrier(&s, customer, &vendors, routes).await?;
+    let (first_dir, second_dir, third_dir) = (
+        dir.0.join("first"),
+        dir.0.join("second"),
+        dir.0.join("third"),
+    );
+    let (port_1, port_2, port_3) = (
+        first.port.to_string(),
+        second.port.to_string(),
+        third.port.to_string(),
+    );
     let unavailable = scenario("uas_unavailable.xml")
         .to_string_lossy()
         .into_owned();
@@ -295,10 +371,12 @@ async fn each_gateway_gets_its_tech_prefix_identity_and_extra_headers() -> Resul
         Sipp::spawn_in(dir, &args)
     };
     let a = sipp(&first_dir, &port_1, ["-sf", unavailable.as_str()])?;
-    let b = sipp(&second_dir, &port_2, ["-sn", "uas"])?;
+    let b = sipp(&second_dir, &port_2, ["-sf", unavailable.as_str()])?;
+    let c = sipp(&third_dir, &port_3, ["-sn", "uas"])?;
     call(&s, "4411", "uac_identity.xml").await?;
-    a.succeeds().await?;
-    b.succeeds().await?;
+    for vendor in [a, b, c] {
+        vendor.succeeds().await?;
+    }
 
     let invite = |dir| -> Result<String> {
         let messages = received_messages(dir)?;
@@ -352,6 +430,18 @@ async fn each_gateway_gets_its_tech_prefix_identity_and_extra_headers() -> Resul
         ),
         (Some("order-42"), Some("s3cr3t"))
     );
+    // The third: the caller's PAI and Privacy removed, a PPI built from the caller.
+    let to_third = invite(&third_dir)?;
+    assert_eq!(
+        (
+            header(&to_third, "P-Asserted-Identity"),
+            header(&to_third, "Privacy")
+        ),
+        (None, None),
+        "{to_third}"
+    );
+    let ppi = header(&to_third, "P-Preferred-Identity").unwrap_or_default();
+    assert!(ppi.starts_with("<sip:sipp@127.0.0.1:"), "{to_third}");
     s.stop().await
 }
 
@@ -782,15 +872,20 @@ async fn lcr_order_changes_at_a_calendar_period_boundary() -> Result<()> {
     s.stop().await
 }
 
-/// Two calls that fail on v-poor (first by priority) and connect on v-good, then a
-/// third placed by `customer`'s ASR rule: the gateways the third call tried.
-async fn third_call_after_two_poor_answers(name: &str, customer: Value) -> Result<Value> {
+/// Two calls that fail on v-poor (first by priority, or by table order at equal
+/// `priorities`) and connect on v-good, then a third placed by `customer`'s ASR rule:
+/// the gateways the third call tried.
+async fn third_call_after_two_poor_answers(
+    name: &str,
+    customer: Value,
+    priorities: [u32; 2],
+) -> Result<Value> {
     let dir = TempDir::new(name);
     let s = TestServer::start(&dir.0).await?;
     let (poor, good) = (Vendor::new("v-poor"), Vendor::new("v-good"));
     let vendors = [
-        (&poor, json!({ "priority": 1 })),
-        (&good, json!({ "priority": 2 })),
+        (&poor, json!({ "priority": priorities[0] })),
+        (&good, json!({ "priority": priorities[1] })),
     ];
     stock_carrier(&s, customer, &vendors, "44,v-poor\n44,v-good\n").await?;
     let (a, b) = (
@@ -820,16 +915,18 @@ async fn third_call_after_two_poor_answers(name: &str, customer: Value) -> Resul
 
 #[tokio::test]
 async fn a_vendor_whose_asr_falls_below_the_threshold_is_tried_later() -> Result<()> {
+    // Demotion moves v-poor below v-good's worse priority.
     let customer = json!({ "asr_threshold": 0.5, "asr_min_attempts": 2 });
-    let r = third_call_after_two_poor_answers("stock-asr", customer).await?;
+    let r = third_call_after_two_poor_answers("stock-asr", customer, [1, 2]).await?;
     assert_eq!(attempts(&r), tried(&[("v-good", 200)]), "{r}");
     Ok(())
 }
 
 #[tokio::test]
 async fn ordering_by_asr_tries_the_best_answering_vendor_first() -> Result<()> {
+    // The sort key orders gateways of one priority (spec decision 14).
     let customer = json!({ "route_by": "asr", "asr_min_attempts": 2 });
-    let r = third_call_after_two_poor_answers("stock-asr-order", customer).await?;
+    let r = third_call_after_two_poor_answers("stock-asr-order", customer, [1, 1]).await?;
     assert_eq!(attempts(&r), tried(&[("v-good", 200)]), "{r}");
     Ok(())
 }

@@ -1,10 +1,10 @@
-//! The candidate list: routes matching the callee (and, when a route names a period,
-//! the account's work calendar being in it), longest prefix first (a shorter prefix's
-//! gateways follow as fallback), by priority (or cost) then line usage within a
-//! prefix; gateways that are unknown, down or full are skipped; protect routes come
-//! last, and only after a normal gateway was tried or skipped; a gateway group's
-//! reserved lines are not for the first attempt; the caller's mapping gateway may cap
-//! how many are tried.
+//! The candidate list, in the order of the spec's decision 14: routes matching the
+//! callee (and, when a route names a period, the account's work calendar being in
+//! it), longest prefix first (a shorter prefix's gateways follow as fallback); within
+//! a prefix by priority, then the customer's sort key (cost or ASR), then line usage,
+//! and its protect routes after its normal ones; gateways that are unknown, down or
+//! full are skipped; a gateway group's reserved lines are not for the first attempt;
+//! the caller's mapping gateway may cap how many are tried.
 
 use switchyard_sdk::numbers::apply_gateway_rules;
 use switchyard_sdk::{
@@ -45,15 +45,18 @@ impl Candidate {
         }
     }
 
-    /// Its place within its prefix: demoted last, then the customer's order (cost,
-    /// unknown last; or ASR, highest first, unmeasured as 1), priority, usage.
-    fn sort_key(&self, order: RouteBy) -> (bool, f64, u32, f64) {
+    /// Its place within its prefix: protect routes after the normal ones, and a
+    /// gateway demoted for its ASR after the rest of its kind; then priority, the
+    /// customer's sort key (cost, unknown last; or ASR, highest first, unmeasured as
+    /// 1), usage.
+    fn sort_key(&self, order: RouteBy) -> (bool, bool, u32, f64, f64) {
         let rank = match order {
             RouteBy::Priority => 0.0,
             RouteBy::Cost => self.cost.unwrap_or(f64::INFINITY),
             RouteBy::Asr => -f64::from(self.asr.unwrap_or(1.0)),
         };
-        (self.demoted, rank, self.priority, self.usage())
+        let protect = self.settings.protect;
+        (protect, self.demoted, self.priority, rank, self.usage())
     }
 }
 
@@ -112,39 +115,27 @@ pub fn route(host: &dyn Host, call: &Call) -> Decision {
     }
     let customer = host.mapping_gateway(&call.ingress_gateway).ok();
     let terms = Terms::of(host, call, customer.as_ref(), &rows);
-    let (mut normal, protect) = candidates(host, call, &terms, &rows);
-    // Protect routes follow a normal route's failure or skip; they never stand alone.
-    if !protect.is_empty() {
-        if normal.is_empty() && rows.iter().all(|r| is_protect(host, r)) {
-            host.log(
-                Level::Warn,
-                "every route of the callee is a protect route: none is tried",
-            );
-        } else {
-            normal.extend(protect);
-        }
-    }
+    let ordered = candidates(host, call, &terms, &rows);
     // Group capacity: the first attempt leaves a group's reserved lines alone.
     let mut groups = Groups::new(host);
-    let mut admitted = Vec::with_capacity(normal.len());
-    for c in normal {
+    let mut admitted = Vec::with_capacity(ordered.len());
+    for c in ordered {
         let first = admitted.is_empty() && !c.settings.protect;
         match groups.refusal(&c.live.groups, first) {
             Some(why) => host.log(Level::Info, &format!("skip {}: {why}", c.live.id)),
             None => admitted.push(c),
         }
     }
-    let mut normal = admitted;
     let limit = customer.as_ref().map_or(0, |m| m.switch_limit);
     let supports_privacy = customer.as_ref().is_some_and(|m| m.support_privacy);
-    if limit > 0 && normal.len() > limit as usize {
+    if limit > 0 && admitted.len() > limit as usize {
         host.log(
             Level::Info,
             &format!("switch limit {limit}: later gateways dropped"),
         );
-        normal.truncate(limit as usize);
+        admitted.truncate(limit as usize);
     }
-    let attempts: Vec<Attempt> = normal
+    let attempts: Vec<Attempt> = admitted
         .iter()
         .filter_map(|c| {
             let attempt = numbers(host, call, c)?;
@@ -215,15 +206,9 @@ fn is_protect(host: &dyn Host, row: &Row) -> bool {
         .is_some_and(|s| s.protect)
 }
 
-/// The usable gateways of `rows` (longest prefix first), normal and protect apart,
-/// each in the order it is tried.
-fn candidates(
-    host: &dyn Host,
-    call: &Call,
-    terms: &Terms,
-    rows: &[Row],
-) -> (Vec<Candidate>, Vec<Candidate>) {
-    let (mut normal, mut protect) = (Vec::new(), Vec::new());
+/// The usable gateways of `rows` (longest prefix first) in the order they are tried.
+fn candidates(host: &dyn Host, call: &Call, terms: &Terms, rows: &[Row]) -> Vec<Candidate> {
+    let mut ordered = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     // `table_prefixes` answers longest prefix first: each run of one key is a group.
     for group in rows.chunk_by(|a, b| a.key == b.key) {
@@ -243,15 +228,23 @@ fn candidates(
                 .partial_cmp(&b.sort_key(terms.order))
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
-        for c in usable {
-            if c.settings.protect {
-                protect.push(c);
-            } else {
-                normal.push(c);
-            }
+        // Sorted, protect routes last: a protect route first means no normal one is
+        // usable; the rows' settings are read again only then.
+        if usable.first().is_some_and(|c| c.settings.protect)
+            && group.iter().all(|r| is_protect(host, r))
+        {
+            // VOS3000 would try nothing here; the spec's decision 14 uses them, and says so.
+            host.log(
+                Level::Warn,
+                &format!(
+                    "every route of prefix {} is a protect route: they carry its normal traffic",
+                    group[0].key
+                ),
+            );
         }
+        ordered.extend(usable);
     }
-    (normal, protect)
+    ordered
 }
 
 /// Gateway `id` of route `row` when it can take the call; otherwise None, with the
@@ -429,19 +422,23 @@ mod tests {
     }
 
     #[test]
-    fn protect_routes_come_after_every_normal_one_and_never_alone() {
+    fn protect_routes_follow_the_normal_ones_of_their_prefix_and_serve_alone_with_a_warning() {
         let protect = |id: &str| RoutingSettings {
             protect: true,
             ..routing_settings(id)
         };
+        // a (priority 1) is 44's protect route: after b, before the shorter prefix's c.
         let last = host(&[("44", &["a"]), ("44", &["b"]), ("4", &["c"])])
             .with_routing_settings(protect("a"));
-        assert_eq!(ids(&route(&last, &call("4411"))), ["b", "c", "a"]);
-        let only = host(&[("44", &["a"])]).with_routing_settings(protect("a"));
-        assert_eq!(
-            gateways(&route(&only, &call("4411"))),
-            [("503".into(), "All gateways busy".into())]
-        );
+        assert_eq!(ids(&route(&last, &call("4411"))), ["b", "a", "c"]);
+        assert!(!last.logs().iter().any(|(_, l)| l.contains("protect")));
+        // Only protect routes match: they are used, and the module log says so.
+        let only = host(&[("44", &["a"]), ("44", &["b"])])
+            .with_routing_settings(protect("a"))
+            .with_routing_settings(protect("b"));
+        assert_eq!(ids(&route(&only, &call("4411"))), ["a", "b"]);
+        assert!(only.logs().iter().any(|(level, l)| *level == Level::Warn
+            && l == "every route of prefix 44 is a protect route: they carry its normal traffic"));
     }
 
     #[test]
@@ -480,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn lcr_orders_a_prefix_by_cost_and_min_profit_skips_dear_vendors() {
+    fn lcr_orders_a_priority_by_cost_and_min_profit_skips_dear_vendors() {
         use switchyard_sdk::{MappingSettings, Rate, RouteBy};
         let rate = |per_minute| Rate {
             prefix: "44".into(),
@@ -489,12 +486,15 @@ mod tests {
             first_increment_secs: 60,
             next_increment_secs: 60,
         };
+        // Every route at priority 1 (the rows override a..d's own), e at 2.
         let host = host(&[
-            ("44", &["a"]),
-            ("44", &["b"]),
-            ("44", &["c"]),
-            ("44", &["d"]),
+            ("44", &["e", "2"]),
+            ("44", &["a", "1"]),
+            ("44", &["b", "1"]),
+            ("44", &["c", "1"]),
+            ("44", &["d", "1"]),
         ])
+        .with_vendor_cost("e", rate(0.01))
         .with_vendor_cost("a", rate(0.05))
         .with_vendor_cost("b", rate(0.02))
         .with_vendor_cost("c", rate(0.09))
@@ -503,15 +503,19 @@ mod tests {
             route_by: RouteBy::Cost,
             ..mapping_settings("customer", "acme")
         };
-        // b is cheapest; d has no cost and goes last.
+        // b is cheapest; d has no cost and goes last of priority 1; e, cheaper than all
+        // of them, is of priority 2 (spec decision 14: priority, then the sort key).
         let by_cost = host.with_mapping_settings(lcr.clone());
-        assert_eq!(ids(&route(&by_cost, &call("4411"))), ["b", "a", "c", "d"]);
+        assert_eq!(
+            ids(&route(&by_cost, &call("4411"))),
+            ["b", "a", "c", "d", "e"]
+        );
         // A 0.02 margin under the customer's 0.10 leaves out c at 0.09.
         let margin = by_cost.with_mapping_settings(MappingSettings {
             min_profit: Some(0.02),
             ..lcr
         });
-        assert_eq!(ids(&route(&margin, &call("4411"))), ["b", "a", "d"]);
+        assert_eq!(ids(&route(&margin, &call("4411"))), ["b", "a", "d", "e"]);
         assert!(margin.logs().iter().any(|(_, l)| l
             == "skip c (prefix 44): cost 0.09 is above the customer's rate 0.1 less 0.02"));
     }
@@ -530,20 +534,28 @@ mod tests {
     }
 
     #[test]
-    fn ordering_by_asr_puts_the_best_answering_vendor_first_and_tries_new_ones() {
-        let routes: &[(&str, &[&str])] = &[("44", &["a"]), ("44", &["b"]), ("44", &["c"])];
+    fn ordering_by_asr_puts_the_best_answering_vendor_of_a_priority_first_and_tries_new_ones() {
+        // a, b and c at priority 1 on this prefix, d at 2.
+        let routes: &[(&str, &[&str])] = &[
+            ("44", &["d", "2"]),
+            ("44", &["a", "1"]),
+            ("44", &["b", "1"]),
+            ("44", &["c", "1"]),
+        ];
         let customer = MappingSettings {
             route_by: RouteBy::Asr,
             asr_min_attempts: 10,
             ..mapping_settings("customer", "acme")
         };
-        // a answers 20%, b 60%; c has too few attempts to be measured and counts as 1.
+        // a answers 20%, b 60%, d 90%; c has too few attempts to be measured and counts
+        // as 1; d's priority keeps it last.
         let host = host(routes)
             .with_traffic("a", 20, 4)
             .with_traffic("b", 20, 12)
             .with_traffic("c", 3, 0)
+            .with_traffic("d", 20, 18)
             .with_mapping_settings(customer);
-        assert_eq!(ids(&route(&host, &call("4411"))), ["c", "b", "a"]);
+        assert_eq!(ids(&route(&host, &call("4411"))), ["c", "b", "a", "d"]);
     }
 
     #[test]
