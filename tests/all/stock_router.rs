@@ -101,6 +101,17 @@ async fn simulate(
     Ok((gateways, sim))
 }
 
+/// The user part of the SIP URI in header `name` of `message` (empty when absent).
+fn uri_user(message: &str, name: &str) -> String {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+        .and_then(|v| v.split("sip:").nth(1))
+        .and_then(|v| v.split('@').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn uas(v: &Vendor, scenario_file: &str, calls: u32) -> Result<Sipp> {
     let sf = scenario(scenario_file).to_string_lossy().into_owned();
     Sipp::uas(v.port, &["-sf", &sf], calls)
@@ -971,17 +982,7 @@ async fn pool_numbers_go_round_robin_into_from_and_pai_and_come_back_after_each_
         .collect();
     let users: Vec<(String, String)> = invites
         .iter()
-        .map(|m| {
-            let header = |name: &str| {
-                m.lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .and_then(|v| v.split("sip:").nth(1))
-                    .and_then(|v| v.split('@').next())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            (header("From: "), header("P-Asserted-Identity: "))
-        })
+        .map(|m| (uri_user(m, "From"), uri_user(m, "P-Asserted-Identity")))
         .collect();
     let pair = |n: &str| (n.to_string(), n.to_string());
     assert_eq!(
@@ -993,6 +994,64 @@ async fn pool_numbers_go_round_robin_into_from_and_pai_and_come_back_after_each_
         ],
         "{invites:?}"
     );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_pool_number_at_its_multiplex_limit_is_not_lent_to_a_concurrent_call() -> Result<()> {
+    let dir = TempDir::new("stock-pool-multiplex");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("v-pool");
+    // Two numbers, one call each; not required, so a third concurrent call keeps the
+    // caller's own number (spec decision 10).
+    let settings = json!({
+        "caller_pool": {
+            "numbers": ["442070000001", "442070000002"],
+            "selection": "round_robin",
+            "multiplexes": 1,
+        },
+    });
+    stock_carrier(&s, json!({}), &[(&vendor, settings)], "44,v-pool\n").await?;
+    let vendor_dir = dir.0.join("vendor");
+    let port = vendor.port.to_string();
+    let args = [
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-m",
+        "3",
+        "-trace_msg",
+        "-sn",
+        "uas",
+    ];
+    let answering = Sipp::spawn_in(&vendor_dir, &args)?;
+    let hold = |ms: &str| -> Result<Sipp> {
+        Sipp::uac(
+            s.server.sip.addr,
+            &["-s", "4411", "-sn", "uac", "-d", ms],
+            1,
+            1,
+        )
+    };
+    let first = hold("6000")?;
+    wait_for_live_calls(&s, 1).await?;
+    let second = hold("4000")?;
+    wait_for_live_calls(&s, 2).await?;
+    Sipp::uac(s.server.sip.addr, &["-s", "4411", "-sn", "uac"], 1, 1)?
+        .succeeds()
+        .await?;
+    for caller in [first, second] {
+        caller.succeeds().await?;
+    }
+    answering.succeeds().await?;
+    let callers: Vec<String> = received_messages(&vendor_dir)?
+        .iter()
+        .filter(|m| m.starts_with("INVITE "))
+        .map(|m| uri_user(m, "From"))
+        .collect();
+    // SIPp's own caller is "sipp".
+    assert_eq!(callers, ["442070000001", "442070000002", "sipp"]);
     s.stop().await
 }
 
