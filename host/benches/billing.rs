@@ -220,6 +220,7 @@ fn record(call_id: &str) -> CallRecord {
         end_ms: switchyard::now_ms(),
         pdd_ms: None,
         final_code: 200,
+        final_reason: None,
         codec_in: Some("PCMA".into()),
         codec_out: Some("PCMA".into()),
         reason: EndReason::CallerHangup,

@@ -322,6 +322,9 @@ async fn cps_limit_answers_503_with_a_reason() -> Result<()> {
     assert_eq!(refused.len(), 3, "{records:?}");
     for r in refused {
         assert_eq!(r["final_code"], 503, "{r}");
+        // The record says why in words, as the Reason header told the caller.
+        let why = r["final_reason"].as_str().unwrap_or_default();
+        assert!(why.contains("CPS limit 2"), "{r}");
         assert_eq!(r["account"], "acme", "{r}");
         assert_eq!(r["ingress_gateway"], "customers", "{r}");
         assert_eq!(r["callee_in"], "4420", "{r}");

@@ -1067,13 +1067,28 @@ async fn a_gateway_serves_only_the_customers_it_allows() -> Result<()> {
         ),
         (&open, json!({ "priority": 2 })),
     ];
-    stock_carrier(&s, json!({}), &vendors, "44,v-premium\n44,v-open\n").await?;
+    let routes = "44,v-premium\n44,v-open\n33,v-premium\n";
+    stock_carrier(&s, json!({}), &vendors, routes).await?;
     put(
         &s,
         "/api/v1/mapping-gateways/vip",
         json!({ "account": "acme" }),
     )
     .await?;
+    // Real calls from "customers": 33 has only v-premium, which is not for them, and 99
+    // has no route at all. Each record says why (spec decision 18).
+    for (n, callee, code, why) in [
+        (1, "3312345", 503, "All gateways busy"),
+        (2, "9912345", 404, "No route"),
+    ] {
+        call(&s, callee, "uac_fail.xml").await?;
+        let r = &wait_for_records(&s, n).await?[0];
+        assert_eq!(
+            (&r["final_code"], &r["final_reason"], &r["callee_in"]),
+            (&json!(code), &json!(why), &json!(callee)),
+            "{r}"
+        );
+    }
     let (gateways, sim) = simulate(&s, json!({ "callee": "4411" }), None).await?;
     assert_eq!(gateways, ["v-open"], "{sim}");
     assert!(

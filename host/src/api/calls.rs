@@ -77,7 +77,7 @@ async fn list(
 /// One line per call, followed by one line per failed attempt of it (`record` says
 /// which; an attempt line carries the call's ids with the attempt's gateway, numbers,
 /// times and answer).
-const CSV_HEADER: &str = "call_id,account,ingress_gateway,egress_gateway,caller_in,callee_in,caller_out,callee_out,invite_ms,answer_ms,end_ms,duration_secs,billed_secs,pdd_ms,final_code,reason,result,charge,cost,profit,codec_in,codec_out,record,attempt,leg_call_id,timed_out\n";
+const CSV_HEADER: &str = "call_id,account,ingress_gateway,egress_gateway,caller_in,callee_in,caller_out,callee_out,invite_ms,answer_ms,end_ms,duration_secs,billed_secs,pdd_ms,final_code,reason,final_reason,result,charge,cost,profit,codec_in,codec_out,record,attempt,leg_call_id,timed_out\n";
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -109,6 +109,7 @@ fn csv_rows(r: &CallRecord) -> String {
         num(r.pdd_ms.map(u64::from)),
         r.final_code.to_string(),
         crate::names::variant_name(&r.reason),
+        opt(&r.final_reason),
         crate::names::variant_name(&r.result()),
         money(b.map(|b| b.charge)),
         money(b.and_then(|b| b.cost)),
@@ -141,6 +142,7 @@ fn csv_rows(r: &CallRecord) -> String {
                 num(a.pdd_ms.map(u64::from)),
                 num(a.code.map(u64::from)),
                 csv_field(&a.reason),
+                String::new(),
                 crate::names::variant_name(&a.result()),
                 String::new(),
                 String::new(),

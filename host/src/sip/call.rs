@@ -103,7 +103,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
                 let origin = Origin::on(&gateway_id, &gateway, &requested, peer);
                 let wit = call_record(&invite, &origin, arrived_at_ms);
                 let record = new_call_record(&origin, &wit, &requested);
-                save_refusal(&core.store, record, 503, EndReason::Limit).await;
+                save_refusal(&core.store, record, 503, &why, EndReason::Limit).await;
             }
             return;
         }
@@ -132,7 +132,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         let resp = reply(488, "Not Acceptable Here")
             .header("Reason", format!("SIP;cause=488;text=\"{why}\""));
         core.txs.respond(&tx, resp).await;
-        return save_refusal(&core.store, record, 488, EndReason::CodecNotOffered).await;
+        return save_refusal(&core.store, record, 488, &why, EndReason::CodecNotOffered).await;
     }
     // Billing refuses before any vendor INVITE, and the refusal is recorded.
     let billing = match core.billing.authorize(&gateway.account, &callee) {
@@ -148,7 +148,8 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
                 ),
             );
             core.txs.respond(&tx, resp).await;
-            return save_refusal(&core.store, record, refusal.code, refusal.reason).await;
+            let why = &refusal.detail;
+            return save_refusal(&core.store, record, refusal.code, why, refusal.reason).await;
         }
     };
     core.txs
@@ -225,6 +226,7 @@ fn new_call_record(origin: &Origin<'_>, wit: &Call, callee_in: &str) -> CallReco
         end_ms: 0,
         pdd_ms: None,
         final_code: 0,
+        final_reason: None,
         codec_in: None,
         codec_out: None,
         reason: EndReason::FailoverExhausted,
@@ -235,14 +237,16 @@ fn new_call_record(origin: &Origin<'_>, wit: &Call, callee_in: &str) -> CallReco
     }
 }
 
-/// Record a call refused at setup with `code`: it ends as it arrives.
+/// Record a call refused at setup with `code` and `why`: it ends as it arrives.
 async fn save_refusal(
     store: &crate::store::Store,
     mut record: CallRecord,
     code: u16,
+    why: &str,
     reason: EndReason,
 ) {
     record.final_code = code;
+    record.final_reason = Some(why.to_string());
     record.end_ms = crate::now_ms();
     record.reason = reason;
     save_call_record(store, &record).await
@@ -489,7 +493,11 @@ impl CallTask {
         self.core.contact("switchyard", peer)
     }
 
-    async fn reply(&self, code: u16, reason: &str) {
+    /// Answer the caller with a final failure, and record it as the call's.
+    async fn reply(&mut self, code: u16, reason: &str) {
+        self.record.final_code = code;
+        // An empty phrase is the standard one for the code: nothing to add.
+        self.record.final_reason = (!reason.is_empty()).then(|| reason.to_string());
         let resp = Outgoing::response(&self.invite, code, reason, Some(&self.a_tag));
         self.core.txs.respond(&self.tx, resp).await;
     }
@@ -527,7 +535,6 @@ impl CallTask {
     async fn decide_and_connect(&mut self) -> EndReason {
         let Some(policy) = self.core.policy.for_call(&self.wit) else {
             tracing::warn!("no routing module bound; refusing the call");
-            self.record.final_code = 503;
             self.reply(503, "No Routing Policy").await;
             return EndReason::NoPolicy;
         };
@@ -542,7 +549,6 @@ impl CallTask {
             Verdict::AllowWithLimits(l) => max_duration = l.max_duration_secs,
             Verdict::Reject(r) => {
                 tracing::info!(code = r.code, reason = %r.reason, "screen rejected the call");
-                self.record.final_code = r.code;
                 self.reply(r.code, &r.reason).await;
                 return EndReason::RejectedByModule;
             }
@@ -550,14 +556,12 @@ impl CallTask {
         let mut attempts: std::collections::VecDeque<Attempt> =
             match policy.route(&self.wit).await.value {
                 Decision::Reject(r) => {
-                    self.record.final_code = r.code;
                     self.reply(r.code, &r.reason).await;
                     return EndReason::RejectedByModule;
                 }
                 Decision::Attempts(list) => list.into(),
             };
         if attempts.is_empty() {
-            self.record.final_code = 404;
             self.reply(404, "No Route").await;
             return EndReason::NoRoute;
         }
@@ -633,7 +637,6 @@ impl CallTask {
                         NextStep::Continue => {}
                         NextStep::Insert(next) => attempts.push_front(next),
                         NextStep::Stop(r) => {
-                            self.record.final_code = r.code;
                             self.reply(r.code, &r.reason).await;
                             return EndReason::CalleeRejected;
                         }
@@ -651,7 +654,6 @@ impl CallTask {
                 .last()
                 .map_or("no usable gateway", |a| a.reason.as_str())
                 .to_string();
-            self.record.final_code = 503;
             let resp = Outgoing::response(
                 &self.invite,
                 503,
@@ -660,6 +662,8 @@ impl CallTask {
             )
             .header("Reason", format!("SIP;cause=503;text=\"{why}\""));
             self.core.txs.respond(&self.tx, resp).await;
+            self.record.final_code = 503;
+            self.record.final_reason = Some(why);
             let at_capacity = self.record.attempts.iter().all(|a| a.reason == AT_CAPACITY);
             return if at_capacity && !self.record.attempts.is_empty() {
                 EndReason::Limit
@@ -677,7 +681,6 @@ impl CallTask {
                 _ => (503, "All Routes Failed".to_string()),
             }
         };
-        self.record.final_code = code;
         self.reply(code, &reason).await;
         EndReason::FailoverExhausted
     }

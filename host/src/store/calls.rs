@@ -131,6 +131,11 @@ pub struct CallRecord {
     pub pdd_ms: Option<u32>,
     /// Final SIP code given to the caller (200 for answered calls).
     pub final_code: u16,
+    /// Why, in words, when the call was refused or failed: the reason a module gave
+    /// ("No route", "All gateways busy"), the last vendor's phrase, or the host's
+    /// explanation of a refusal (the text of its `Reason` header).
+    #[serde(default)]
+    pub final_reason: Option<String>,
     /// Voice codec of the caller's leg: the first in the SDP answer on that leg.
     #[serde(default)]
     pub codec_in: Option<String>,
@@ -565,6 +570,7 @@ mod tests {
             end_ms: 1_000 + n,
             pdd_ms: None,
             final_code: 503,
+            final_reason: None,
             codec_in: None,
             codec_out: None,
             reason: EndReason::FailoverExhausted,
