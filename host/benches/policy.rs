@@ -1,8 +1,8 @@
 //! Policy decision benchmark (run by scripts/bench-policy, not in CI): instantiate +
 //! `route` on one thread over a `routes` data table of `--routes` rows, for the
 //! prefix-router example and then the stock router (which also reads each gateway's
-//! live state and settings). Prints, per module, `decisions/s N`, `p50 X us` and
-//! `p99 Y us`; the stock router's come last.
+//! live state and settings). Prints, per module, `decisions/s N` and `p50`, `p90`,
+//! `p95`, `p99` in us; the stock router's come last.
 
 mod common;
 
@@ -52,23 +52,26 @@ fn main() -> anyhow::Result<()> {
     let policy = PolicyEngine::start(store, Arc::new(switchyard::clock::Clock::system()))?;
     println!("routes {}", rows.len());
     for name in ["prefix_router", "stock_router"] {
-        let (per_sec, p50, p99) = measure(&policy, name, routes, iterations)?;
+        let (per_sec, [p50, p90, p95, p99]) = measure(&policy, name, routes, iterations)?;
         println!("{name}");
         println!("decisions/s {per_sec:.0}");
         println!("p50 {p50:.1} us");
+        println!("p90 {p90:.1} us");
+        println!("p95 {p95:.1} us");
         println!("p99 {p99:.1} us");
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-/// Decisions per second, p50 and p99 (µs) of `iterations` decisions by guest `name`.
+/// Decisions per second and p50, p90, p95 and p99 (µs) of `iterations` decisions by
+/// guest `name`.
 fn measure(
     policy: &PolicyEngine,
     name: &str,
     routes: usize,
     iterations: usize,
-) -> anyhow::Result<(f64, f64, f64)> {
+) -> anyhow::Result<(f64, [f64; 4])> {
     // cargo runs benches from the package directory: find the shared target dir.
     let target = std::env::var("CARGO_TARGET_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into());
@@ -127,7 +130,6 @@ fn measure(
         |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)] as f64 / 1000.0;
     Ok((
         iterations as f64 / total.as_secs_f64(),
-        pct(0.50),
-        pct(0.99),
+        [0.50, 0.90, 0.95, 0.99].map(pct),
     ))
 }
