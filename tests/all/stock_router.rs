@@ -225,6 +225,60 @@ async fn a_stop_code_or_a_gateway_that_does_not_switch_ends_the_hunt() -> Result
 }
 
 #[tokio::test]
+async fn each_gateways_own_invite_and_progress_timeouts_move_the_call_on() -> Result<()> {
+    let dir = TempDir::new("stock-timeouts");
+    let s = TestServer::start(&dir.0).await?;
+    // Nothing listens on v-silent's port; v-ringing rings and never answers.
+    let silent = Vendor {
+        invite_timeout_ms: 800,
+        ..Vendor::new("v-silent")
+    };
+    let (ringing, answering) = (Vendor::new("v-ringing"), Vendor::new("v-answering"));
+    let vendors = [
+        (&silent, json!({ "priority": 1 })),
+        (
+            &ringing,
+            json!({ "priority": 2, "progress_timeout_ms": 1200 }),
+        ),
+        (&answering, json!({ "priority": 3 })),
+    ];
+    let routes = "44,v-silent\n44,v-ringing\n44,v-answering\n";
+    stock_carrier(&s, json!({}), &vendors, routes).await?;
+    let (b, c) = (
+        uas(&ringing, "uas_ring.xml", 1)?,
+        Sipp::uas(answering.port, &["-sn", "uas"], 1)?,
+    );
+    Sipp::uac(s.server.sip.addr, &["-s", "4411", "-sn", "uac"], 1, 1)?
+        .succeeds()
+        .await?;
+    b.succeeds().await?;
+    c.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    let summary: Vec<(&str, bool)> = r["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let gateway = a["gateway"].as_str().unwrap_or_default();
+            (gateway, a["timed_out"] == true)
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("v-silent", true),
+            ("v-ringing", true),
+            ("v-answering", false)
+        ],
+        "{r}"
+    );
+    // v-ringing had rung: its attempt shows the post-dial delay before it timed out.
+    assert!(r["attempts"][1]["pdd_ms"].is_u64(), "{r}");
+    assert_eq!(r["final_code"], 200, "{r}");
+    s.stop().await
+}
+
+#[tokio::test]
 async fn down_gateways_are_skipped_protect_routes_come_last_and_the_switch_limit_holds(
 ) -> Result<()> {
     let dir = TempDir::new("stock-protect");
