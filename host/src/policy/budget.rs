@@ -4,17 +4,16 @@
 //! wall-clock backstop still stops a module that idles inside host calls without
 //! using CPU (WASI timers already fire at once: see `host/timers.rs`).
 //!
-//! The engine's epoch ticks every [`EPOCH_TICK_MS`]; when a store's epoch deadline comes
-//! due, [`RunBudget::on_epoch_deadline`] reads the clocks and either extends the deadline
-//! by the CPU time still left (CPU time never runs faster than wall time, so no check is
-//! missed) or stops the module.
+//! A run asks the epoch ticker ([`super::epoch`]) for its first check when its whole CPU
+//! deadline could have been spent; then [`RunBudget::on_epoch_deadline`] reads the clocks
+//! and either says when to look again, once the CPU time still left could be spent (CPU
+//! time never runs faster than wall time, so no check is late), or stops the module.
 
 use std::time::{Duration, Instant};
 
 use rustix::time::{clock_gettime, ClockId};
-use wasmtime::UpdateDeadline;
 
-use super::limits::{EPOCH_TICK_MS, WALL_BACKSTOP_FACTOR, WALL_BACKSTOP_SLACK_MS};
+use super::limits::{WALL_BACKSTOP_FACTOR, WALL_BACKSTOP_SLACK_MS};
 
 /// Why a run was stopped for time.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -53,10 +52,9 @@ impl RunBudget {
         }
     }
 
-    /// Epoch ticks until the first check: the whole CPU deadline, plus one tick because
-    /// the first tick may come at any point of the current one.
-    pub(crate) fn first_check_ticks(&self) -> u64 {
-        ticks_for(self.cpu_limit) + 1
+    /// When the first check is due: once the whole CPU deadline could have been spent.
+    pub(crate) fn first_check(&self) -> Instant {
+        self.wall_started + self.cpu_limit.min(self.wall_limit)
     }
 
     /// CPU time the run has used so far.
@@ -64,12 +62,15 @@ impl RunBudget {
         thread_cpu_time() - self.cpu_started
     }
 
-    /// Called by wasmtime when the epoch deadline comes due.
-    pub(crate) fn on_epoch_deadline(&self) -> Result<UpdateDeadline, Overrun> {
-        self.check(self.cpu_used(), self.wall_started.elapsed())
+    /// Called by wasmtime when the epoch deadline comes due: when to check again, or
+    /// why the run stops.
+    pub(crate) fn on_epoch_deadline(&self) -> Result<Instant, Overrun> {
+        let wait = self.check(self.cpu_used(), self.wall_started.elapsed())?;
+        Ok(Instant::now() + wait)
     }
 
-    fn check(&self, cpu_used: Duration, wall_used: Duration) -> Result<UpdateDeadline, Overrun> {
+    /// How long the run may go on before its next check.
+    fn check(&self, cpu_used: Duration, wall_used: Duration) -> Result<Duration, Overrun> {
         if cpu_used >= self.cpu_limit {
             return Err(Overrun::Cpu {
                 deadline_ms: self.deadline_ms,
@@ -81,14 +82,8 @@ impl RunBudget {
                 wall_ms: self.wall_limit.as_millis() as u64,
             });
         }
-        Ok(UpdateDeadline::Continue(ticks_for(
-            self.cpu_limit - cpu_used,
-        )))
+        Ok((self.cpu_limit - cpu_used).min(self.wall_limit - wall_used))
     }
-}
-
-fn ticks_for(d: Duration) -> u64 {
-    (d.as_millis() as u64).div_ceil(EPOCH_TICK_MS).max(1)
 }
 
 /// CPU time the calling thread has used. Runs execute on one blocking thread from
@@ -113,11 +108,10 @@ mod tests {
     #[test]
     fn a_preempted_run_with_cpu_left_goes_on_for_what_is_left() {
         // 40 ms of wall time went by, but the module used only 2 of its 5 CPU ms.
-        match budget(5).check(ms(2), ms(40)) {
-            Ok(UpdateDeadline::Continue(ticks)) => assert_eq!(ticks, 3),
-            Ok(_) => panic!("expected a plain continue"),
-            Err(e) => panic!("expected to continue, got {e}"),
-        }
+        assert_eq!(budget(5).check(ms(2), ms(40)), Ok(ms(3)));
+        // Near the wall backstop, the next look comes at the backstop instead.
+        let wall_ms = 5 * WALL_BACKSTOP_FACTOR + WALL_BACKSTOP_SLACK_MS;
+        assert_eq!(budget(5).check(ms(2), ms(wall_ms - 1)), Ok(ms(1)));
     }
 
     #[test]

@@ -1,15 +1,12 @@
-//! The wasmtime engine: component model, epoch interruption for CPU deadlines, and
-//! the pooling allocator so a fresh instance per decision is cheap. One epoch ticker
-//! thread per engine drives every deadline.
+//! The wasmtime engine: component model, epoch interruption for CPU deadlines (driven
+//! by [`super::epoch`]), and the pooling allocator so a fresh instance per decision is
+//! cheap.
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::limits::{EPOCH_TICK_MS, MAX_MEMORY_MIB};
+use super::limits::MAX_MEMORY_MIB;
 
 /// Most instances alive at once across all calls; beyond it instantiation fails
 /// and the call gets its binding's fallback.
@@ -58,35 +55,4 @@ pub(crate) fn compatibility_hash(engine: &Engine) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
     format!("{:016x}", h.finish())
-}
-
-/// Increments the engine's epoch every [`EPOCH_TICK_MS`] until dropped.
-pub(crate) struct EpochTicker {
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    pub(crate) fn start(engine: &Engine) -> EpochTicker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (engine, flag) = (engine.weak(), stop.clone());
-        std::thread::Builder::new()
-            .name("policy-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(EPOCH_TICK_MS));
-                    match engine.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
-                }
-            })
-            .expect("spawning the epoch thread");
-        EpochTicker { stop }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
 }

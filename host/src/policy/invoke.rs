@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::WasiCtxBuilder;
 
 use super::bindings::types::{Attempt, Call, Decision, NextStep, Outcome, Verdict};
 use super::bindings::CallPolicyPre;
 use super::budget::{Overrun, RunBudget};
+use super::epoch::EpochTicker;
 use super::health::FailureKind;
 use super::limits::MAX_STDIO_BYTES;
 use super::services::Services;
@@ -117,6 +118,7 @@ pub struct Invocation {
 /// Run `hook` on a fresh instance of `module`.
 pub(crate) fn run(
     engine: &Engine,
+    ticker: &EpochTicker,
     services: &Arc<Services>,
     module: &LoadedModule,
     hook: &HookCall,
@@ -153,9 +155,15 @@ pub(crate) fn run(
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.memory);
     let budget = RunBudget::start(limits.deadline_ms);
-    store.set_epoch_deadline(budget.first_check_ticks());
-    let deadline = budget.clone();
-    store.epoch_deadline_callback(move |_| Ok(deadline.on_epoch_deadline()?));
+    // The ticker bumps the epoch only when some run's check is due; every bump makes
+    // this store look at its own budget and say when to look next.
+    let watch = Arc::new(ticker.watch(budget.first_check()));
+    store.set_epoch_deadline(1);
+    let (deadline, rewatch) = (budget.clone(), watch.clone());
+    store.epoch_deadline_callback(move |_| {
+        rewatch.reschedule(deadline.on_epoch_deadline()?);
+        Ok(UpdateDeadline::Continue(1))
+    });
 
     let outcome = call_hook(&mut store, module, hook);
     let answer = match outcome {

@@ -8,8 +8,6 @@ pub const MAX_DEADLINE_MS: u32 = 1_000;
 pub const DEFAULT_MEMORY_MIB: u32 = 16;
 /// Highest memory cap a binding may ask for, MiB (also the pooling allocator's slot size).
 pub const MAX_MEMORY_MIB: u32 = 64;
-/// How often the epoch ticks, milliseconds: the deadline's resolution.
-pub const EPOCH_TICK_MS: u64 = 1;
 /// A run may hold its worker for this many times its CPU deadline in wall time...
 pub const WALL_BACKSTOP_FACTOR: u64 = 10;
 /// ...plus this, milliseconds, before it is stopped even though its CPU time is left.

@@ -15,6 +15,7 @@
 mod bindings;
 mod budget;
 pub mod engine;
+mod epoch;
 mod error;
 pub mod health;
 mod host;
@@ -67,7 +68,7 @@ pub struct PolicyEngine {
     /// Components compiled from source by this engine (cache misses), for operators
     /// and for the test that a restart loads cached artifacts instead.
     compilations: std::sync::atomic::AtomicU64,
-    _ticker: engine::EpochTicker,
+    ticker: epoch::EpochTicker,
 }
 
 impl PolicyEngine {
@@ -80,7 +81,7 @@ impl PolicyEngine {
             .map_err(|e| anyhow::anyhow!("linking host imports: {e:#}"))?;
         let policy = Arc::new(PolicyEngine {
             engine_hash: engine::compatibility_hash(&engine),
-            _ticker: engine::EpochTicker::start(&engine),
+            ticker: epoch::EpochTicker::start(&engine),
             engine,
             linker,
             services: Arc::new(Services::new(store.clone(), clock)),
@@ -257,7 +258,14 @@ impl PolicyEngine {
         limits: RunLimits,
     ) -> Result<Invocation, BindError> {
         let module = self.load(key)?;
-        let inv = invoke::run(&self.engine, &self.services, &module, hook, limits);
+        let inv = invoke::run(
+            &self.engine,
+            &self.ticker,
+            &self.services,
+            &module,
+            hook,
+            limits,
+        );
         // A simulated call ends here: caller pool numbers it borrowed come back.
         self.services.pools.release(&hook.call().call_id);
         self.health.record(
@@ -564,7 +572,14 @@ impl BoundPolicy {
             .expect("semaphore is never closed");
         // Guests run on the blocking pool: a slow guest never stalls a tokio worker.
         let joined = tokio::task::spawn_blocking(move || {
-            invoke::run(&engine.engine, &engine.services, &module, &hook, limits)
+            invoke::run(
+                &engine.engine,
+                &engine.ticker,
+                &engine.services,
+                &module,
+                &hook,
+                limits,
+            )
         })
         .await;
         let inv = match joined {
