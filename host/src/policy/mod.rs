@@ -62,8 +62,8 @@ pub struct PolicyEngine {
     bindings: RwLock<HashMap<Scope, Arc<Binding>>>,
     /// Serialises binding changes (API, rollback, auto-rollback) against each other.
     binding_changes: Mutex<()>,
-    /// One running guest per core: deadlines are wall-clock epochs, so guests must not
-    /// be time-sliced against each other. Further decisions queue here.
+    /// One running guest per core, so guests are not time-sliced against each other
+    /// (each decision's latency is its own). Further decisions queue here.
     running: tokio::sync::Semaphore,
     /// Components compiled from source by this engine (cache misses), for operators
     /// and for the test that a restart loads cached artifacts instead.
