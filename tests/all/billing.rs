@@ -159,8 +159,15 @@ async fn query_the_records(s: &TestServer) -> Result<()> {
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(lines[0].starts_with("call_id,account,"), "{csv}");
     assert!(lines[1].starts_with("broke-1,acme,customers,,"), "{csv}");
+    // The refusal says why in final_reason, quoted for its comma.
     assert!(
-        lines[2].contains(",balance_exhausted,answered,0.030000,"),
+        lines[1].contains(
+            r#",402,insufficient_balance,"balance covers 0.000000, the first increment costs 0.010000",failed,"#
+        ),
+        "{csv}"
+    );
+    assert!(
+        lines[2].contains(",balance_exhausted,,answered,0.030000,"),
         "{csv}"
     );
     Ok(())
