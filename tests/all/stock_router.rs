@@ -112,6 +112,29 @@ fn uri_user(message: &str, name: &str) -> String {
         .to_string()
 }
 
+/// Call `callee` once while each of `failing` answers 503 and `answering` takes the
+/// call: the call record (the server's `n`th).
+async fn hunt(
+    s: &TestServer,
+    n: usize,
+    callee: &str,
+    failing: &[&Vendor],
+    answering: &Vendor,
+) -> Result<Value> {
+    let mut vendors = failing
+        .iter()
+        .map(|v| uas(v, "uas_unavailable.xml", 1))
+        .collect::<Result<Vec<_>>>()?;
+    vendors.push(Sipp::uas(answering.port, &["-sn", "uas"], 1)?);
+    Sipp::uac(s.server.sip.addr, &["-s", callee, "-sn", "uac"], 1, 1)?
+        .succeeds()
+        .await?;
+    for vendor in vendors {
+        vendor.succeeds().await?;
+    }
+    Ok(wait_for_records(s, n).await?[0].clone())
+}
+
 fn uas(v: &Vendor, scenario_file: &str, calls: u32) -> Result<Sipp> {
     let sf = scenario(scenario_file).to_string_lossy().into_owned();
     Sipp::uas(v.port, &["-sf", &sf], calls)
@@ -165,23 +188,7 @@ async fn longest_prefix_beats_priority_and_503_moves_on_in_priority_order() -> R
     // Table order is not priority order; the 33 route never matches.
     let routes = "4420,v-long\n44,v-second\n44,v-first\n33,v-other\n";
     stock_carrier(&s, json!({}), &vendors, routes).await?;
-    let (a, b, c) = (
-        uas(&long, "uas_unavailable.xml", 1)?,
-        uas(&first, "uas_unavailable.xml", 1)?,
-        Sipp::uas(second.port, &["-sn", "uas"], 1)?,
-    );
-    Sipp::uac(
-        s.server.sip.addr,
-        &["-s", "442071234567", "-sn", "uac"],
-        1,
-        1,
-    )?
-    .succeeds()
-    .await?;
-    for vendor in [a, b, c] {
-        vendor.succeeds().await?;
-    }
-    let r = &wait_for_records(&s, 1).await?[0];
+    let r = &hunt(&s, 1, "442071234567", &[&long, &first], &second).await?;
     assert_eq!(
         attempts(r),
         tried(&[("v-long", 503), ("v-first", 503), ("v-second", 200)]),
@@ -296,16 +303,7 @@ async fn down_gateways_are_skipped_protect_routes_come_last_and_the_switch_limit
     let routes = "44,v-protect\n44,v-off\n44,v-failing\n";
     stock_carrier(&s, json!({}), &vendors, routes).await?;
     // The protect route, first by priority, is tried only after the normal one fails.
-    let (a, b) = (
-        uas(&failing, "uas_unavailable.xml", 1)?,
-        Sipp::uas(guard.port, &["-sn", "uas"], 1)?,
-    );
-    Sipp::uac(s.server.sip.addr, &["-s", "4411", "-sn", "uac"], 1, 1)?
-        .succeeds()
-        .await?;
-    a.succeeds().await?;
-    b.succeeds().await?;
-    let r = &wait_for_records(&s, 1).await?[0];
+    let r = &hunt(&s, 1, "4411", &[&failing], &guard).await?;
     assert_eq!(
         attempts(r),
         tried(&[("v-failing", 503), ("v-protect", 200)]),
@@ -350,35 +348,13 @@ async fn a_protect_route_serves_its_own_prefix_before_a_shorter_one_and_alone() 
     // decision 14); 33 has only the protect route, which then carries its calls.
     let routes = "4420,v-normal\n4420,v-guard\n44,v-broad\n33,v-guard\n";
     stock_carrier(&s, json!({}), &vendors, routes).await?;
-    let (a, b, c) = (
-        uas(&normal, "uas_unavailable.xml", 1)?,
-        uas(&guard, "uas_unavailable.xml", 1)?,
-        Sipp::uas(broad.port, &["-sn", "uas"], 1)?,
-    );
-    Sipp::uac(
-        s.server.sip.addr,
-        &["-s", "442071234567", "-sn", "uac"],
-        1,
-        1,
-    )?
-    .succeeds()
-    .await?;
-    for vendor in [a, b, c] {
-        vendor.succeeds().await?;
-    }
-    let r = &wait_for_records(&s, 1).await?[0];
+    let r = &hunt(&s, 1, "442071234567", &[&normal, &guard], &broad).await?;
     assert_eq!(
         attempts(r),
         tried(&[("v-normal", 503), ("v-guard", 503), ("v-broad", 200)]),
         "{r}"
     );
-
-    let answering = Sipp::uas(guard.port, &["-sn", "uas"], 1)?;
-    Sipp::uac(s.server.sip.addr, &["-s", "33123456", "-sn", "uac"], 1, 1)?
-        .succeeds()
-        .await?;
-    answering.succeeds().await?;
-    let r = &wait_for_records(&s, 2).await?[0];
+    let r = &hunt(&s, 2, "33123456", &[], &guard).await?;
     assert_eq!(attempts(r), tried(&[("v-guard", 200)]), "{r}");
     // The module log warns the operator that a protect route carries normal traffic.
     let (_, sim) = simulate(&s, json!({ "callee": "33123456" }), None).await?;
