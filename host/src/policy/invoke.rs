@@ -156,12 +156,13 @@ pub(crate) fn run(
     store.limiter(|s| &mut s.memory);
     let budget = RunBudget::start(limits.deadline_ms);
     // The ticker bumps the epoch only when some run's check is due; every bump makes
-    // this store look at its own budget and say when to look next.
-    let watch = Arc::new(ticker.watch(budget.first_check()));
+    // this store look at its own budget and say when to look next. The watch ends
+    // with the store, which owns it.
+    let watch = ticker.watch(budget.first_check());
     store.set_epoch_deadline(1);
-    let (deadline, rewatch) = (budget.clone(), watch.clone());
+    let deadline = budget.clone();
     store.epoch_deadline_callback(move |_| {
-        rewatch.reschedule(deadline.on_epoch_deadline()?);
+        watch.reschedule(deadline.on_epoch_deadline()?);
         Ok(UpdateDeadline::Continue(1))
     });
 
