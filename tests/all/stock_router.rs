@@ -644,14 +644,11 @@ async fn lcr_order_follows_a_price_change_at_its_time_and_min_profit_skips_dear_
     va.succeeds().await?;
     vb.succeeds().await?;
     assert_eq!(orders, [["v-a", "v-b"], ["v-b", "v-a"]]);
-    // Simulate, on the same clock, says why v-c was left out.
+    // Simulate, on the same clock, says why v-c was left out and what v-b costs.
     let (_, sim) = simulate(&s, json!({ "callee": "4411" }), None).await?;
-    assert!(
-        sim["logs"]
-            .to_string()
-            .contains("skip v-c (prefix 44): cost 0.095"),
-        "{sim}"
-    );
+    let logs = sim["logs"].to_string();
+    assert!(logs.contains("skip v-c (prefix 44): cost 0.095"), "{sim}");
+    assert!(logs.contains("try v-b (priority 0, cost 0.03, "), "{sim}");
     s.stop().await
 }
 

@@ -45,6 +45,21 @@ impl Candidate {
         }
     }
 
+    /// What ordered it, for the module log: `v-a (priority 1, cost 0.03, ASR 0.50, 2 of
+    /// 10 lines busy)`, naming cost and ASR only where they were read.
+    fn describe(&self) -> String {
+        let mut keys = vec![format!("priority {}", self.priority)];
+        if let Some(cost) = self.cost {
+            keys.push(format!("cost {cost}"));
+        }
+        if let Some(asr) = self.asr {
+            keys.push(format!("ASR {asr:.2}"));
+        }
+        let (calls, capacity) = (self.live.current_calls, self.live.capacity);
+        keys.push(format!("{calls} of {capacity} lines busy"));
+        format!("{} ({})", self.live.id, keys.join(", "))
+    }
+
     /// Its place within its prefix: protect routes after the normal ones, and a
     /// gateway demoted for its ASR after the rest of its kind; then priority, the
     /// customer's sort key (cost, unknown last; or ASR, highest first, unmeasured as
@@ -139,13 +154,7 @@ pub fn route(host: &dyn Host, call: &Call) -> Decision {
         .iter()
         .filter_map(|c| {
             let attempt = numbers(host, call, c)?;
-            host.log(
-                Level::Info,
-                &format!(
-                    "try {} (priority {}, {} of {} lines busy)",
-                    c.live.id, c.priority, c.live.current_calls, c.live.capacity
-                ),
-            );
+            host.log(Level::Info, &format!("try {}", c.describe()));
             let attempt = identity::apply(call, supports_privacy, &c.settings, attempt);
             Some(headers::pass_extra(
                 call,
@@ -518,6 +527,11 @@ mod tests {
         assert_eq!(ids(&route(&margin, &call("4411"))), ["b", "a", "d", "e"]);
         assert!(margin.logs().iter().any(|(_, l)| l
             == "skip c (prefix 44): cost 0.09 is above the customer's rate 0.1 less 0.02"));
+        // The module log says what ordered each gateway tried.
+        assert!(margin
+            .logs()
+            .iter()
+            .any(|(_, l)| l == "try b (priority 1, cost 0.02, 0 of 10 lines busy)"));
     }
 
     #[test]
@@ -556,6 +570,10 @@ mod tests {
             .with_traffic("d", 20, 18)
             .with_mapping_settings(customer);
         assert_eq!(ids(&route(&host, &call("4411"))), ["c", "b", "a", "d"]);
+        assert!(host
+            .logs()
+            .iter()
+            .any(|(_, l)| l == "try b (priority 1, ASR 0.60, 0 of 10 lines busy)"));
     }
 
     #[test]
