@@ -324,11 +324,25 @@ fn usable(host: &dyn Host, call: &Call, terms: &Terms, id: &str, row: &Row) -> O
         }
         _ => false,
     };
-    let priority = row
+    let priority = match row
         .fields
         .get(1)
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(live.priority);
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+    {
+        None => live.priority,
+        Some(p) => p.parse().unwrap_or_else(|_| {
+            // The routes table is plain data: a typo must show in simulate, not vanish.
+            host.log(
+                Level::Warn,
+                &format!(
+                    "route {},{id}: priority {p:?} is not a number; the gateway's {} applies",
+                    row.key, live.priority
+                ),
+            );
+            live.priority
+        }),
+    };
     Some(Candidate {
         live,
         settings,
@@ -399,6 +413,15 @@ mod tests {
             .with_routing_settings(routing_settings("b"))
             .with_routing_settings(routing_settings("c"));
         assert_eq!(ids(&route(&host, &call("4411"))), ["c", "b", "a"]);
+    }
+
+    #[test]
+    fn a_route_priority_that_is_not_a_number_is_logged_and_the_gateways_applies() {
+        // b's own priority 2 stands; a's row priority 9 sends it after b.
+        let host = host(&[("44", &["a", "9"]), ("44", &["b", "high"])]);
+        assert_eq!(ids(&route(&host, &call("4411"))), ["b", "a"]);
+        assert!(host.logs().iter().any(|(level, l)| *level == Level::Warn
+            && l == "route 44,b: priority \"high\" is not a number; the gateway's 2 applies"));
     }
 
     #[test]
