@@ -4,6 +4,8 @@
 //! Time-based routing runs real calls on a server started with a settable clock, moved
 //! over REST to each instant under test.
 
+use std::path::Path;
+
 use anyhow::Result;
 use serde_json::{json, Value};
 use switchyard_tests::sip::{
@@ -133,6 +135,26 @@ async fn hunt(
         vendor.succeeds().await?;
     }
     Ok(wait_for_records(s, n).await?[0].clone())
+}
+
+/// SIPp's built-in answering scenario, as `traced_uas` takes it.
+const ANSWER: [&str; 2] = ["-sn", "uas"];
+
+/// Vendor `v` taking `calls` calls as `scenario_args` says (`ANSWER`, or `["-sf",
+/// path]`), logging every message it receives into `dir`.
+fn traced_uas(dir: &Path, v: &Vendor, calls: u32, scenario_args: [&str; 2]) -> Result<Sipp> {
+    let (port, calls) = (v.port.to_string(), calls.to_string());
+    let mut args = vec!["-i", "127.0.0.1", "-p", &port, "-m", &calls, "-trace_msg"];
+    args.extend(scenario_args);
+    Sipp::spawn_in(dir, &args)
+}
+
+/// The INVITEs a traced vendor received into `dir`, in order.
+fn invites(dir: &Path) -> Result<Vec<String>> {
+    Ok(received_messages(dir)?
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE "))
+        .collect())
 }
 
 fn uas(v: &Vendor, scenario_file: &str, calls: u32) -> Result<Sipp> {
@@ -398,32 +420,20 @@ async fn each_gateway_gets_its_tech_prefix_identity_and_extra_headers() -> Resul
         dir.0.join("second"),
         dir.0.join("third"),
     );
-    let (port_1, port_2, port_3) = (
-        first.port.to_string(),
-        second.port.to_string(),
-        third.port.to_string(),
-    );
     let unavailable = scenario("uas_unavailable.xml")
         .to_string_lossy()
         .into_owned();
-    let sipp = |dir: &std::path::Path, port: &str, scenario_args: [&str; 2]| {
-        let mut args = vec!["-i", "127.0.0.1", "-p", port, "-m", "1", "-trace_msg"];
-        args.extend(scenario_args);
-        Sipp::spawn_in(dir, &args)
-    };
-    let a = sipp(&first_dir, &port_1, ["-sf", unavailable.as_str()])?;
-    let b = sipp(&second_dir, &port_2, ["-sf", unavailable.as_str()])?;
-    let c = sipp(&third_dir, &port_3, ["-sn", "uas"])?;
+    let fail = ["-sf", unavailable.as_str()];
+    let a = traced_uas(&first_dir, &first, 1, fail)?;
+    let b = traced_uas(&second_dir, &second, 1, fail)?;
+    let c = traced_uas(&third_dir, &third, 1, ANSWER)?;
     call(&s, "4411", "uac_identity.xml").await?;
     for vendor in [a, b, c] {
         vendor.succeeds().await?;
     }
 
-    let invite = |dir| -> Result<String> {
-        let messages = received_messages(dir)?;
-        let invite = messages.iter().find(|m| m.starts_with("INVITE "));
-        Ok(invite.cloned().unwrap_or_default())
-    };
+    let invite =
+        |dir| -> Result<String> { Ok(invites(dir)?.into_iter().next().unwrap_or_default()) };
     let header = |message: &str, name: &str| -> Option<String> {
         message
             .lines()
@@ -508,28 +518,11 @@ async fn numbers_pass_the_customers_then_the_vendors_dial_plans_in_order() -> Re
     });
     stock_carrier(&s, customer, &[(&vendor, settings)], "44,v-uk\n").await?;
     let vendor_dir = dir.0.join("vendor");
-    let port = vendor.port.to_string();
-    let args = [
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-m",
-        "1",
-        "-trace_msg",
-        "-sn",
-        "uas",
-    ];
-    let answering = Sipp::spawn_in(&vendor_dir, &args)?;
+    let answering = traced_uas(&vendor_dir, &vendor, 1, ANSWER)?;
     call(&s, "00442071234567", "uac_identity.xml").await?;
     answering.succeeds().await?;
 
-    let messages = received_messages(&vendor_dir)?;
-    let invite = messages
-        .iter()
-        .find(|m| m.starts_with("INVITE "))
-        .cloned()
-        .unwrap_or_default();
+    let invite = invites(&vendor_dir)?.into_iter().next().unwrap_or_default();
     assert!(invite.starts_with("INVITE sip:*102071234567@"), "{invite}");
     let from = invite
         .lines()
@@ -985,28 +978,13 @@ async fn pool_numbers_go_round_robin_into_from_and_pai_and_come_back_after_each_
     });
     stock_carrier(&s, json!({}), &[(&vendor, settings)], "44,v-pool\n").await?;
     let vendor_dir = dir.0.join("vendor");
-    let port = vendor.port.to_string();
-    let args = [
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-m",
-        "3",
-        "-trace_msg",
-        "-sn",
-        "uas",
-    ];
-    let answering = Sipp::spawn_in(&vendor_dir, &args)?;
+    let answering = traced_uas(&vendor_dir, &vendor, 3, ANSWER)?;
     // Three calls, one after another: each gives its number back as it ends.
     Sipp::uac(s.server.sip.addr, &["-s", "4411", "-sn", "uac"], 3, 1)?
         .succeeds()
         .await?;
     answering.succeeds().await?;
-    let invites: Vec<String> = received_messages(&vendor_dir)?
-        .into_iter()
-        .filter(|m| m.starts_with("INVITE "))
-        .collect();
+    let invites = invites(&vendor_dir)?;
     let users: Vec<(String, String)> = invites
         .iter()
         .map(|m| (uri_user(m, "From"), uri_user(m, "P-Asserted-Identity")))
@@ -1040,19 +1018,7 @@ async fn a_pool_number_at_its_multiplex_limit_is_not_lent_to_a_concurrent_call()
     });
     stock_carrier(&s, json!({}), &[(&vendor, settings)], "44,v-pool\n").await?;
     let vendor_dir = dir.0.join("vendor");
-    let port = vendor.port.to_string();
-    let args = [
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-m",
-        "3",
-        "-trace_msg",
-        "-sn",
-        "uas",
-    ];
-    let answering = Sipp::spawn_in(&vendor_dir, &args)?;
+    let answering = traced_uas(&vendor_dir, &vendor, 3, ANSWER)?;
     let hold = |ms: &str| -> Result<Sipp> {
         Sipp::uac(
             s.server.sip.addr,
@@ -1072,9 +1038,8 @@ async fn a_pool_number_at_its_multiplex_limit_is_not_lent_to_a_concurrent_call()
         caller.succeeds().await?;
     }
     answering.succeeds().await?;
-    let callers: Vec<String> = received_messages(&vendor_dir)?
+    let callers: Vec<String> = invites(&vendor_dir)?
         .iter()
-        .filter(|m| m.starts_with("INVITE "))
         .map(|m| uri_user(m, "From"))
         .collect();
     // SIPp's own caller is "sipp".
