@@ -758,6 +758,19 @@ async fn a_groups_reserved_lines_are_kept_from_first_attempts() -> Result<()> {
     s.stop().await
 }
 
+/// Calls to 4411 held for each of `durations_ms`, each placed once the switch carries
+/// the ones before it.
+async fn hold_calls(s: &TestServer, durations_ms: &[u32]) -> Result<Vec<Sipp>> {
+    let mut held = Vec::new();
+    for (n, ms) in durations_ms.iter().enumerate() {
+        let ms = ms.to_string();
+        let args = ["-s", "4411", "-sn", "uac", "-d", &ms];
+        held.push(Sipp::uac(s.server.sip.addr, &args, 1, 1)?);
+        wait_for_live_calls(s, n as u64 + 1).await?;
+    }
+    Ok(held)
+}
+
 /// Wait until the switch carries `n` calls.
 async fn wait_for_live_calls(s: &TestServer, n: u64) -> Result<()> {
     for _ in 0..100 {
@@ -804,18 +817,7 @@ async fn a_full_gateway_and_a_full_group_are_passed_over_while_their_calls_last(
         Sipp::uas(free.port, &["-sn", "uas"], 1)?,
     ];
     // Two long calls fill v-one, then group bd; the third call finds only v-free.
-    let hold = |ms: &str| -> Result<Sipp> {
-        Sipp::uac(
-            s.server.sip.addr,
-            &["-s", "4411", "-sn", "uac", "-d", ms],
-            1,
-            1,
-        )
-    };
-    let first = hold("8000")?;
-    wait_for_live_calls(&s, 1).await?;
-    let second = hold("6000")?;
-    wait_for_live_calls(&s, 2).await?;
+    let held = hold_calls(&s, &[8_000, 6_000]).await?;
     let (_, sim) = simulate(&s, json!({ "callee": "4411" }), None).await?;
     let logs = sim["logs"].to_string();
     assert!(
@@ -829,7 +831,7 @@ async fn a_full_gateway_and_a_full_group_are_passed_over_while_their_calls_last(
     Sipp::uac(s.server.sip.addr, &["-s", "4411", "-sn", "uac"], 1, 1)?
         .succeeds()
         .await?;
-    for caller in [first, second] {
+    for caller in held {
         caller.succeeds().await?;
     }
     for vendor in answering {
@@ -1019,22 +1021,11 @@ async fn a_pool_number_at_its_multiplex_limit_is_not_lent_to_a_concurrent_call()
     stock_carrier(&s, json!({}), &[(&vendor, settings)], "44,v-pool\n").await?;
     let vendor_dir = dir.0.join("vendor");
     let answering = traced_uas(&vendor_dir, &vendor, 3, ANSWER)?;
-    let hold = |ms: &str| -> Result<Sipp> {
-        Sipp::uac(
-            s.server.sip.addr,
-            &["-s", "4411", "-sn", "uac", "-d", ms],
-            1,
-            1,
-        )
-    };
-    let first = hold("6000")?;
-    wait_for_live_calls(&s, 1).await?;
-    let second = hold("4000")?;
-    wait_for_live_calls(&s, 2).await?;
+    let held = hold_calls(&s, &[6_000, 4_000]).await?;
     Sipp::uac(s.server.sip.addr, &["-s", "4411", "-sn", "uac"], 1, 1)?
         .succeeds()
         .await?;
-    for caller in [first, second] {
+    for caller in held {
         caller.succeeds().await?;
     }
     answering.succeeds().await?;
