@@ -5,10 +5,10 @@
 //! late). The ticker thread sleeps until the earliest such instant and then increments
 //! the epoch, which makes every running store check its own budget and say when to look
 //! again. An idle engine never wakes; a busy one wakes about once per deadline, where a
-//! 1 ms ticker preempted every thirtieth decision (`scripts/bench-policy`: the stock
-//! router's p99 fell from 63.7 to 57.8 us with a tick five times rarer).
+//! 1 ms ticker preempted every thirtieth decision (one `scripts/bench-policy` run: 212
+//! context switches instead of 3,223; the stock router's p99 53-55 us instead of 61-62).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -30,13 +30,11 @@ impl Shared {
         self.due.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Set run `id`'s next check, waking the ticker if it sleeps past it.
-    fn schedule(&self, id: u64, at: Instant) {
+    /// Move run `id`'s check from `old` (gone already if the ticker signalled it) to
+    /// `at`, waking the ticker if it sleeps past it.
+    fn schedule(&self, id: u64, old: Option<Instant>, at: Instant) {
         let mut due = self.lock();
-        let Some(slot) = due.runs.get_mut(&id) else {
-            return; // the run has ended
-        };
-        if let Some(old) = slot.replace(at) {
+        if let Some(old) = old {
             due.checks.remove(&(old, id));
         }
         due.checks.insert((at, id));
@@ -50,11 +48,9 @@ impl Shared {
 
 #[derive(Default)]
 struct Due {
-    /// The next check of each watched run, earliest first.
+    /// The next check of each watched run, earliest first; the ticker takes out those
+    /// it signals, and their callbacks put in the next.
     checks: BTreeSet<(Instant, u64)>,
-    /// Each watched run's entry in `checks`: none once the ticker has signalled it,
-    /// until its callback schedules the next check.
-    runs: HashMap<u64, Option<Instant>>,
     next_id: u64,
     /// What the ticker sleeps until; none while it waits for any check at all.
     sleeping_until: Option<Instant>,
@@ -77,15 +73,14 @@ impl EpochTicker {
     pub(crate) fn watch(&self, first_check: Instant) -> Watch {
         let id = {
             let mut due = self.shared.lock();
-            let id = due.next_id;
             due.next_id += 1;
-            due.runs.insert(id, None);
-            id
+            due.next_id
         };
-        self.shared.schedule(id, first_check);
+        self.shared.schedule(id, None, first_check);
         Watch {
             shared: self.shared.clone(),
             id,
+            at: first_check,
         }
     }
 }
@@ -117,14 +112,8 @@ fn tick(shared: &Shared, engine: &EngineWeak) {
             }
             Some(_) => {
                 // Signalled once each; their callbacks schedule their next checks.
-                while let Some(&(at, id)) = due.checks.first() {
-                    if at > now {
-                        break;
-                    }
+                while due.checks.first().is_some_and(|&(at, _)| at <= now) {
                     due.checks.pop_first();
-                    if let Some(slot) = due.runs.get_mut(&id) {
-                        *slot = None;
-                    }
                 }
                 match engine.upgrade() {
                     Some(engine) => engine.increment_epoch(),
@@ -135,25 +124,26 @@ fn tick(shared: &Shared, engine: &EngineWeak) {
     }
 }
 
-/// One run's registration with the ticker; dropping it ends the watch.
+/// One run's registration with the ticker, owned by its store's epoch callback;
+/// dropping it ends the watch.
 pub(crate) struct Watch {
     shared: Arc<Shared>,
     id: u64,
+    /// Its entry in `checks`, unless the ticker has taken it out since.
+    at: Instant,
 }
 
 impl Watch {
     /// Look at the run's budget again at `at`.
-    pub(crate) fn reschedule(&self, at: Instant) {
-        self.shared.schedule(self.id, at);
+    pub(crate) fn reschedule(&mut self, at: Instant) {
+        self.shared.schedule(self.id, Some(self.at), at);
+        self.at = at;
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let mut due = self.shared.lock();
-        if let Some(Some(at)) = due.runs.remove(&self.id) {
-            due.checks.remove(&(at, self.id));
-        }
+        self.shared.lock().checks.remove(&(self.at, self.id));
     }
 }
 
@@ -188,13 +178,13 @@ mod tests {
 
         // Nothing else bumps the epoch: only the ticker can end this loop, and it
         // does so once per check the run schedules (two reschedules, then stop).
-        let watch = Arc::new(ticker.watch(Instant::now() + Duration::from_millis(20)));
+        let mut watch = ticker.watch(Instant::now() + Duration::from_millis(20));
         let calls = Arc::new(AtomicU32::new(0));
-        let (seen, rewatch) = (calls.clone(), watch.clone());
+        let seen = calls.clone();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if seen.fetch_add(1, Ordering::SeqCst) < 2 {
-                rewatch.reschedule(Instant::now() + Duration::from_millis(5));
+                watch.reschedule(Instant::now() + Duration::from_millis(5));
                 Ok(UpdateDeadline::Continue(1))
             } else {
                 Err(wasmtime::Error::msg("budget spent"))
@@ -218,10 +208,8 @@ mod tests {
             "the ticker never signalled"
         );
         assert_eq!(calls.load(Ordering::SeqCst), 3);
-        // The run's watch ends with it: nothing is left for the ticker to signal.
+        // The run's watch ends with its store: nothing is left for the ticker to signal.
         drop(store);
-        drop(watch);
         assert!(ticker.shared.lock().checks.is_empty());
-        assert!(ticker.shared.lock().runs.is_empty());
     }
 }

@@ -158,7 +158,7 @@ pub(crate) fn run(
     // The ticker bumps the epoch only when some run's check is due; every bump makes
     // this store look at its own budget and say when to look next. The watch ends
     // with the store, which owns it.
-    let watch = ticker.watch(budget.first_check());
+    let mut watch = ticker.watch(budget.first_check());
     store.set_epoch_deadline(1);
     let deadline = budget.clone();
     store.epoch_deadline_callback(move |_| {
