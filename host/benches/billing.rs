@@ -2,8 +2,8 @@
 //! - rated lookups per second on one thread: the rate of a number in a 100,000-prefix
 //!   rate table in effect now, as call setup asks it (the table's one-time compile on
 //!   first use is inside the timed loop);
-//! - durable call-record writes per second: settle (debit + record in one sled
-//!   transaction) and commit (flushed), from many concurrent calls, as call ends do.
+//! - durable call-record writes per second: `record_call` of billed calls (journal
+//!   append and sync, then the debit), from many concurrent calls, as call ends do.
 //!
 //! - call-record queries over a large store (`--cdrs`, default 1,000,000 records of
 //!   10,000 accounts): newest page, one account's page, one gateway's page, and a
@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use switchyard::billing::{Money, Rate};
-use switchyard::store::{Account, CallCharges, CallRecord, EndReason, Row, Store, TableIndex};
+use switchyard::store::{
+    Account, AttemptRecord, CallCharges, CallRecord, EndReason, Row, Store, TableIndex,
+};
 
 fn main() -> anyhow::Result<()> {
     let (prefixes, lookups, records, writers, cdrs) = (
@@ -86,25 +88,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let store = Arc::new(store);
     let started = Instant::now();
-    runtime.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        for w in 0..writers {
-            let store = store.clone();
-            let per_writer = records / writers + usize::from(w < records % writers);
-            tasks.spawn(async move {
-                for n in 0..per_writer {
-                    // As Billing::settle does at a call's end.
-                    let mut record = record(&format!("bench-{w}-{n}"));
-                    store.settle_call(&mut record, Money::from_units(0.01))?;
-                    store.commit().await?;
-                }
-                anyhow::Ok(())
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r??;
-        }
-        anyhow::Ok(())
+    // As Billing::settle does at a call's end.
+    write_concurrently(&runtime, &store, writers, records, |w, n| {
+        record(&format!("bench-{w}-{n}"))
     })?;
     let cdr_per_sec = records as f64 / started.elapsed().as_secs_f64();
     let left = store
@@ -143,18 +129,23 @@ fn query_times(
     mut report: impl FnMut(&str, f64),
 ) -> anyhow::Result<()> {
     use switchyard::store::CallQuery;
-    let store = Store::open(dir)?;
+    let store = Arc::new(Store::open(dir)?);
     let base = switchyard::now_ms() - cdrs as u64;
-    for n in 0..cdrs {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // One writer: the records go in in end-time order.
+    write_concurrently(&runtime, &store, 1, cdrs, move |_, n| {
         let mut r = record(&format!("q-{n}"));
         r.account = format!("acct-{}", n % 10_000);
         r.egress_gateway = Some(format!("vendor-{}", n % 100));
+        r.attempts[0].gateway = format!("vendor-{}", n % 100);
         r.callee_in = format!("44{:010}", n);
         r.end_ms = base + n as u64;
-        store.put_call_record(&r)?;
-    }
-    store.commit_blocking()?;
-    let bytes = dir_bytes(dir);
+        r.billing = None;
+        r
+    })?;
+    let bytes = store.call_log_stats().disk_bytes;
     // `want`: the records the query must find, when known.
     let timed =
         |query: CallQuery, want: Option<usize>, runs_wanted: usize| -> anyhow::Result<f64> {
@@ -203,6 +194,36 @@ fn query_times(
     Ok(())
 }
 
+/// Write `records` records made by `make(writer, n)` from `writers` concurrent tasks,
+/// each waiting for its record to be durable before the next, as calls ending do.
+fn write_concurrently(
+    runtime: &tokio::runtime::Runtime,
+    store: &Arc<Store>,
+    writers: usize,
+    records: usize,
+    make: impl Fn(usize, usize) -> CallRecord + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let make = Arc::new(make);
+    runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..writers {
+            let (store, make) = (store.clone(), make.clone());
+            let per_writer = records / writers + usize::from(w < records % writers);
+            tasks.spawn(async move {
+                for n in 0..per_writer {
+                    store.record_call(make(w, n * writers + w)).await?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r??;
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// A record as a routed, answered and billed call leaves it.
 fn record(call_id: &str) -> CallRecord {
     CallRecord {
         call_id: call_id.into(),
@@ -224,9 +245,22 @@ fn record(call_id: &str) -> CallRecord {
         codec_in: Some("PCMA".into()),
         codec_out: Some("PCMA".into()),
         reason: EndReason::CallerHangup,
-        module: None,
-        module_version: None,
-        attempts: Vec::new(),
+        module: Some("admin/stock-router".into()),
+        module_version: Some(
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        ),
+        attempts: vec![AttemptRecord {
+            gateway: "out".into(),
+            leg_call_id: format!("b-{call_id}"),
+            callee: "442071234567".into(),
+            caller: "1000".into(),
+            started_ms: switchyard::now_ms(),
+            pdd_ms: Some(120),
+            code: Some(200),
+            reason: "OK".into(),
+            timed_out: false,
+            ended_ms: Some(switchyard::now_ms()),
+        }],
         billing: Some(CallCharges {
             billed_secs: 60,
             rate_prefix: "44".into(),
@@ -236,17 +270,4 @@ fn record(call_id: &str) -> CallRecord {
             balance_after: Money::ZERO,
         }),
     }
-}
-
-/// Bytes of every file under `dir`.
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
 }

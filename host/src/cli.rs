@@ -51,6 +51,15 @@ struct ServeArgs {
     /// (`PUT /api/v1/clock`). For labs and tests; never on a live switch.
     #[arg(long, env = "SWITCHYARD_SETTABLE_CLOCK")]
     settable_clock: bool,
+    /// sled's page cache, MiB (sled's own default is 1 GiB).
+    #[arg(long, env = "SWITCHYARD_STORE_CACHE_MB", default_value_t = crate::store::DEFAULT_CACHE_MB)]
+    store_cache_mb: u64,
+    /// Call-record journal segment size, MiB (the active segment's index is in memory).
+    #[arg(long, env = "SWITCHYARD_CDR_SEGMENT_MB", default_value_t = 64)]
+    cdr_segment_mb: u64,
+    /// Keep call records this many days (whole segments are deleted); 0 = for ever.
+    #[arg(long, env = "SWITCHYARD_CDR_RETENTION_DAYS", default_value_t = 0)]
+    cdr_retention_days: u32,
     /// RTP relay mode of gateways that set none: off, on or auto (SS_MEDIAPROXYMODE).
     #[arg(long, env = "SWITCHYARD_MEDIA_PROXY", default_value = "auto", value_parser = parse_media_proxy)]
     media_proxy: crate::store::MediaProxy,
@@ -203,6 +212,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         },
         demo: !a.no_demo,
         settable_clock: a.settable_clock,
+        store: crate::config::StoreConfig {
+            cache_mb: a.store_cache_mb,
+            cdr_segment_mb: a.cdr_segment_mb,
+            cdr_retention_days: a.cdr_retention_days,
+        },
     };
     let server = crate::server::start(config).await?;
     if let Some(token) = &server.generated_admin_token {

@@ -36,6 +36,44 @@ pub struct Config {
     /// Let an admin move the business clock (`PUT /api/v1/clock`): labs and tests only.
     #[serde(default)]
     pub settable_clock: bool,
+    /// What the store may hold in memory and how long it keeps call records.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// The store's bounds (`--store-cache-mb`, `--cdr-segment-mb`, `--cdr-retention-days`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// sled's page cache, MiB.
+    pub cache_mb: u64,
+    /// Call-record journal segment size, MiB: the active one's index is in memory
+    /// (about 40 bytes a record, so 64 MiB of records is about 7 MB).
+    pub cdr_segment_mb: u64,
+    /// Days call records are kept; 0 keeps them for ever.
+    pub cdr_retention_days: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        let o = crate::store::StoreOptions::default();
+        StoreConfig {
+            cache_mb: o.cache_bytes >> 20,
+            cdr_segment_mb: o.segment_bytes >> 20,
+            cdr_retention_days: o.retention_days,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// As the store takes them.
+    pub fn options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            cache_bytes: self.cache_mb.max(1) << 20,
+            segment_bytes: self.cdr_segment_mb.clamp(1, 4095) << 20,
+            retention_days: self.cdr_retention_days,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -52,6 +90,7 @@ impl Default for Config {
             sip: SipConfig::default(),
             demo: true,
             settable_clock: false,
+            store: StoreConfig::default(),
         }
     }
 }

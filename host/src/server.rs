@@ -53,7 +53,7 @@ impl RunningServer {
 
 /// Start everything described by `config`.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
-    let store = Store::open(&config.data_dir)
+    let store = Store::open_with(&config.data_dir, config.store.options())
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
     let generated_admin_token = install_admin_token(&store, config.admin_token.as_deref())?;
     store.commit().await?;

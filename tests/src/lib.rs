@@ -72,6 +72,7 @@ impl TestServer {
             },
             demo: false,
             settable_clock: false,
+            store: Default::default(),
         };
         configure(&mut config);
         Ok(TestServer {

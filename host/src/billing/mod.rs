@@ -82,6 +82,11 @@ impl Billing {
         self.reserved.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Accounts holding reservations now.
+    pub fn reservations(&self) -> usize {
+        self.reserved().len()
+    }
+
     /// At call setup, before routing: may `account_id` call `callee`, and at what rate?
     pub fn authorize(&self, account_id: &str, callee: &str) -> Result<Authorization, Refusal> {
         let refuse = |code, phrase, reason, detail: String| Refusal {
@@ -226,12 +231,12 @@ impl Billing {
             profit: charge - cost.unwrap_or_default(),
             balance_after: Money::ZERO,
         });
-        if let Err(e) = self.store.settle_call(record, charge) {
-            tracing::error!(call_id = %record.call_id, error = %e, "settling the call failed");
-            return;
-        }
-        if let Err(e) = self.store.commit().await {
-            tracing::error!(call_id = %record.call_id, error = %e, "flushing the settled call failed");
+        match self.store.record_call(record.clone()).await {
+            Ok(stored) => *record = stored,
+            Err(e) => {
+                tracing::error!(call_id = %record.call_id, error = %e, "settling the call failed");
+                return;
+            }
         }
         tracing::info!(call_id = %record.call_id, %charge, account = %auth.account, tenant = %auth.tenant, "call charged");
     }

@@ -255,12 +255,8 @@ async fn save_refusal(
 /// Store a finished call's record and flush it: call records are money, so they are
 /// durable (group commit) before the call is forgotten.
 async fn save_call_record(store: &crate::store::Store, record: &CallRecord) {
-    if let Err(e) = store.put_call_record(record) {
+    if let Err(e) = store.record_call(record.clone()).await {
         tracing::error!(call_id = %record.call_id, error = %e, "writing the call record failed");
-        return;
-    }
-    if let Err(e) = store.commit().await {
-        tracing::error!(call_id = %record.call_id, error = %e, "flushing the call record failed");
     }
 }
 

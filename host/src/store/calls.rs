@@ -290,21 +290,11 @@ impl CallRecord {
     }
 }
 
-/// A record's key in `calls`: end time (big-endian, so keys sort by time) then Call-ID.
-fn record_key(record: &CallRecord) -> Vec<u8> {
-    let mut k = record.end_ms.to_be_bytes().to_vec();
-    k.extend_from_slice(record.call_id.as_bytes());
-    k
-}
-
-/// A record's key in an index by `owner` (an account or a gateway id): the owner, a
-/// NUL, then the record's key, so one owner's records are one range in time order.
-fn index_key(owner: &str, record_key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(owner.len() + 1 + record_key.len());
-    k.extend_from_slice(owner.as_bytes());
-    k.push(0);
-    k.extend_from_slice(record_key);
-    k
+impl CallRecord {
+    /// Who it is filed under: its account and every gateway it came in on or tried.
+    pub(super) fn owners(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.account.as_str()).chain(record_gateways(self))
+    }
 }
 
 /// The gateways a record is found under: where it came in and every gateway it tried.
@@ -315,92 +305,230 @@ fn record_gateways(record: &CallRecord) -> std::collections::BTreeSet<&str> {
         .collect()
 }
 
-/// The trees a record is written to, inside a transaction or not.
-trait RecordTrees {
-    type Error;
-    fn put(&self, tree: usize, key: &[u8], value: &[u8]) -> std::result::Result<(), Self::Error>;
+/// Most records one journal write takes: a batch is one write and one sync.
+const MAX_BATCH: usize = 4096;
+
+/// Key in the `meta` tree: the sequence number of the first call record whose charge
+/// is not yet in the balances (big-endian u64). Written with the balances it covers.
+pub(super) const CHARGES_APPLIED: &[u8] = b"call_charges_applied";
+
+/// A finished call waiting for the call writer.
+pub(super) struct CallJob {
+    /// The writer works on the store the job came from, and holds none while idle.
+    store: Store,
+    record: CallRecord,
+    done: Box<dyn FnOnce(Result<CallRecord>) + Send>,
 }
 
-/// Write `record` under `k` with its Call-ID, account and gateway index entries; trees
-/// in the order calls, call_index, by_account, by_gateway.
-fn write_record<T: RecordTrees>(
-    trees: &T,
-    record: &CallRecord,
-    k: &[u8],
-    value: &[u8],
-) -> std::result::Result<(), T::Error> {
-    trees.put(0, k, value)?;
-    // The newest record of a Call-ID wins the index, as lookups promise.
-    trees.put(1, record.call_id.as_bytes(), k)?;
-    write_owner_indexes(trees, record, k)
-}
-
-/// The account and gateway index entries of the record stored under `k`.
-fn write_owner_indexes<T: RecordTrees>(
-    trees: &T,
-    record: &CallRecord,
-    k: &[u8],
-) -> std::result::Result<(), T::Error> {
-    trees.put(2, &index_key(&record.account, k), &[])?;
-    for gateway in record_gateways(record) {
-        trees.put(3, &index_key(gateway, k), &[])?;
-    }
-    Ok(())
-}
-
-impl RecordTrees for [&sled::Tree; 4] {
-    type Error = sled::Error;
-    fn put(&self, tree: usize, key: &[u8], value: &[u8]) -> std::result::Result<(), sled::Error> {
-        self[tree].insert(key, value).map(drop)
+/// Write batches of finished calls until every `Store` is gone: one journal append
+/// and sync per batch (group commit), then the batch's charges into the balances.
+pub(super) fn run_call_writer(jobs: std::sync::mpsc::Receiver<CallJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
+        let store = batch[0].store.clone();
+        store.write_calls(batch);
     }
 }
 
-impl RecordTrees for [&sled::transaction::TransactionalTree; 4] {
-    type Error = sled::transaction::UnabortableTransactionError;
-    fn put(&self, tree: usize, key: &[u8], value: &[u8]) -> std::result::Result<(), Self::Error> {
-        self[tree].insert(key, value).map(drop)
-    }
+/// What a call charges its account: its billing's charge (unbilled calls nothing).
+fn charge_of(record: &CallRecord) -> Option<Money> {
+    record
+        .billing
+        .as_ref()
+        .map(|b| b.charge)
+        .filter(|c| *c != Money::ZERO)
 }
 
 impl Store {
-    /// Append a finished call. Durable once [`Store::commit`] returns.
-    pub fn put_call_record(&self, record: &CallRecord) -> Result<()> {
-        let trees = [
-            &self.calls,
-            &self.call_index,
-            &self.calls_by_account,
-            &self.calls_by_gateway,
-        ];
-        write_record(&trees, record, &record_key(record), &to_json(record)?)?;
-        Ok(())
+    /// Keep a finished call's record and, when it is billed, debit its charge
+    /// (`billing.charge`) from its account, atomically: once this returns the record
+    /// is durable and the balance will never disagree with it. The record comes back
+    /// with `billing.balance_after` filled in.
+    pub async fn record_call(&self, record: CallRecord) -> Result<CallRecord> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send_call(record, Box::new(move |r| drop(tx.send(r))))?;
+        rx.await.unwrap_or_else(|_| Err(writer_gone()))
     }
 
-    /// Index every record written before the account and gateway indexes existed.
-    pub(super) fn index_old_call_records(&self) -> Result<()> {
-        if !self.calls_by_account.is_empty() || self.calls.is_empty() {
+    /// [`Store::record_call`] for code off the async reactor.
+    pub fn record_call_blocking(&self, record: CallRecord) -> Result<CallRecord> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.send_call(record, Box::new(move |r| drop(tx.send(r))))?;
+        rx.recv().unwrap_or_else(|_| Err(writer_gone()))
+    }
+
+    fn send_call(
+        &self,
+        record: CallRecord,
+        done: Box<dyn FnOnce(Result<CallRecord>) + Send>,
+    ) -> Result<()> {
+        self.call_writer
+            .send(CallJob {
+                store: self.clone(),
+                record,
+                done,
+            })
+            .map_err(|_| writer_gone())
+    }
+
+    /// One batch: work out each billed call's balance after it, append the batch to
+    /// the journal (durable), then write the new balances with the journal position
+    /// they cover in one sled transaction. sled need not flush it: a crash before its
+    /// flush is repaired on opening by [`Store::replay_charges`]. The carrier cache
+    /// lock is held from the first balance read to the write, as payments hold it.
+    fn write_calls(&self, batch: Vec<CallJob>) {
+        let billed = batch.iter().any(|j| charge_of(&j.record).is_some());
+        let mut kinds = billed.then(|| self.carrier_cache_lock());
+        let mut accounts: std::collections::BTreeMap<String, Account> = Default::default();
+        let mut accepted = Vec::with_capacity(batch.len());
+        for CallJob {
+            mut record, done, ..
+        } in batch
+        {
+            if let Some(charge) = charge_of(&record) {
+                let account = match accounts.entry(record.account.clone()) {
+                    std::collections::btree_map::Entry::Occupied(e) => Some(e.into_mut()),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        match self.stored_account(&record.account) {
+                            Ok(Some(account)) => Some(e.insert(account)),
+                            Ok(None) => None,
+                            Err(err) => {
+                                done(Err(err));
+                                continue;
+                            }
+                        }
+                    }
+                };
+                let Some(account) = account else {
+                    done(Err(Error::Missing(format!("account {:?}", record.account))));
+                    continue;
+                };
+                account.balance = account.balance - charge;
+                if let Some(b) = record.billing.as_mut() {
+                    b.balance_after = account.balance;
+                }
+            }
+            accepted.push((record, done));
+        }
+        let written = accepted
+            .iter()
+            .map(|(r, _)| Ok((r, super::call_log::encode(r)?)))
+            .collect::<Result<Vec<_>>>()
+            .and_then(|payloads| self.call_log.append(&payloads))
+            .and_then(|(first, sealed)| {
+                // The marker moves with every batch, billed or not, so replay and
+                // retention know where the journal's effects end.
+                self.write_balances(&accounts, first + accepted.len() as u64)?;
+                Ok(sealed)
+            });
+        if let Some(kinds) = kinds.as_mut() {
+            kinds.remove(Account::KIND);
+        }
+        drop(kinds);
+        if let Ok(true) = written {
+            // A segment was sealed: the oldest may now be past the retention.
+            if let Err(e) = self.expire_call_records() {
+                tracing::error!(error = %e, "deleting old call records failed");
+            }
+        }
+        let failure = written.err().map(|e| e.to_string());
+        for (record, done) in accepted {
+            match &failure {
+                None => done(Ok(record)),
+                Some(why) => done(Err(Error::Write(why.clone()))),
+            }
+        }
+    }
+
+    /// An account as stored (not from the cache).
+    fn stored_account(&self, id: &str) -> Result<Option<Account>> {
+        self.carrier
+            .get(super::key(&[Account::KIND, id]))?
+            .map(|v| from_json(&v))
+            .transpose()
+    }
+
+    /// Store these balances and the journal position they include, atomically.
+    fn write_balances(
+        &self,
+        accounts: &std::collections::BTreeMap<String, Account>,
+        applied_to: u64,
+    ) -> Result<()> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+        let values = accounts
+            .iter()
+            .map(|(id, a)| Ok((super::key(&[Account::KIND, id]), to_json(a)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let result = (&self.carrier, &self.meta).transaction(|(carrier, meta)| {
+            for (k, v) in &values {
+                carrier.insert(k.as_slice(), v.as_slice())?;
+            }
+            meta.insert(CHARGES_APPLIED, &applied_to.to_be_bytes())?;
+            Ok::<_, ConflictableTransactionError<Error>>(())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(Error::Db(e)),
+        }
+    }
+
+    /// The first journal position whose charge is not in the balances.
+    pub(super) fn charges_applied(&self) -> Result<u64> {
+        Ok(self
+            .meta
+            .get(CHARGES_APPLIED)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// On opening: debit the charges of calls whose records reached the journal but
+    /// whose balances a crash kept from reaching the disk.
+    pub(super) fn replay_charges(&self) -> Result<()> {
+        let applied = self.charges_applied()?;
+        let next = self.call_log.next_seq();
+        if applied >= next {
             return Ok(());
         }
-        let trees = [
-            &self.calls,
-            &self.call_index,
-            &self.calls_by_account,
-            &self.calls_by_gateway,
-        ];
-        let mut records = 0;
-        for kv in self.calls.iter() {
-            let (k, v) = kv?;
-            write_owner_indexes(&trees, &from_json::<CallRecord>(&v)?, &k)?;
-            records += 1;
+        let mut charges: std::collections::BTreeMap<String, Money> = Default::default();
+        let mut calls = 0u64;
+        self.call_log.records_from(applied, |_, record| {
+            if let Some(charge) = charge_of(&record) {
+                let total = charges.entry(record.account).or_default();
+                *total = *total + charge;
+                calls += 1;
+            }
+            Ok(())
+        })?;
+        let mut kinds = self.carrier_cache_lock();
+        let mut accounts = std::collections::BTreeMap::new();
+        for (id, charge) in charges {
+            match self.stored_account(&id)? {
+                Some(mut account) => {
+                    account.balance = account.balance - charge;
+                    accounts.insert(id, account);
+                }
+                None => {
+                    tracing::warn!(account = %id, %charge, "a replayed charge's account is gone")
+                }
+            }
         }
-        tracing::info!(records, "indexed call records by account and gateway");
+        self.write_balances(&accounts, next)?;
+        kinds.remove(Account::KIND);
+        drop(kinds);
+        self.db.flush()?;
+        if calls > 0 {
+            tracing::info!(calls, "replayed call charges the last run had not stored");
+        }
         Ok(())
     }
 
     /// The newest records matching `query` (and, when given, of one tenant), newest
     /// first, at most `query.limit`; with the cursor of the next page when there may
-    /// be more. The time range narrows the scan (records are keyed by end time); an
-    /// account or gateway filter reads only that one's index range; the other filters
-    /// are checked record by record.
+    /// be more. Segments outside the time range are skipped; an account or gateway
+    /// filter reads only that one's records (each segment indexes them); the other
+    /// filters are checked record by record.
     pub fn query_calls(
         &self,
         tenant: Option<&str>,
@@ -417,136 +545,129 @@ impl Store {
         query: &CallQuery,
         budget: usize,
     ) -> Result<(Vec<CallRecord>, Option<String>)> {
-        let from = query.from_ms.unwrap_or(0).to_be_bytes().to_vec();
-        let to = match (&query.before, query.to_ms) {
-            (Some(cursor), _) => {
-                hex::decode(cursor).map_err(|_| Error::Missing(format!("page {cursor:?}")))?
-            }
-            (None, Some(to)) => to.to_be_bytes().to_vec(),
-            (None, None) => u64::MAX.to_be_bytes().to_vec(),
-        };
-        // Record keys newest first: from one account's or gateway's index range when
-        // the query names one, else from the whole table.
-        let indexed = match (&query.account, &query.gateway) {
-            (Some(account), _) => Some((&self.calls_by_account, account)),
-            (None, Some(gateway)) => Some((&self.calls_by_gateway, gateway)),
-            (None, None) => None,
-        };
-        // Each entry: a record's key, and its value when the scan already read it.
-        type Entry = Result<(sled::IVec, Option<sled::IVec>)>;
-        let entries: Box<dyn Iterator<Item = Entry>> = match indexed {
-            Some((index, owner)) => {
-                let skip = owner.len() + 1;
-                Box::new(
-                    index
-                        .range(index_key(owner, &from)..index_key(owner, &to))
-                        .rev()
-                        .map(move |kv| {
-                            let (k, _) = kv?;
-                            Ok((sled::IVec::from(&k[skip..]), None))
-                        }),
-                )
-            }
-            None => Box::new(self.calls.range(from..to).rev().map(|kv| {
-                let (k, v) = kv?;
-                Ok((k, Some(v)))
-            })),
-        };
-        // A caller or callee search must find its text in the stored JSON: records
-        // without it are skipped unparsed (text JSON would escape is not prefiltered).
+        let from = query.from_ms.unwrap_or(0);
+        let to = query.to_ms.unwrap_or(u64::MAX);
+        // A cursor is the journal position the next page starts below.
+        let before = query
+            .before
+            .as_deref()
+            .map(|c| u64::from_str_radix(c, 16).map_err(|_| Error::Missing(format!("page {c:?}"))))
+            .transpose()?;
+        let owner = query.account.as_deref().or(query.gateway.as_deref());
+        // A caller or callee search must find its text in the stored bytes (strings
+        // are stored as they are): records without it are skipped undecoded.
         let needles: Vec<memchr::memmem::Finder<'_>> = [&query.caller, &query.callee]
             .into_iter()
             .flatten()
-            .filter(|n| !n.contains(|c: char| c == '"' || c == '\\' || c.is_control()))
             .map(|n| memchr::memmem::Finder::new(n.as_bytes()))
             .collect();
         let mut out = Vec::new();
-        for (read, entry) in entries.enumerate() {
-            let (k, v) = entry?;
-            if read == budget {
-                // Out of budget: the next page starts at this record.
-                let mut cursor = k.to_vec();
-                cursor.push(0);
-                return Ok((out, Some(hex::encode(cursor))));
-            }
-            let Some(v) = v.map_or_else(|| self.calls.get(&k), |v| Ok(Some(v)))? else {
-                continue;
-            };
-            if needles.iter().any(|n| n.find(&v).is_none()) {
-                continue;
-            }
-            let r: CallRecord = from_json(&v)?;
-            if tenant.is_none_or(|t| t == r.tenant) && query.matches(&r) {
-                out.push(r);
-                if out.len() >= query.limit {
-                    return Ok((out, Some(hex::encode(k))));
+        let mut next = None;
+        let mut read = 0;
+        self.call_log
+            .walk_newest_first(before, from, to, owner, |seq, payload| {
+                if read == budget {
+                    // Out of budget: the next page starts at this record.
+                    next = Some(seq + 1);
+                    return Ok(false);
                 }
-            }
-        }
-        Ok((out, None))
-    }
-
-    /// Charge a finished call to its account and store its record, in one atomic
-    /// step: the balance and the record never disagree. Durable once
-    /// [`Store::commit`] returns. The record's `billing.balance_after` is filled in.
-    pub fn settle_call(&self, record: &mut CallRecord, charge: Money) -> Result<()> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-        let account_key = super::key(&[Account::KIND, &record.account]);
-        let k = record_key(record);
-        // Holding the carrier cache lock keeps a stale account snapshot from landing.
-        let mut kinds = self.carrier_cache_lock();
-        let result = (
-            &self.carrier,
-            &self.calls,
-            &self.call_index,
-            &self.calls_by_account,
-            &self.calls_by_gateway,
-        )
-            .transaction(|(carrier, calls, index, by_account, by_gateway)| {
-                let abort = |e: Error| ConflictableTransactionError::Abort(e);
-                let mut account: Account = match carrier.get(&account_key)? {
-                    Some(v) => from_json(&v).map_err(abort)?,
-                    None => {
-                        return Err(abort(Error::Missing(format!(
-                            "account {:?}",
-                            record.account
-                        ))))
+                read += 1;
+                if needles.iter().any(|n| n.find(payload).is_none()) {
+                    return Ok(true);
+                }
+                let r = super::call_log::decode(payload)?;
+                if r.end_ms >= from
+                    && r.end_ms < to
+                    && tenant.is_none_or(|t| t == r.tenant)
+                    && query.matches(&r)
+                {
+                    out.push(r);
+                    if out.len() >= query.limit {
+                        next = Some(seq);
+                        return Ok(false);
                     }
-                };
-                account.balance = account.balance - charge;
-                carrier.insert(account_key.as_slice(), to_json(&account).map_err(abort)?)?;
-                let mut settled = record.clone();
-                if let Some(b) = settled.billing.as_mut() {
-                    b.balance_after = account.balance;
                 }
-                let value = to_json(&settled).map_err(abort)?;
-                write_record(
-                    &[calls, index, by_account, by_gateway],
-                    &settled,
-                    &k,
-                    &value,
-                )?;
-                Ok(account.balance)
-            });
-        kinds.remove(Account::KIND);
-        let balance = match result {
-            Ok(balance) => balance,
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(Error::Db(e)),
-        };
-        if let Some(b) = record.billing.as_mut() {
-            b.balance_after = balance;
-        }
-        Ok(())
+                Ok(true)
+            })?;
+        Ok((out, next.map(|seq| format!("{seq:x}"))))
     }
 
     /// One record by customer Call-ID (newest if repeated).
     pub fn call_record(&self, call_id: &str) -> Result<Option<CallRecord>> {
-        let Some(k) = self.call_index.get(call_id.as_bytes())? else {
-            return Ok(None);
-        };
-        self.calls.get(k)?.map(|v| from_json(&v)).transpose()
+        self.call_log.find(call_id)
     }
+
+    /// What the call-record journal holds.
+    pub fn call_log_stats(&self) -> super::CallLogStats {
+        self.call_log.stats()
+    }
+
+    /// Move call records from the sled trees of earlier versions into the journal,
+    /// once: their charges are already in the balances. A crash part way leaves the
+    /// trees in place and the marker unset, and the next opening starts over.
+    pub(super) fn migrate_sled_call_records(&mut self, dir: &std::path::Path) -> Result<()> {
+        const OLD_TREES: [&str; 4] = [
+            "calls",
+            "call_index",
+            "calls_by_account",
+            "calls_by_gateway",
+        ];
+        let names = self.db.tree_names();
+        if !names.iter().any(|n| n.as_ref() == b"calls") {
+            return Ok(());
+        }
+        let old = self.db.open_tree("calls")?;
+        if self.meta.get(MIGRATED)?.is_none() && !old.is_empty() {
+            if self.call_log.next_seq() > 0 {
+                // An earlier migration stopped part way: begin it again.
+                self.call_log = std::sync::Arc::new(super::call_log::CallLog::reset(
+                    &dir.join(super::CALL_LOG_DIR),
+                    self.options.segment_bytes,
+                )?);
+            }
+            let mut moved = 0u64;
+            let mut batch: Vec<CallRecord> = Vec::new();
+            let flush = |batch: &mut Vec<CallRecord>, log: &super::call_log::CallLog| {
+                let payloads = batch
+                    .iter()
+                    .map(|r| Ok((r, super::call_log::encode(r)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                log.append(&payloads)?;
+                batch.clear();
+                Ok::<_, Error>(())
+            };
+            for kv in old.iter() {
+                let (_, v) = kv?;
+                batch.push(from_json(&v)?);
+                moved += 1;
+                if batch.len() == MAX_BATCH {
+                    flush(&mut batch, &self.call_log)?;
+                }
+            }
+            flush(&mut batch, &self.call_log)?;
+            let next = self.call_log.next_seq();
+            self.meta.insert(CHARGES_APPLIED, &next.to_be_bytes())?;
+            self.meta.insert(MIGRATED, &[1])?;
+            self.db.flush()?;
+            tracing::info!(
+                records = moved,
+                "moved call records from sled to the call journal"
+            );
+        }
+        drop(old);
+        for name in OLD_TREES {
+            self.db.drop_tree(name)?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// Key in the `meta` tree: the call records of sled trees were moved to the journal.
+const MIGRATED: &[u8] = b"call_records_migrated";
+
+fn writer_gone() -> Error {
+    Error::Write("the call writer thread stopped".into())
 }
 
 #[cfg(test)]
@@ -599,86 +720,309 @@ mod tests {
         found.iter().map(|r| r.call_id.as_str()).collect()
     }
 
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("switchyard-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// Small segments, so a few records span several.
+    fn small_segments() -> super::super::StoreOptions {
+        super::super::StoreOptions {
+            segment_bytes: 1024,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn account_and_gateway_queries_read_their_index_and_page_through_it() {
-        let dir = std::env::temp_dir().join(format!("switchyard-calls-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        {
-            let store = Store::open(&dir).unwrap();
-            for n in 0..30 {
-                let (account, tried): (&str, &[&str]) = match n % 3 {
-                    0 => ("a", &["v1"]),
-                    1 => ("b", &["v1", "v2"]),
-                    _ => ("c", &[]),
-                };
-                store
-                    .put_call_record(&record(n, account, "in", tried))
-                    .unwrap();
-            }
-            let query = |q: CallQuery| store.query_calls(Some("t"), &q).unwrap();
-            let (found, next) = query(CallQuery {
-                account: Some("b".into()),
-                limit: 3,
-                ..CallQuery::default()
-            });
-            assert_eq!(ids(&found), ["call-28", "call-25", "call-22"]);
-            let (found, _) = query(CallQuery {
-                account: Some("b".into()),
-                before: next,
-                limit: 2,
-                ..CallQuery::default()
-            });
-            assert_eq!(ids(&found), ["call-19", "call-16"]);
-            // v2 was only ever tried, never the last gateway of a's calls.
-            let (found, _) = query(CallQuery {
-                gateway: Some("v2".into()),
-                from_ms: Some(1_010),
-                to_ms: Some(1_020),
-                ..CallQuery::default()
-            });
-            assert_eq!(ids(&found), ["call-19", "call-16", "call-13", "call-10"]);
-            let (found, next) = query(CallQuery {
-                account: Some("nobody".into()),
-                ..CallQuery::default()
-            });
-            assert!(found.is_empty() && next.is_none());
-            // A search reading more than its budget ends early with where it stopped,
-            // and the next page goes on from there.
-            let search = |before| CallQuery {
-                callee: Some("5".into()),
-                before,
-                ..CallQuery::default()
+        let dir = temp_dir("calls");
+        let store = Store::open_with(&dir, small_segments()).unwrap();
+        for n in 0..30 {
+            let (account, tried): (&str, &[&str]) = match n % 3 {
+                0 => ("a", &["v1"]),
+                1 => ("b", &["v1", "v2"]),
+                _ => ("c", &[]),
             };
-            let (found, next) = store
-                .query_calls_within(Some("t"), &search(None), 12)
+            store
+                .record_call_blocking(record(n, account, "in", tried))
                 .unwrap();
-            assert_eq!(ids(&found), ["call-25"]);
-            let (found, next) = store
-                .query_calls_within(Some("t"), &search(next), 12)
+        }
+        assert!(
+            store.call_log_stats().segments > 2,
+            "{:?}",
+            store.call_log_stats()
+        );
+        let query = |q: CallQuery| store.query_calls(Some("t"), &q).unwrap();
+        let (found, next) = query(CallQuery {
+            account: Some("b".into()),
+            limit: 3,
+            ..CallQuery::default()
+        });
+        assert_eq!(ids(&found), ["call-28", "call-25", "call-22"]);
+        let (found, _) = query(CallQuery {
+            account: Some("b".into()),
+            before: next,
+            limit: 2,
+            ..CallQuery::default()
+        });
+        assert_eq!(ids(&found), ["call-19", "call-16"]);
+        // v2 was only ever tried, never the last gateway of a's calls.
+        let (found, _) = query(CallQuery {
+            gateway: Some("v2".into()),
+            from_ms: Some(1_010),
+            to_ms: Some(1_020),
+            ..CallQuery::default()
+        });
+        assert_eq!(ids(&found), ["call-19", "call-16", "call-13", "call-10"]);
+        let (found, next) = query(CallQuery {
+            account: Some("nobody".into()),
+            ..CallQuery::default()
+        });
+        assert!(found.is_empty() && next.is_none());
+        // A search reading more than its budget ends early with where it stopped,
+        // and the next page goes on from there.
+        let search = |before| CallQuery {
+            callee: Some("5".into()),
+            before,
+            ..CallQuery::default()
+        };
+        let (found, next) = store
+            .query_calls_within(Some("t"), &search(None), 12)
+            .unwrap();
+        assert_eq!(ids(&found), ["call-25"]);
+        let (found, next) = store
+            .query_calls_within(Some("t"), &search(next), 12)
+            .unwrap();
+        assert_eq!(ids(&found), ["call-15"]);
+        let (found, next) = store
+            .query_calls_within(Some("t"), &search(next), 12)
+            .unwrap();
+        assert_eq!((ids(&found), next), (vec!["call-5"], None));
+        // Another tenant sees none of them.
+        assert!(store
+            .query_calls(Some("other"), &CallQuery::default())
+            .unwrap()
+            .0
+            .is_empty());
+        // By Call-ID, in sealed segments and the active one, after reopening too.
+        assert_eq!(store.call_record("call-3").unwrap().unwrap().account, "a");
+        assert!(store.call_record("call-99").unwrap().is_none());
+        drop(store);
+        let store = Store::reopen_with(&dir, small_segments()).unwrap();
+        for n in [0, 17, 29] {
+            let found = store.call_record(&format!("call-{n}")).unwrap().unwrap();
+            assert_eq!(found, record(n, found.account.as_str(), "in", &tried_of(n)));
+        }
+        assert_eq!(store.call_log_stats().records, 30);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tried_of(n: u64) -> Vec<&'static str> {
+        match n % 3 {
+            0 => vec!["v1"],
+            1 => vec!["v1", "v2"],
+            _ => vec![],
+        }
+    }
+
+    fn billed(n: u64, account: &str, charge: f64) -> CallRecord {
+        let mut r = record(n, account, "in", &["v1"]);
+        r.billing = Some(CallCharges {
+            billed_secs: 60,
+            rate_prefix: "44".into(),
+            charge: Money::from_units(charge),
+            cost: None,
+            profit: Money::from_units(charge),
+            balance_after: Money::ZERO,
+        });
+        r
+    }
+
+    fn balance(store: &Store, account: &str) -> Money {
+        store.stored_account(account).unwrap().unwrap().balance
+    }
+
+    #[test]
+    fn a_billed_call_debits_its_account_with_its_record_and_a_crash_cannot_undo_it() {
+        let dir = temp_dir("calls-charges");
+        let store = Store::open(&dir).unwrap();
+        let account = Account {
+            tenant: "t".into(),
+            balance: Money::from_units(10.0),
+            ..Account::default()
+        };
+        store.carrier_put("acct", &account).unwrap();
+        store.commit_blocking().unwrap();
+        let first = store.record_call_blocking(billed(1, "acct", 1.5)).unwrap();
+        assert_eq!(first.billing.unwrap().balance_after, Money::from_units(8.5));
+        let second = store.record_call_blocking(billed(2, "acct", 0.5)).unwrap();
+        assert_eq!(
+            second.billing.unwrap().balance_after,
+            Money::from_units(8.0)
+        );
+        assert_eq!(balance(&store, "acct"), Money::from_units(8.0));
+        assert_eq!(
+            store
+                .carrier_get::<Account>("acct")
+                .unwrap()
+                .unwrap()
+                .balance,
+            Money::from_units(8.0),
+            "the cached account follows"
+        );
+        // A call of a missing account is refused and leaves no record.
+        assert!(matches!(
+            store.record_call_blocking(billed(3, "nobody", 1.0)),
+            Err(Error::Missing(_))
+        ));
+        assert!(store.call_record("call-3").unwrap().is_none());
+        // As if the process died after the journal sync but before sled stored the
+        // second call's debit: the balance and marker go back to after the first.
+        let mut kinds = store.carrier_cache_lock();
+        let mut before = store.stored_account("acct").unwrap().unwrap();
+        before.balance = Money::from_units(8.5);
+        store
+            .write_balances(&[("acct".to_string(), before)].into_iter().collect(), 1)
+            .unwrap();
+        kinds.remove(Account::KIND);
+        drop(kinds);
+        store.commit_blocking().unwrap();
+        drop(store);
+        let store = Store::reopen(&dir).unwrap();
+        assert_eq!(balance(&store, "acct"), Money::from_units(8.0));
+        assert_eq!(store.charges_applied().unwrap(), 2);
+        drop(store);
+        // Replaying is done once: opening again changes nothing.
+        let store = Store::reopen(&dir).unwrap();
+        assert_eq!(balance(&store, "acct"), Money::from_units(8.0));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_on_opening_and_what_was_acknowledged_stays() {
+        let dir = temp_dir("calls-torn");
+        let store = Store::open(&dir).unwrap();
+        for n in 0..3 {
+            store
+                .record_call_blocking(record(n, "a", "in", &["v1"]))
                 .unwrap();
-            assert_eq!(ids(&found), ["call-15"]);
-            let (found, next) = store
-                .query_calls_within(Some("t"), &search(next), 12)
+        }
+        drop(store);
+        let segment = dir
+            .join(super::super::CALL_LOG_DIR)
+            .join(format!("{:016x}.seg", 0));
+        let whole = std::fs::read(&segment).unwrap();
+        // Half a frame, as a crash in the middle of a write leaves it.
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&whole[8..40]);
+        std::fs::write(&segment, &torn).unwrap();
+        let store = Store::reopen(&dir).unwrap();
+        assert_eq!(std::fs::read(&segment).unwrap(), whole);
+        assert_eq!(store.call_log_stats().records, 3);
+        store
+            .record_call_blocking(record(3, "a", "in", &["v1"]))
+            .unwrap();
+        let (found, _) = store.query_calls(None, &CallQuery::default()).unwrap();
+        assert_eq!(ids(&found), ["call-3", "call-2", "call-1", "call-0"]);
+        drop(store);
+        // A flipped byte inside the active segment cuts it there, and what was cut
+        // is kept beside it for the operator.
+        let mut damaged = std::fs::read(&segment).unwrap();
+        let second = 8 + 8 + u32::from_le_bytes(damaged[8..12].try_into().unwrap()) as usize;
+        damaged[second + 20] ^= 0xff;
+        std::fs::write(&segment, &damaged).unwrap();
+        let store = Store::reopen(&dir).unwrap();
+        assert_eq!(store.call_log_stats().records, 1);
+        let kept = segment.with_extension(format!("seg.cut-at-{second}"));
+        assert_eq!(std::fs::read(kept).unwrap(), damaged[second..]);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn records_of_the_sled_trees_of_earlier_versions_move_to_the_journal_once() {
+        let dir = temp_dir("calls-migrate");
+        {
+            // As the last version stored them: JSON under end time + Call-ID.
+            let db = sled::open(dir.join("db")).unwrap();
+            let calls = db.open_tree("calls").unwrap();
+            for n in 0..5 {
+                let r = billed(n, "acct", 1.0);
+                let mut k = r.end_ms.to_be_bytes().to_vec();
+                k.extend_from_slice(r.call_id.as_bytes());
+                calls.insert(k, serde_json::to_vec(&r).unwrap()).unwrap();
+            }
+            db.open_tree("call_index")
+                .unwrap()
+                .insert("x", "y")
                 .unwrap();
-            assert_eq!((ids(&found), next), (vec!["call-5"], None));
-            // Records from before the indexes existed are indexed on opening.
-            store.calls_by_account.clear().unwrap();
-            store.calls_by_gateway.clear().unwrap();
-            store.commit_blocking().unwrap();
+            db.flush().unwrap();
         }
         let store = Store::reopen(&dir).unwrap();
-        let (found, _) = store
-            .query_calls(
-                None,
-                &CallQuery {
-                    gateway: Some("v2".into()),
-                    limit: 1,
-                    ..CallQuery::default()
+        store
+            .carrier_put(
+                "acct",
+                &Account {
+                    tenant: "t".into(),
+                    balance: Money::from_units(5.0),
+                    ..Account::default()
                 },
             )
             .unwrap();
-        assert_eq!(ids(&found), ["call-28"]);
+        let (found, _) = store.query_calls(None, &CallQuery::default()).unwrap();
+        assert_eq!(
+            ids(&found),
+            ["call-4", "call-3", "call-2", "call-1", "call-0"]
+        );
+        assert!(!store.db.tree_names().iter().any(|n| n.as_ref() == b"calls"));
+        store.commit_blocking().unwrap();
+        drop(store);
+        // Their charges were in the balance already: reopening replays none of them.
+        let store = Store::reopen(&dir).unwrap();
+        assert_eq!(balance(&store, "acct"), Money::from_units(5.0));
+        assert_eq!(store.call_log_stats().records, 5);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn records_past_their_retention_go_a_segment_at_a_time() {
+        let dir = temp_dir("calls-retention");
+        let options = super::super::StoreOptions {
+            retention_days: 30,
+            ..small_segments()
+        };
+        let store = Store::open_with(&dir, options).unwrap();
+        let day = 86_400_000;
+        let now = crate::now_ms();
+        for n in 0..40 {
+            let mut r = record(n, "a", "in", &["v1"]);
+            // The first twenty ended 40 days ago, the rest today.
+            r.end_ms = if n < 20 { now - 40 * day + n } else { now + n };
+            store.record_call_blocking(r).unwrap();
+        }
+        let kept = store.call_log_stats().records;
+        assert!((20..40).contains(&kept), "kept {kept} of 40");
+        let (found, _) = store.query_calls(None, &CallQuery::default()).unwrap();
+        assert!(found.iter().take(20).all(|r| r.end_ms > now));
+        assert_eq!(found.len() as u64, kept);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_record_stored_before_a_field_was_added_at_the_end_still_reads() {
+        // Records are stored with fields by position; new fields go at the end with
+        // a default, so what is on disk stays readable.
+        let r = record(1, "a", "in", &["v1"]);
+        let stored = super::super::call_log::encode(&r).unwrap();
+        let mut fields: Vec<serde_json::Value> = rmp_serde::from_slice(&stored).unwrap();
+        fields.pop(); // as if `billing` had not existed yet
+        let older = rmp_serde::to_vec(&fields).unwrap();
+        let read = super::super::call_log::decode(&older).unwrap();
+        assert_eq!(read, CallRecord { billing: None, ..r });
     }
 }

@@ -20,6 +20,12 @@ pub enum Error {
     /// Something the change needs does not exist.
     #[error("{0} does not exist")]
     Missing(String),
+    /// A call-record journal file is damaged, or a record could not be encoded.
+    #[error("call records: {0}")]
+    Corrupt(String),
+    /// Writing call records failed; nothing of the batch was acknowledged.
+    #[error("writing call records: {0}")]
+    Write(String),
     /// A stored value could not be decoded (written by an incompatible version?).
     #[error("decoding a stored value: {0}")]
     Decode(serde_json::Error),

@@ -1,5 +1,11 @@
-//! Durable state in sled: module versions and their compiled artifacts, bindings,
-//! data tables, tokens, carrier objects, module key-value state and call records.
+//! Durable state: in sled, module versions and their compiled artifacts, bindings,
+//! data tables, tokens, carrier objects and module key-value state; call records in
+//! an append-only journal of their own ([`call_log`]), since sled's memory grows with
+//! every key it holds.
+//!
+//! Memory is bounded by [`StoreOptions`]: sled's page cache by `cache_bytes` (sled's
+//! own default of 1 GiB was too much beside everything else on a 24 GiB box), the
+//! journal by the size of its active segment.
 //!
 //! Every change that the REST API acknowledges, and every call record, goes through
 //! [`Store::commit`], which flushes sled before returning: sled's own timer flushes
@@ -14,6 +20,7 @@ use std::sync::Arc;
 
 mod agents;
 mod bindings;
+mod call_log;
 mod calls;
 mod carrier;
 mod error;
@@ -26,6 +33,7 @@ mod tokens;
 
 pub use agents::{AgentScope, Permission};
 pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope};
+pub use call_log::CallLogStats;
 pub use calls::{AttemptRecord, CallCharges, CallQuery, CallRecord, CallResult, EndReason};
 pub use carrier::{
     Account, CarrierObject, GatewayGroup, MappingGateway, Phone, RoutingGateway, Snapshot,
@@ -56,15 +64,42 @@ pub struct Store {
     carrier: sled::Tree,
     /// Payments by account, then time.
     payments: sled::Tree,
-    calls: sled::Tree,
-    /// Customer Call-ID → key in `calls`.
-    call_index: sled::Tree,
-    /// Account, NUL, key in `calls` (empty values): one account's records in order.
-    calls_by_account: sled::Tree,
-    /// Gateway (ingress, egress or attempted), NUL, key in `calls`.
-    calls_by_gateway: sled::Tree,
+    /// Bookkeeping of the store itself (how far call charges are applied).
+    meta: sled::Tree,
     carrier_cache: Arc<carrier::CarrierCache>,
     flusher: std::sync::mpsc::Sender<FlushRequest>,
+    call_log: Arc<call_log::CallLog>,
+    call_writer: std::sync::mpsc::Sender<calls::CallJob>,
+    options: StoreOptions,
+}
+
+/// The call-record journal's folder inside the data directory.
+const CALL_LOG_DIR: &str = "calls";
+
+/// How much memory and disk the store may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// sled's page cache, bytes.
+    pub cache_bytes: u64,
+    /// Size at which a call-record segment is sealed; the active one's index is in
+    /// memory (about 40 bytes a record).
+    pub segment_bytes: u64,
+    /// Call records are deleted, a whole segment at a time, this long after they
+    /// end; 0 keeps them for ever.
+    pub retention_days: u32,
+}
+
+/// Default for `--store-cache-mb`.
+pub const DEFAULT_CACHE_MB: u64 = 256;
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: DEFAULT_CACHE_MB << 20,
+            segment_bytes: call_log::DEFAULT_SEGMENT_BYTES,
+            retention_days: 0,
+        }
+    }
 }
 
 /// A commit waiting for the next flush. It carries its own handle on the database,
@@ -94,13 +129,34 @@ fn run_flusher(requests: std::sync::mpsc::Receiver<FlushRequest>) {
 }
 
 impl Store {
-    /// Open (or create) the database in `dir`.
+    /// Open (or create) the database in `dir` with the default options.
     pub fn open(dir: &std::path::Path) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Open (or create) the database in `dir`.
+    pub fn open_with(dir: &std::path::Path, options: StoreOptions) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|e| Error::Io {
             path: dir.display().to_string(),
             source: e,
         })?;
-        let db = sled::Config::new().path(dir.join("db")).open()?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(options.cache_bytes)
+            .open()?;
+        // Opened after sled, whose lock keeps a second process out of both.
+        let call_log = Arc::new(call_log::CallLog::open(
+            &dir.join(CALL_LOG_DIR),
+            options.segment_bytes,
+        )?);
+        let (call_writer, jobs) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("call-writer".into())
+            .spawn(move || calls::run_call_writer(jobs))
+            .map_err(|e| Error::Io {
+                path: dir.display().to_string(),
+                source: e,
+            })?;
         let (flusher, requests) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("store-flusher".into())
@@ -109,7 +165,7 @@ impl Store {
                 path: dir.display().to_string(),
                 source: e,
             })?;
-        let store = Store {
+        let mut store = Store {
             flusher,
             modules: db.open_tree("modules")?,
             module_bytes: db.open_tree("module_bytes")?,
@@ -121,14 +177,16 @@ impl Store {
             module_state: db.open_tree("module_state")?,
             carrier: db.open_tree("carrier")?,
             payments: db.open_tree("payments")?,
-            calls: db.open_tree("calls")?,
-            call_index: db.open_tree("call_index")?,
-            calls_by_account: db.open_tree("calls_by_account")?,
-            calls_by_gateway: db.open_tree("calls_by_gateway")?,
+            meta: db.open_tree("meta")?,
             carrier_cache: Arc::default(),
             db,
+            call_log,
+            call_writer,
+            options,
         };
-        store.index_old_call_records()?;
+        store.migrate_sled_call_records(dir)?;
+        store.replay_charges()?;
+        store.expire_call_records()?;
         Ok(store)
     }
 
@@ -136,15 +194,49 @@ impl Store {
     /// background thread can hold the file lock for a moment after the last handle.
     #[cfg(test)]
     pub(crate) fn reopen(dir: &std::path::Path) -> Result<Store> {
+        Store::reopen_with(dir, StoreOptions::default())
+    }
+
+    /// [`Store::reopen`] with options.
+    #[cfg(test)]
+    pub(crate) fn reopen_with(dir: &std::path::Path, options: StoreOptions) -> Result<Store> {
         for _ in 0..100 {
-            match Store::open(dir) {
+            match Store::open_with(dir, options) {
                 Err(Error::Db(sled::Error::Io(e))) if e.to_string().contains("lock") => {
                     std::thread::sleep(std::time::Duration::from_millis(20))
                 }
                 other => return other,
             }
         }
-        Store::open(dir)
+        Store::open_with(dir, options)
+    }
+
+    /// Keys in every sled tree: what sled's memory grows with. Nothing is written
+    /// there per call (a leak check counts it before and after calls). Reads every
+    /// key: for tests and diagnostics, not for a hot path.
+    pub fn sled_keys(&self) -> Result<usize> {
+        let mut keys = 0;
+        for name in self.db.tree_names() {
+            keys += self.db.open_tree(name)?.len();
+        }
+        Ok(keys)
+    }
+
+    /// Delete call records older than the retention, whole segments at a time.
+    pub fn expire_call_records(&self) -> Result<usize> {
+        if self.options.retention_days == 0 {
+            return Ok(0);
+        }
+        let cutoff =
+            crate::now_ms().saturating_sub(u64::from(self.options.retention_days) * 86_400_000);
+        let removed = self.call_log.expire(cutoff, self.charges_applied()?)?;
+        if removed > 0 {
+            tracing::info!(
+                segments = removed,
+                "deleted call records past their retention"
+            );
+        }
+        Ok(removed)
     }
 
     /// Make every write so far durable. Call before acknowledging a change.
