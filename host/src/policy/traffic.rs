@@ -9,8 +9,6 @@ use serde::Serialize;
 
 /// Length of the window, seconds.
 pub const WINDOW_SECS: u32 = 300;
-/// Most outcomes kept per gateway or account (a busy key's window is then shorter).
-const MAX_OUTCOMES: usize = 100_000;
 
 /// One finished attempt.
 #[derive(Debug, Clone, Copy)]
@@ -44,19 +42,18 @@ pub struct Summary {
     pub window_secs: u32,
 }
 
-/// One key's outcomes in the window, with running totals so a summary costs no scan:
-/// gateway_live() asks for one on every attempt and every module `gateways.get`.
-#[derive(Debug, Default)]
-struct Window {
-    outcomes: VecDeque<Outcome>,
+/// One second's totals.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    attempts: u64,
     answered: u64,
     talk_secs: u64,
     rang: u64,
     pdd_ms: u64,
 }
 
-impl Window {
-    fn add(&mut self, o: Outcome, sign: i64) {
+impl Totals {
+    fn add(&mut self, o: &Totals, sign: i64) {
         let apply = |total: &mut u64, by: u64| {
             *total = if sign > 0 {
                 total.saturating_add(by)
@@ -64,35 +61,77 @@ impl Window {
                 total.saturating_sub(by)
             }
         };
-        if o.answered {
-            apply(&mut self.answered, 1);
-            apply(&mut self.talk_secs, o.duration_secs);
-        }
-        if let Some(pdd) = o.pdd_ms {
-            apply(&mut self.rang, 1);
-            apply(&mut self.pdd_ms, u64::from(pdd));
-        }
+        apply(&mut self.attempts, o.attempts);
+        apply(&mut self.answered, o.answered);
+        apply(&mut self.talk_secs, o.talk_secs);
+        apply(&mut self.rang, o.rang);
+        apply(&mut self.pdd_ms, o.pdd_ms);
     }
 
+    fn of(o: Outcome) -> Totals {
+        Totals {
+            attempts: 1,
+            answered: u64::from(o.answered),
+            talk_secs: if o.answered { o.duration_secs } else { 0 },
+            rang: u64::from(o.pdd_ms.is_some()),
+            pdd_ms: o.pdd_ms.map_or(0, u64::from),
+        }
+    }
+}
+
+/// One key's outcomes in the window, summed per second (at most [`WINDOW_SECS`]
+/// seconds, so a key costs the same memory at 1 or 10,000 calls per second), with
+/// running totals so a summary costs no scan: gateway_live() asks for one on every
+/// attempt and every module `gateways.get`.
+#[derive(Debug, Default)]
+struct Window {
+    /// (Unix second, its totals), oldest first.
+    seconds: VecDeque<(u64, Totals)>,
+    total: Totals,
+}
+
+impl Window {
     fn push(&mut self, o: Outcome) {
-        if self.outcomes.len() >= MAX_OUTCOMES {
-            self.pop();
+        let second = o.at_ms / 1_000;
+        let add = Totals::of(o);
+        // Outcomes arrive about in time order; a late one joins the newest second at
+        // or before its own (or the oldest kept).
+        let at = self.seconds.iter().rposition(|(s, _)| *s <= second);
+        match at {
+            Some(i) if self.seconds[i].0 == second || i + 1 < self.seconds.len() => {
+                self.seconds[i].1.add(&add, 1)
+            }
+            Some(_) => self.seconds.push_back((second, add)),
+            None if self.seconds.is_empty() => self.seconds.push_back((second, add)),
+            None => self.seconds[0].1.add(&add, 1),
         }
-        self.outcomes.push_back(o);
-        self.add(o, 1);
-    }
-
-    fn pop(&mut self) {
-        if let Some(old) = self.outcomes.pop_front() {
-            self.add(old, -1);
-        }
+        self.total.add(&add, 1);
     }
 
     fn prune(&mut self, now_ms: u64) {
-        let since = now_ms.saturating_sub(u64::from(WINDOW_SECS) * 1_000);
-        while self.outcomes.front().is_some_and(|o| o.at_ms < since) {
-            self.pop();
+        let since = now_ms.saturating_sub(u64::from(WINDOW_SECS) * 1_000) / 1_000;
+        while let Some((second, totals)) = self.seconds.front().copied() {
+            if second >= since {
+                break;
+            }
+            self.total.add(&totals, -1);
+            self.seconds.pop_front();
         }
+    }
+
+    /// Attempts over the last second: this second's, plus the previous second's in
+    /// the share of it still inside the last 1,000 ms.
+    fn cps(&self, now_ms: u64) -> u32 {
+        let now = now_ms / 1_000;
+        let of = |second: u64| {
+            self.seconds
+                .iter()
+                .rev()
+                .find(|(s, _)| *s == second)
+                .map_or(0, |(_, t)| t.attempts)
+        };
+        let past_share = 1.0 - (now_ms % 1_000) as f64 / 1_000.0;
+        (of(now) as f64 + of(now.saturating_sub(1)) as f64 * past_share).round() as u32
     }
 }
 
@@ -100,13 +139,42 @@ impl Window {
 #[derive(Debug, Default)]
 pub(crate) struct Windows {
     by_key: HashMap<String, Window>,
+    /// Records since the last sweep of empty windows.
+    since_sweep: u32,
 }
+
+/// Records between sweeps that drop the windows of keys with no recent traffic
+/// (a deleted gateway's, say).
+const SWEEP_EVERY: u32 = 10_000;
 
 impl Windows {
     pub(crate) fn record(&mut self, key: &str, outcome: Outcome) {
-        let window = self.by_key.entry(key.to_string()).or_default();
-        window.push(outcome);
-        window.prune(outcome.at_ms);
+        match self.by_key.get_mut(key) {
+            Some(window) => window.push(outcome),
+            None => {
+                let mut window = Window::default();
+                window.push(outcome);
+                self.by_key.insert(key.to_string(), window);
+            }
+        }
+        self.since_sweep += 1;
+        if self.since_sweep >= SWEEP_EVERY {
+            self.since_sweep = 0;
+            self.by_key.retain(|_, w| {
+                w.prune(outcome.at_ms);
+                !w.seconds.is_empty()
+            });
+        } else if let Some(window) = self.by_key.get_mut(key) {
+            window.prune(outcome.at_ms);
+        }
+    }
+
+    /// Keys tracked and seconds kept over all of them, for the memory census.
+    pub(crate) fn census(&self) -> (usize, usize) {
+        (
+            self.by_key.len(),
+            self.by_key.values().map(|w| w.seconds.len()).sum(),
+        )
     }
 
     pub(crate) fn summary(&mut self, key: &str, now_ms: u64) -> Summary {
@@ -117,7 +185,7 @@ impl Windows {
             };
         };
         w.prune(now_ms);
-        let attempts = w.outcomes.len() as u64;
+        let t = w.total;
         let average = |sum: u64, n: u64| {
             if n == 0 {
                 0.0
@@ -126,18 +194,12 @@ impl Windows {
             }
         };
         Summary {
-            attempts,
-            answered: w.answered,
-            asr: average(w.answered, attempts),
-            acd_secs: average(w.talk_secs, w.answered),
-            pdd_ms: average(w.pdd_ms, w.rang),
-            // Only the last second is scanned.
-            cps: w
-                .outcomes
-                .iter()
-                .rev()
-                .take_while(|o| o.at_ms + 1_000 > now_ms)
-                .count() as u32,
+            attempts: t.attempts,
+            answered: t.answered,
+            asr: average(t.answered, t.attempts),
+            acd_secs: average(t.talk_secs, t.answered),
+            pdd_ms: average(t.pdd_ms, t.rang),
+            cps: w.cps(now_ms),
             window_secs: WINDOW_SECS,
         }
     }
@@ -197,5 +259,38 @@ mod tests {
             (2, 0, 0.0, 0.0)
         );
         assert_eq!(w.summary("other", at(0)).attempts, 0);
+    }
+
+    #[test]
+    fn a_busy_key_costs_one_entry_a_second_and_cps_slides() {
+        let mut w = Windows::default();
+        let start = 1_000_000_000;
+        // 1,000 attempts a second for 400 s: 400,000 outcomes.
+        for ms in 0..400_000u64 {
+            w.record(
+                "gw",
+                Outcome {
+                    at_ms: start + ms,
+                    answered: ms % 2 == 0,
+                    duration_secs: 2,
+                    pdd_ms: None,
+                },
+            );
+        }
+        let (keys, seconds) = w.census();
+        assert_eq!(keys, 1);
+        assert!(
+            seconds <= WINDOW_SECS as usize + 1,
+            "{seconds} seconds kept"
+        );
+        let now = start + 400_000;
+        let s = w.summary("gw", now);
+        assert_eq!(s.attempts, 300_000);
+        assert_eq!(s.asr, 0.5);
+        // At a second's start: the whole second before; half way through the last
+        // second: all of it, and half of the one before.
+        assert_eq!(w.summary("gw", now).cps, 1_000);
+        assert_eq!(w.summary("gw", now - 500).cps, 1_000 + 500);
+        assert_eq!(w.summary("gw", now + 1_000).cps, 0);
     }
 }
