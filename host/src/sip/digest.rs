@@ -3,7 +3,7 @@
 //! the per-user and per-source lockout (spec decision 3: `auth_max_retry` failures
 //! within the window suspend both for `auth_failed_suspend`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -18,6 +18,12 @@ pub const REALM: &str = "switchyard";
 const NONCE_LIFETIME: Duration = Duration::from_secs(300);
 /// Failures are counted over this window.
 const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+/// Most nonces outstanding: past it the oldest is forgotten (its phone is challenged
+/// again), so a flood of unanswered challenges costs bounded memory.
+const MAX_NONCES: usize = 100_000;
+/// Most users and sources with failures counted: past it those neither counting
+/// recent failures nor suspended are forgotten, then the oldest.
+const MAX_FAILURE_KEYS: usize = 100_000;
 
 /// A digest algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,8 +189,36 @@ pub struct DigestAuth {
     algorithms: Vec<Algorithm>,
     max_retry: u32,
     suspend: Duration,
-    nonces: Mutex<HashMap<String, Instant>>,
+    nonces: Mutex<Nonces>,
     failures: Mutex<HashMap<String, Failures>>,
+}
+
+/// Nonces issued, with their issue times in order so expiry costs no scan.
+#[derive(Default)]
+struct Nonces {
+    issued: HashMap<String, Instant>,
+    order: VecDeque<(Instant, String)>,
+}
+
+impl Nonces {
+    fn insert(&mut self, nonce: String, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < NONCE_LIFETIME && self.order.len() < MAX_NONCES {
+                break;
+            }
+            if let Some((_, old)) = self.order.pop_front() {
+                self.issued.remove(&old);
+            }
+        }
+        self.issued.insert(nonce.clone(), now);
+        self.order.push_back((now, nonce));
+    }
+
+    fn fresh(&self, nonce: &str) -> bool {
+        self.issued
+            .get(nonce)
+            .is_some_and(|t| t.elapsed() < NONCE_LIFETIME)
+    }
 }
 
 impl DigestAuth {
@@ -200,6 +234,22 @@ impl DigestAuth {
         }
     }
 
+    /// Nonces outstanding and users or sources with failures counted.
+    pub fn tracked(&self) -> (usize, usize) {
+        let nonces = self
+            .nonces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .issued
+            .len();
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        (nonces, failures)
+    }
+
     /// One challenge header value per algorithm, most preferred first.
     pub fn challenges(&self) -> Vec<String> {
         let nonce = format!(
@@ -208,9 +258,10 @@ impl DigestAuth {
             rand::random::<u64>()
         );
         let now = Instant::now();
-        let mut nonces = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
-        nonces.retain(|_, t| now.duration_since(*t) < NONCE_LIFETIME);
-        nonces.insert(nonce.clone(), now);
+        self.nonces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(nonce.clone(), now);
         self.algorithms
             .iter()
             .map(|a| {
@@ -257,8 +308,7 @@ impl DigestAuth {
             .nonces
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(get("nonce"))
-            .is_some_and(|t| t.elapsed() < NONCE_LIFETIME);
+            .fresh(get("nonce"));
         if !fresh {
             return Err(Refusal::Challenge);
         }
@@ -287,6 +337,9 @@ impl DigestAuth {
     fn fail(&self, user: &str, source: IpAddr) -> Refusal {
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= MAX_FAILURE_KEYS {
+            forget_stale_failures(&mut failures, now);
+        }
         let mut suspended = false;
         for key in [format!("user:{user}"), format!("ip:{source}")] {
             let f = failures.entry(key.clone()).or_default();
@@ -307,9 +360,50 @@ impl DigestAuth {
     }
 }
 
+/// Forget users and sources with no failure in the window and no suspension left; if
+/// that is not enough, the half whose last failure is oldest (a scan of many made-up
+/// user names must not grow memory without bound).
+fn forget_stale_failures(failures: &mut HashMap<String, Failures>, now: Instant) {
+    failures.retain(|_, f| {
+        f.times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+        !f.times.is_empty() || f.suspended_until.is_some_and(|t| t > now)
+    });
+    if failures.len() >= MAX_FAILURE_KEYS {
+        let mut last: Vec<Instant> = failures
+            .values()
+            .filter(|f| f.suspended_until.is_none_or(|t| t <= now))
+            .filter_map(|f| f.times.last().copied())
+            .collect();
+        last.sort_unstable();
+        if let Some(cut) = last.get(last.len() / 2).copied() {
+            failures.retain(|_, f| {
+                f.suspended_until.is_some_and(|t| t > now)
+                    || f.times.last().is_some_and(|t| *t > cut)
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonces_and_failure_counts_stay_within_their_bounds() {
+        let auth = DigestAuth::new(vec![Algorithm::Md5], 3, Duration::from_secs(60));
+        for _ in 0..MAX_NONCES + 10 {
+            auth.challenges();
+        }
+        assert_eq!(auth.tracked().0, MAX_NONCES);
+        let source: IpAddr = "127.0.0.9".parse().unwrap();
+        for n in 0..MAX_FAILURE_KEYS + 10 {
+            let _ = auth.fail(&format!("user-{n}"), source);
+        }
+        let (_, keys) = auth.tracked();
+        assert!(keys <= MAX_FAILURE_KEYS, "{keys} keys");
+        // The source that failed all along is suspended still.
+        assert!(auth.suspended("anyone", source));
+    }
 
     #[test]
     fn rfc_7616_sha256_and_md5_examples() {
