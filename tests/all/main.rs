@@ -8,6 +8,7 @@ mod dtmf;
 mod host_services;
 mod hostile;
 mod media;
+mod memory;
 mod sip_calls;
 mod stock_router;
 mod tenancy;

@@ -193,7 +193,10 @@ async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJs
     caller.require_admin()?;
     let sip = state.sip.as_ref().map(|s| s.stats());
     let upstream = state.sip.as_ref().map(|s| s.upstream_status());
-    Ok(ApiJson(json!({ "sip": sip, "upstream": upstream })))
+    let store = state.store.call_log_stats();
+    Ok(ApiJson(
+        json!({ "sip": sip, "upstream": upstream, "store": store }),
+    ))
 }
 
 /// Traffic over the statistics window per routing gateway (with its live state) and per

@@ -26,6 +26,12 @@ struct State {
 }
 
 impl Pools {
+    /// Calls holding pool numbers, and (gateway, number) pairs lent.
+    pub(crate) fn loans(&self) -> (usize, usize) {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (state.by_call.len(), state.in_use.len())
+    }
+
     /// Lend `call_id` one of `gateway`'s `pool` numbers; None when each is at its limit.
     pub(crate) fn lease(&self, gateway: &str, pool: &CallerPool, call_id: &str) -> Option<String> {
         let count = pool.numbers.len();

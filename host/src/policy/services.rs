@@ -28,6 +28,23 @@ pub struct GatewayLive {
     pub acd_secs: f32,
 }
 
+/// Entries the services hold; none grows with the number of calls that have ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ServicesCensus {
+    /// Gateways and accounts with traffic windows.
+    pub traffic_keys: usize,
+    /// Seconds kept over all windows (at most the window's length each).
+    pub traffic_seconds: usize,
+    /// Calls holding caller-pool numbers.
+    pub calls_with_pool_numbers: usize,
+    /// (gateway, number) pairs lent.
+    pub pool_numbers_lent: usize,
+    /// Modules' sliding-window counter keys (capped per module).
+    pub module_counter_keys: usize,
+    /// Routing gateways with live state.
+    pub gateways_live: usize,
+}
+
 /// Length of the gateway statistics window reported to modules, seconds.
 pub const GATEWAY_STATS_WINDOW_SECS: u32 = super::traffic::WINDOW_SECS;
 
@@ -62,6 +79,11 @@ impl Services {
             account_traffic: Mutex::default(),
             pools: Default::default(),
         }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// A tenant's table, indexed (loaded from the store on first use).
@@ -159,6 +181,21 @@ impl Services {
     /// Count a finished call of an account.
     pub fn record_call(&self, account: &str, outcome: Outcome) {
         lock(&self.account_traffic).record(account, outcome);
+    }
+
+    /// What these services hold in memory, for the census.
+    pub fn census(&self) -> ServicesCensus {
+        let (gateway_keys, gateway_seconds) = lock(&self.gateway_traffic).census();
+        let (account_keys, account_seconds) = lock(&self.account_traffic).census();
+        let (calls_with_pool_numbers, pool_numbers_lent) = self.pools.loans();
+        ServicesCensus {
+            traffic_keys: gateway_keys + account_keys,
+            traffic_seconds: gateway_seconds + account_seconds,
+            calls_with_pool_numbers,
+            pool_numbers_lent,
+            module_counter_keys: lock(&self.counters).values().map(|c| c.len()).sum(),
+            gateways_live: self.live.read().unwrap_or_else(|e| e.into_inner()).len(),
+        }
     }
 
     /// A routing gateway's traffic over the window.

@@ -81,6 +81,15 @@ impl Admission {
         }
     }
 
+    /// Gateways and accounts with usage tracked, and calls counted active over them.
+    pub fn tracked(&self) -> (usize, u64) {
+        let usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            usage.len(),
+            usage.values().map(|u| u64::from(u.active)).sum(),
+        )
+    }
+
     /// Calls in progress of an account (over all its gateways).
     pub fn account_calls(&self, account: &str) -> u32 {
         let usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());

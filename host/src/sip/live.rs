@@ -101,6 +101,16 @@ impl LiveCalls {
         self.calls().remove(call_id);
     }
 
+    /// Calls listed.
+    pub fn len(&self) -> usize {
+        self.calls().len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The calls `keep` accepts, oldest first.
     pub fn list(&self, keep: impl Fn(&LiveCall) -> bool) -> Vec<LiveCall> {
         let mut calls: Vec<LiveCall> = self.calls().values().filter(|c| keep(c)).cloned().collect();

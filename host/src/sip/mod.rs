@@ -185,6 +185,35 @@ pub struct SipStats {
     pub media_ports_free: usize,
     /// Voice packets dropped because transcoding fell behind.
     pub media_transcode_drops: usize,
+    /// What is held in memory per call, per peer and per key.
+    pub memory: Census,
+}
+
+/// Every in-memory structure that could grow with traffic, counted: each entry that
+/// belongs to a call is gone once the call and its transactions have ended, and the
+/// rest are bounded by configuration (gateways, accounts, the statistics window).
+/// A leak check compares it before and after a run of calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Census {
+    /// Calls in the live call view.
+    pub live_calls: usize,
+    /// Accounts holding billing reservations.
+    pub billing_reservations: usize,
+    /// Gateways and accounts with admission usage, and the calls counted active.
+    pub admission_keys: usize,
+    /// Calls counted active by admission.
+    pub admission_active: u64,
+    /// Digest nonces outstanding (each lives 5 minutes at most).
+    pub digest_nonces: usize,
+    /// Users and sources with digest failures counted.
+    pub digest_failure_keys: usize,
+    /// Open TCP connections.
+    pub tcp_connections: usize,
+    /// The policy services' entries.
+    pub services: crate::policy::services::ServicesCensus,
+    /// Records in the call journal's active segment, whose index is in memory (bounded
+    /// by the segment size).
+    pub call_journal_active_records: u64,
 }
 
 /// The running SIP layer.
@@ -349,6 +378,24 @@ impl SipCore {
             registrations: self.registrar.count(),
             media_ports_free: self.media.free_ports(),
             media_transcode_drops: self.media.transcode_drops(),
+            memory: self.census(),
+        }
+    }
+
+    /// The memory census.
+    pub fn census(&self) -> Census {
+        let (admission_keys, admission_active) = self.admission.tracked();
+        let (digest_nonces, digest_failure_keys) = self.auth.tracked();
+        Census {
+            live_calls: self.live.len(),
+            billing_reservations: self.billing.reservations(),
+            admission_keys,
+            admission_active,
+            digest_nonces,
+            digest_failure_keys,
+            tcp_connections: self.txs.transports().tcp_connections(),
+            services: self.policy.services().census(),
+            call_journal_active_records: self.store.call_log_stats().active_records,
         }
     }
 

@@ -147,6 +147,11 @@ impl Transports {
         }
     }
 
+    /// Open TCP connections.
+    pub fn tcp_connections(&self) -> usize {
+        self.tcp_lock().len()
+    }
+
     fn tcp_lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>> {
         self.tcp.lock().unwrap_or_else(|e| e.into_inner())
     }
