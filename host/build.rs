@@ -7,7 +7,12 @@ use std::path::PathBuf;
 fn main() {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        .unwrap_or_else(|| {
+            // Read at run time: a build script compiled for another checkout of the
+            // same package (a worktree sharing the target dir) may be reused here.
+            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+                .join("../target")
+        });
     let module = target.join("wasm32-wasip2/release/stock_router.wasm");
     println!("cargo:rerun-if-changed={}", module.display());
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
