@@ -85,6 +85,16 @@ impl SegmentIndex {
         self.offsets.len() as u32
     }
 
+    /// Where record `ordinal`'s frame lies in a segment of `len` bytes.
+    fn frame(&self, ordinal: u32, len: u64) -> (u64, u64) {
+        let start = u64::from(self.offsets[ordinal as usize]);
+        let end = self
+            .offsets
+            .get(ordinal as usize + 1)
+            .map_or(len, |o| u64::from(*o));
+        (start, end)
+    }
+
     /// Ordinals of records with this Call-ID's hash, newest first.
     fn with_call_id(&self, hash: u64, sorted: bool) -> Vec<u32> {
         let mut found: Vec<u32> = if sorted {
@@ -434,6 +444,18 @@ impl CallLog {
             .collect()
     }
 
+    /// A segment's index and length: the active one's as published, a sealed one's
+    /// from the cache or its files.
+    fn index_of(&self, segment: &SegmentView) -> Result<(Arc<SegmentIndex>, u64)> {
+        match &segment.index {
+            Some(index) => Ok((index.clone(), segment.len)),
+            None => Ok((
+                self.sealed_index(segment.first_seq)?,
+                file_len(&segment_path(&self.dir, segment.first_seq))?,
+            )),
+        }
+    }
+
     /// Walk records newest first: those with a sequence number below `before` (all
     /// when `None`), in segments that may hold an end time in `from_ms..to_ms`, and
     /// only `owner`'s when given. `visit` gets each record's sequence number and
@@ -454,14 +476,7 @@ impl CallLog {
             {
                 continue;
             }
-            let (index, len) = match &segment.index {
-                Some(index) => (index.clone(), segment.len),
-                None => {
-                    let index = self.sealed_index(segment.first_seq)?;
-                    let len = file_len(&segment_path(&self.dir, segment.first_seq))?;
-                    (index, len)
-                }
-            };
+            let (index, len) = self.index_of(&segment)?;
             let below = before.map_or(segment.count, |b| {
                 (b - segment.first_seq).min(u64::from(segment.count)) as u32
             });
@@ -478,11 +493,7 @@ impl CallLog {
             let path = segment_path(&self.dir, segment.first_seq);
             let mut reader = SegmentReader::open(&path)?;
             for ordinal in ordinals {
-                let start = u64::from(index.offsets[ordinal as usize]);
-                let end = index
-                    .offsets
-                    .get(ordinal as usize + 1)
-                    .map_or(len, |o| u64::from(*o));
+                let (start, end) = index.frame(ordinal, len);
                 let payload = reader.frame(start, end)?;
                 if !visit(segment.first_seq + u64::from(ordinal), payload)? {
                     return Ok(());
@@ -496,25 +507,15 @@ impl CallLog {
     pub(super) fn find(&self, call_id: &str) -> Result<Option<CallRecord>> {
         let hash = call_id_hash(call_id);
         for segment in self.segments_newest_first() {
-            let (index, len, sorted) = match &segment.index {
-                Some(index) => (index.clone(), segment.len, false),
-                None => {
-                    let index = self.sealed_index(segment.first_seq)?;
-                    let len = file_len(&segment_path(&self.dir, segment.first_seq))?;
-                    (index, len, true)
-                }
-            };
-            let candidates = index.with_call_id(hash, sorted);
+            let (index, len) = self.index_of(&segment)?;
+            // The active segment's Call-IDs are in arrival order; a sealed one's sorted.
+            let candidates = index.with_call_id(hash, segment.index.is_none());
             if candidates.is_empty() {
                 continue;
             }
             let mut reader = SegmentReader::open(&segment_path(&self.dir, segment.first_seq))?;
             for ordinal in candidates {
-                let start = u64::from(index.offsets[ordinal as usize]);
-                let end = index
-                    .offsets
-                    .get(ordinal as usize + 1)
-                    .map_or(len, |o| u64::from(*o));
+                let (start, end) = index.frame(ordinal, len);
                 let record = decode(reader.frame(start, end)?)?;
                 if record.call_id == call_id {
                     return Ok(Some(record));
