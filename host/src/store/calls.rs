@@ -378,6 +378,16 @@ impl Store {
     /// flush is repaired on opening by [`Store::replay_charges`]. The carrier cache
     /// lock is held from the first balance read to the write, as payments hold it.
     fn write_calls(&self, batch: Vec<CallJob>) {
+        // A batch whose balances failed to store (its records are in the journal)
+        // left the marker behind: catch up first, or this batch's marker would skip
+        // those charges.
+        if let Err(e) = self.catch_up_charges() {
+            let why = e.to_string();
+            for job in batch {
+                (job.done)(Err(Error::Write(format!("storing earlier charges: {why}"))));
+            }
+            return;
+        }
         let billed = batch.iter().any(|j| charge_of(&j.record).is_some());
         let mut kinds = billed.then(|| self.carrier_cache_lock());
         let mut accounts: std::collections::BTreeMap<String, Account> = Default::default();
@@ -483,8 +493,17 @@ impl Store {
             .map_or(0, u64::from_be_bytes))
     }
 
-    /// On opening: debit the charges of calls whose records reached the journal but
-    /// whose balances a crash kept from reaching the disk.
+    /// Replay charges when the marker is behind the journal (one read when it is not).
+    fn catch_up_charges(&self) -> Result<()> {
+        if self.charges_applied()? < self.call_log.next_seq() {
+            tracing::warn!("call charges lag the journal; replaying them");
+            self.replay_charges()?;
+        }
+        Ok(())
+    }
+
+    /// On opening, and after a failed balance write: debit the charges of calls whose
+    /// records reached the journal but whose balances did not reach sled.
     pub(super) fn replay_charges(&self) -> Result<()> {
         let applied = self.charges_applied()?;
         let next = self.call_log.next_seq();
@@ -897,6 +916,19 @@ mod tests {
         // Replaying is done once: opening again changes nothing.
         let store = Store::reopen(&dir).unwrap();
         assert_eq!(balance(&store, "acct"), Money::from_units(8.0));
+        // A balance write that failed while running (the marker left behind the
+        // journal) is caught up by the next call's batch, not skipped by it.
+        let mut stale = store.stored_account("acct").unwrap().unwrap();
+        stale.balance = Money::from_units(8.5);
+        store
+            .write_balances(&[("acct".to_string(), stale)].into_iter().collect(), 1)
+            .unwrap();
+        let fourth = store.record_call_blocking(billed(4, "acct", 1.0)).unwrap();
+        assert_eq!(
+            fourth.billing.unwrap().balance_after,
+            Money::from_units(7.0)
+        );
+        assert_eq!(store.charges_applied().unwrap(), 3);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
