@@ -157,9 +157,11 @@ pub(crate) fn run(
     let budget = RunBudget::start(limits.deadline_ms);
     // The ticker bumps the epoch only when some run's check is due; every bump makes
     // this store look at its own budget and say when to look next. The watch ends
-    // with the store, which owns it.
-    let mut watch = ticker.watch(budget.first_check());
+    // with the store, which owns it. The deadline is armed before the watch: a bump
+    // for this run's first check that came before it (a worker preempted between the
+    // two on a busy box) was otherwise lost, and the run was never stopped.
     store.set_epoch_deadline(1);
+    let mut watch = ticker.watch(budget.first_check());
     let deadline = budget.clone();
     store.epoch_deadline_callback(move |_| {
         watch.reschedule(deadline.on_epoch_deadline()?);
