@@ -3,7 +3,9 @@
 //!   rate table in effect now, as call setup asks it (the table's one-time compile on
 //!   first use is inside the timed loop);
 //! - durable call-record writes per second: `record_call` of billed calls (journal
-//!   append and sync, then the debit), from many concurrent calls, as call ends do.
+//!   append and sync, then the debit), from many concurrent calls, as call ends do;
+//!   against the anchor of sled's own group commit (insert + flushed commit) from
+//!   the same writers, and their ratio.
 //!
 //! - call-record queries over a large store (`--cdrs`, default 1,000,000 records of
 //!   10,000 accounts): newest page, one account's page, one gateway's page, and a
@@ -101,12 +103,41 @@ fn main() -> anyhow::Result<()> {
         left == Money::from_units(1e6) - Money(Money::from_units(0.01).0 * records as i64),
         "balance {left} does not match {records} charges"
     );
+    // The anchor, in the same run: sled's own group commit, as call records were
+    // written before the journal (a value of a record's size inserted, then the
+    // store's flushed group commit), from the same number of writers.
+    let account = Account {
+        tenant: "bench".into(),
+        ..Account::default()
+    };
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..writers {
+            let (store, account) = (store.clone(), account.clone());
+            let per_writer = records / writers + usize::from(w < records % writers);
+            tasks.spawn(async move {
+                for n in 0..per_writer {
+                    store.carrier_put(&format!("anchor-{w}-{n}"), &account)?;
+                    store.commit().await?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r??;
+        }
+        anyhow::Ok(())
+    })?;
+    let sled_per_sec = records as f64 / started.elapsed().as_secs_f64();
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 
     println!("prefixes {prefixes}");
     println!("lookups {lookups_per_sec:.0}/s");
+    println!("sled group commit {sled_per_sec:.0}/s");
     println!("cdr {cdr_per_sec:.0}/s");
+    println!("cdr ratio {:.2}", cdr_per_sec / sled_per_sec);
     println!("cdrs {cdrs}");
     // Each query figure is printed as it is measured: a run over a store larger than
     // memory can take long, and what it measured so far is kept.
