@@ -111,23 +111,14 @@ fn main() -> anyhow::Result<()> {
         ..Account::default()
     };
     let started = Instant::now();
-    runtime.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        for w in 0..writers {
-            let (store, account) = (store.clone(), account.clone());
-            let per_writer = records / writers + usize::from(w < records % writers);
-            tasks.spawn(async move {
-                for n in 0..per_writer {
-                    store.carrier_put(&format!("anchor-{w}-{n}"), &account)?;
-                    store.commit().await?;
-                }
-                anyhow::Ok(())
-            });
+    let anchor_store = store.clone();
+    concurrently(&runtime, writers, records, move |w, n| {
+        let (store, account) = (anchor_store.clone(), account.clone());
+        async move {
+            store.carrier_put(&format!("anchor-{w}-{n}"), &account)?;
+            store.commit().await?;
+            anyhow::Ok(())
         }
-        while let Some(r) = tasks.join_next().await {
-            r??;
-        }
-        anyhow::Ok(())
     })?;
     let sled_per_sec = records as f64 / started.elapsed().as_secs_f64();
     drop(store);
@@ -234,15 +225,37 @@ fn write_concurrently(
     records: usize,
     make: impl Fn(usize, usize) -> CallRecord + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
-    let make = Arc::new(make);
+    let store = store.clone();
+    concurrently(runtime, writers, records, move |w, n| {
+        let (store, record) = (store.clone(), make(w, n));
+        async move {
+            store.record_call(record).await?;
+            anyhow::Ok(())
+        }
+    })
+}
+
+/// Run `op(writer, n)` `records` times from `writers` concurrent tasks, each task
+/// awaiting one before starting its next.
+fn concurrently<F, Fut>(
+    runtime: &tokio::runtime::Runtime,
+    writers: usize,
+    records: usize,
+    op: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = Arc::new(op);
     runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for w in 0..writers {
-            let (store, make) = (store.clone(), make.clone());
+            let op = op.clone();
             let per_writer = records / writers + usize::from(w < records % writers);
             tasks.spawn(async move {
                 for n in 0..per_writer {
-                    store.record_call(make(w, n * writers + w)).await?;
+                    op(w, n * writers + w).await?;
                 }
                 anyhow::Ok(())
             });
