@@ -61,6 +61,8 @@ pub struct Inbound {
 /// The bound sockets.
 pub struct Transports {
     udp: Vec<Arc<UdpSocket>>,
+    /// Set instead of sockets by [`Transports::in_memory`]: every send lands here.
+    memory: Option<mpsc::UnboundedSender<(Vec<u8>, Peer)>>,
     /// Open TCP connections by remote address (accepted or dialled).
     tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
     inbound: mpsc::Sender<Inbound>,
@@ -85,6 +87,7 @@ impl Transports {
         let transports = Arc::new(Transports {
             advertised: udp[0].local_addr()?,
             udp,
+            memory: None,
             tcp: Mutex::default(),
             inbound,
         });
@@ -95,6 +98,28 @@ impl Transports {
             tokio::spawn(accept_tcp(transports.clone(), listener));
         }
         Ok((transports, rx))
+    }
+
+    /// Transports without sockets, advertising `advertised`: what is sent arrives on
+    /// the returned receiver, and what is pushed into the inbound sender is read as
+    /// if it came off the wire. For the transaction and call layers' unit tests.
+    pub fn in_memory(
+        advertised: SocketAddr,
+    ) -> (
+        Arc<Transports>,
+        mpsc::UnboundedReceiver<(Vec<u8>, Peer)>,
+        mpsc::Receiver<Inbound>,
+    ) {
+        let (sent, sent_rx) = mpsc::unbounded_channel();
+        let (inbound, inbound_rx) = mpsc::channel(64);
+        let transports = Arc::new(Transports {
+            udp: Vec::new(),
+            memory: Some(sent),
+            tcp: Mutex::default(),
+            inbound,
+            advertised,
+        });
+        (transports, sent_rx, inbound_rx)
     }
 
     /// The address to advertise to `peer`: our first of its address family.
@@ -116,6 +141,10 @@ impl Transports {
     /// Send a message. UDP goes out of the socket of the destination's address family;
     /// TCP reuses an open connection to the peer or dials one.
     pub async fn send(self: &Arc<Self>, bytes: Vec<u8>, to: Peer) {
+        if let Some(memory) = &self.memory {
+            let _ = memory.send((bytes, to));
+            return;
+        }
         match to.transport {
             Transport::Udp => {
                 let socket = self
