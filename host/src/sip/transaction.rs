@@ -391,7 +391,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::sip::transport::Transport;
+    use crate::sip::transport::{Sent, Transport};
     use crate::sip::wire;
 
     const PHONE: &str = "127.0.0.2:5060";
@@ -403,7 +403,7 @@ mod tests {
         }
     }
 
-    fn layer() -> (Arc<Transactions>, mpsc::UnboundedReceiver<(Vec<u8>, Peer)>) {
+    fn layer() -> (Arc<Transactions>, Sent) {
         let ours: SocketAddr = "127.0.0.1:5060".parse().unwrap();
         let (transports, sent, _inbound) = Transports::in_memory(ours);
         (Transactions::new(transports), sent)
@@ -427,7 +427,7 @@ mod tests {
     }
 
     /// The gaps between the first `n` sends, in milliseconds.
-    async fn gaps(sent: &mut mpsc::UnboundedReceiver<(Vec<u8>, Peer)>, n: usize) -> Vec<u128> {
+    async fn gaps(sent: &mut Sent, n: usize) -> Vec<u128> {
         let mut times = Vec::new();
         for _ in 0..n {
             sent.recv().await.expect("a send");

@@ -58,6 +58,9 @@ pub struct Inbound {
     pub peer: Peer,
 }
 
+/// What in-memory transports sent, and to whom.
+pub type Sent = mpsc::UnboundedReceiver<(Vec<u8>, Peer)>;
+
 /// The bound sockets.
 pub struct Transports {
     udp: Vec<Arc<UdpSocket>>,
@@ -103,13 +106,7 @@ impl Transports {
     /// Transports without sockets, advertising `advertised`: what is sent arrives on
     /// the returned receiver, and what is pushed into the inbound sender is read as
     /// if it came off the wire. For the transaction and call layers' unit tests.
-    pub fn in_memory(
-        advertised: SocketAddr,
-    ) -> (
-        Arc<Transports>,
-        mpsc::UnboundedReceiver<(Vec<u8>, Peer)>,
-        mpsc::Receiver<Inbound>,
-    ) {
+    pub fn in_memory(advertised: SocketAddr) -> (Arc<Transports>, Sent, mpsc::Receiver<Inbound>) {
         let (sent, sent_rx) = mpsc::unbounded_channel();
         let (inbound, inbound_rx) = mpsc::channel(64);
         let transports = Arc::new(Transports {
