@@ -2,6 +2,8 @@
 //! prefix, replace leading digits, E.164 normalisation, and ordered rule lists
 //! where the first matching rule applies.
 
+use switchyard_model::numbers as model;
+
 /// Remove the first `n` digits (all of them when the number is shorter).
 pub fn strip_digits(number: &str, n: usize) -> String {
     number.chars().skip(n).collect()
@@ -105,24 +107,22 @@ impl Rule {
         }
     }
 
-    /// The rewritten number when this rule matches `number`.
+    /// The rewritten number when this rule matches `number`: the host's own dial-plan
+    /// rule (`switchyard_model::numbers::rewrite`), so a module and a gateway's rules
+    /// agree on every number.
     pub fn apply(&self, number: &str) -> Option<String> {
-        let len = number.chars().count();
-        if self.min_len.is_some_and(|min| len < min) || self.max_len.is_some_and(|max| len > max) {
-            return None;
-        }
-        let matched_len = match &self.when {
-            Match::Any => 0,
-            Match::Prefix(p) if number.starts_with(p.as_str()) => p.len(),
-            Match::Exact(e) if number == e => e.len(),
-            _ => return None,
+        let when = match &self.when {
+            Match::Any => model::Match::Any,
+            Match::Prefix(p) => model::Match::Prefix(p),
+            Match::Exact(e) => model::Match::Exact(e),
         };
-        Some(match &self.action {
-            Action::Strip(n) => strip_digits(number, *n),
-            Action::AddPrefix(p) => add_prefix(number, p),
-            Action::ReplaceMatched(to) => format!("{to}{}", &number[matched_len..]),
-            Action::Keep => number.to_string(),
-        })
+        let action = match &self.action {
+            Action::Strip(n) => model::RuleAction::Strip(u32::try_from(*n).unwrap_or(u32::MAX)),
+            Action::AddPrefix(p) => model::RuleAction::Add(p),
+            Action::ReplaceMatched(to) => model::RuleAction::Replace(to),
+            Action::Keep => model::RuleAction::Keep,
+        };
+        model::rewrite(number, when, self.min_len, self.max_len, action)
     }
 }
 

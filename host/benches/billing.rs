@@ -20,10 +20,10 @@ use common::arg;
 use std::sync::Arc;
 use std::time::Instant;
 
-use switchyard::billing::{Money, Rate};
-use switchyard::store::{
-    Account, AttemptRecord, CallCharges, CallRecord, EndReason, Row, Store, TableIndex,
-};
+use switchyard::billing::Rate;
+use switchyard::store::{Row, Store, TableIndex};
+use switchyard_model::Money;
+use switchyard_model::{Account, AttemptRecord, CallCharges, CallRecord, EndReason};
 
 fn main() -> anyhow::Result<()> {
     let (prefixes, lookups, records, writers, cdrs) = (

@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use common::arg;
 use switchyard::policy::{Call, Caller, CallerHeader, HookCall, PolicyEngine, RunLimits};
-use switchyard::store::{ModuleKey, RoutingGateway, Row, Store, TableInfo};
+use switchyard::store::{ModuleKey, Row, Store, TableInfo};
+use switchyard_model::RoutingGateway;
 
 /// Routing gateways the routes spread over.
 const VENDORS: usize = 50;

@@ -62,7 +62,7 @@ struct ServeArgs {
     cdr_retention_days: u32,
     /// RTP relay mode of gateways that set none: off, on or auto (SS_MEDIAPROXYMODE).
     #[arg(long, env = "SWITCHYARD_MEDIA_PROXY", default_value = "auto", value_parser = parse_media_proxy)]
-    media_proxy: crate::store::MediaProxy,
+    media_proxy: switchyard_model::MediaProxy,
     /// RTP relay ports, FIRST-LAST (SS_MEDIAPROXYPORT_START/END).
     #[arg(long, env = "SWITCHYARD_MEDIA_PORTS", default_value = "10000-20000", value_parser = parse_port_range)]
     media_ports: (u16, u16),
@@ -72,7 +72,7 @@ struct ServeArgs {
     rtp_timeout_secs: u32,
 }
 
-fn parse_media_proxy(text: &str) -> Result<crate::store::MediaProxy, String> {
+fn parse_media_proxy(text: &str) -> Result<switchyard_model::MediaProxy, String> {
     serde_json::from_value(serde_json::Value::String(text.to_lowercase()))
         .map_err(|_| format!("{text:?}: use off, on or auto"))
 }

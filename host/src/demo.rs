@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use crate::policy::limits::{DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB};
 use crate::policy::PolicyEngine;
-use crate::store::{
-    Account, Binding, Fallback, MappingGateway, RoutingGateway, Row, Scope, Store, TableInfo,
-};
+use crate::store::{Binding, Fallback, Row, Scope, Store, TableInfo};
+use switchyard_model::{Account, MappingGateway, RoutingGateway};
 
 /// The prefix-router example, embedded at build time (empty when it was not built).
 const DEMO_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo-module.wasm"));

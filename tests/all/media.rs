@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use switchyard::media::codec::{alaw_decode, alaw_encode, tone_share as share_at};
 use switchyard::media::MediaConfig;
-use switchyard::store::MediaProxy;
+use switchyard_model::MediaProxy;
 use switchyard_tests::sip::{carrier, scenario, wait_for_records, Sipp, Vendor};
 use switchyard_tests::{TempDir, TestServer};
 use tokio::net::UdpSocket;
@@ -518,28 +518,7 @@ async fn a_pcma_caller_and_a_g729_vendor_hear_each_other_through_the_transcoder(
         at_caller.len()
     );
 
-    // The vendor gets G.729 (payload type 18, 20 bytes per 20 ms) carrying the tone.
-    let mut decoder = bcg729::Decoder::new();
-    let mut heard = Vec::new();
-    for (packet, _) in &at_vendor {
-        assert_eq!(
-            (packet[1] & 0x7f, packet.len() - 12),
-            (18, 20),
-            "{packet:?}"
-        );
-        for frame in packet[12..].chunks(bcg729::FRAME_BYTES) {
-            let mut out = [0i16; bcg729::FRAME_SAMPLES];
-            decoder.decode(Some(frame), &mut out);
-            heard.extend_from_slice(&out);
-        }
-    }
-    let steady = &heard[1600..];
-    assert!(
-        share_at(steady, 1000.0) > 0.7,
-        "1 kHz share {}",
-        share_at(steady, 1000.0)
-    );
-    assert!(share_at(steady, 440.0) < 0.05);
+    vendor_hears_the_callers_tone_as_g729(&at_vendor);
 
     // The caller gets PCMA (payload type 8, 160 bytes) carrying the vendor's tone.
     let mut heard = Vec::new();
@@ -635,6 +614,132 @@ async fn a_caller_without_its_gateways_pinned_codec_gets_488_and_no_vendor_invit
     assert!(received(&vendor_socket, Duration::from_millis(200))
         .await
         .is_empty());
+    s.stop().await
+}
+
+/// The vendor got G.729 (payload type 18, 20 bytes per 20 ms) carrying the caller's
+/// 1 kHz tone and none of its own 440 Hz.
+fn vendor_hears_the_callers_tone_as_g729(at_vendor: &[(Vec<u8>, SocketAddr)]) {
+    let mut decoder = bcg729::Decoder::new();
+    let mut heard = Vec::new();
+    for (packet, _) in at_vendor {
+        assert_eq!(
+            (packet[1] & 0x7f, packet.len() - 12),
+            (18, 20),
+            "{packet:?}"
+        );
+        for frame in packet[12..].chunks(bcg729::FRAME_BYTES) {
+            let mut out = [0i16; bcg729::FRAME_SAMPLES];
+            decoder.decode(Some(frame), &mut out);
+            heard.extend_from_slice(&out);
+        }
+    }
+    let steady = &heard[1600..];
+    assert!(
+        share_at(steady, 1000.0) > 0.7,
+        "1 kHz share {}",
+        share_at(steady, 1000.0)
+    );
+    assert!(share_at(steady, 440.0) < 0.05);
+}
+
+/// The carrier of [`carrier`] (the caller's gateway on `auto`) whose vendor gateway
+/// pins G.729, allowing conversion or not.
+async fn vendor_pins_g729(s: &TestServer, vendor: &Vendor, allow_conversion: bool) -> Result<()> {
+    carrier(s, json!({}), &[vendor]).await?;
+    let gateway = json!({
+        "address": format!("127.0.0.1:{}", vendor.port),
+        "media": { "codec_mode": "specified", "codec": "G729", "allow_conversion": allow_conversion }
+    });
+    let (status, body) = s
+        .admin("PUT", "/api/v1/routing-gateways/vendor-a", Some(gateway))
+        .await?;
+    anyhow::ensure!(status == 200, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_vendor_pinned_to_g729_alone_is_offered_g729_and_hears_the_pcma_caller() -> Result<()> {
+    let dir = TempDir::new("media-vendor-pin");
+    let (s, vendor) = media_server(&dir.0, 44_800, MediaProxy::Auto).await?;
+    vendor_pins_g729(&s, &vendor, true).await?;
+    let call = MediaCall::start(&s, &dir.0, &vendor, "8 101", ("18", "G729")).await?;
+    // Auto mode relays only because the call is transcoded.
+    call.is_relayed(&s);
+    let offer = written_line(&dir.0.join("vendor"), "vendor_offer")?;
+    let formats: Vec<&str> = offer.split(' ').skip(3).collect();
+    assert_eq!(formats.first(), Some(&"18"), "{offer}");
+    assert!(
+        !formats.contains(&"8"),
+        "the vendor is not offered PCMA: {offer}"
+    );
+    tones_both_ways(&call, 18).await?;
+    let at_vendor = received(&call.vendor_sdp, Duration::from_millis(300)).await;
+    assert!(
+        at_vendor.len() >= 45,
+        "{} of 50 reached the vendor",
+        at_vendor.len()
+    );
+    vendor_hears_the_callers_tone_as_g729(&at_vendor);
+    let at_caller = received(&call.caller_sdp, Duration::from_millis(300)).await;
+    assert!(
+        at_caller.len() >= 45,
+        "{} of 50 reached the caller",
+        at_caller.len()
+    );
+    assert!(
+        at_caller.iter().all(|(p, _)| p[1] & 0x7f == 8),
+        "the caller gets PCMA"
+    );
+    call.ends_by_rtp_timeout(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_vendor_pinned_to_g729_without_conversion_refuses_a_pcma_caller_with_488() -> Result<()> {
+    let dir = TempDir::new("media-vendor-pin-488");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    vendor_pins_g729(&s, &vendor, false).await?;
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+    let invite = switchyard_tests::sip::raw_invite("pcma-to-g729", "442071234567").replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
+    );
+    let vendor_socket = UdpSocket::bind(format!("127.0.0.1:{}", vendor.port)).await?;
+    let answer = switchyard_tests::sip::raw_request(
+        "127.0.0.1:0",
+        s.server.sip.addr,
+        &invite,
+        Duration::from_secs(2),
+    )
+    .await?
+    .unwrap_or_default();
+    assert!(answer.starts_with("SIP/2.0 488"), "{answer}");
+    assert!(
+        answer.contains("requires G729"),
+        "the Warning says why: {answer}"
+    );
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(r["reason"], "codec_not_offered", "{r}");
+    assert_eq!(r["attempts"][0]["gateway"], "vendor-a", "{r}");
+    assert!(
+        r["attempts"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("requires G729"),
+        "{r}"
+    );
+    assert!(
+        received(&vendor_socket, Duration::from_millis(200))
+            .await
+            .is_empty(),
+        "no INVITE reaches the vendor"
+    );
     s.stop().await
 }
 

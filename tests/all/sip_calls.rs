@@ -483,7 +483,7 @@ async fn phone_registers_and_its_invite_is_challenged() -> Result<()> {
     let dir = TempDir::new("sip-phone");
     // SIPp answers MD5 challenges only; SHA-256 is covered by the lockout test.
     let s = TestServer::start_configured(&dir.0, |c| {
-        c.sip.digest_algorithms = vec![switchyard::sip::digest::Algorithm::Md5]
+        c.sip.digest_algorithms = vec![switchyard_model::credentials::Algorithm::Md5]
     })
     .await?;
     let vendor = Vendor::new("vendor-a");
@@ -538,7 +538,7 @@ async fn phone_registers_and_its_invite_is_challenged() -> Result<()> {
 /// `attempt` keeps each REGISTER's branch its own (a repeated branch is a
 /// retransmission, answered from the transaction). The final answer's start line.
 async fn register_alice(s: &TestServer, password: &str, attempt: u32) -> Result<String> {
-    use switchyard::sip::digest::{ha1, response, Algorithm, REALM};
+    use switchyard_model::credentials::{ha1, response, Algorithm, REALM};
     let register = |n: u32, auth: &str| {
         let n = attempt * 10 + n;
         format!(
@@ -611,7 +611,7 @@ async fn a_registration_from_a_new_address_replaces_the_old_unless_replace_is_of
 
 #[tokio::test]
 async fn wrong_passwords_lock_the_phone_out_even_with_the_right_one() -> Result<()> {
-    use switchyard::sip::digest::{ha1, response, Algorithm, REALM};
+    use switchyard_model::credentials::{ha1, response, Algorithm, REALM};
     let dir = TempDir::new("sip-lockout");
     let s = TestServer::start_configured(&dir.0, |c| c.sip.auth_max_retry = 3).await?;
     carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;

@@ -8,9 +8,8 @@ use serde_json::{json, Value};
 
 use super::{ApiError, ApiJson, ApiResult, AppState, Caller};
 use crate::policy::limits::{DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB};
-use crate::store::{
-    Account, Binding, BindingEvent, Canary, CarrierObject, Fallback, MappingGateway, Scope,
-};
+use crate::store::{Binding, BindingEvent, Canary, CarrierObject, Fallback, Scope};
+use switchyard_model::{Account, MappingGateway};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

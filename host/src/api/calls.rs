@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use super::{ApiError, ApiJson, ApiResult, AppState, Caller, ScopedCaller};
 use axum::response::IntoResponse;
 
-use crate::store::{CallQuery, CallRecord};
+use crate::store::CallQuery;
+use switchyard_model::CallRecord;
 
 /// Most records one listing returns.
 const MAX_LIST: usize = 1000;
@@ -90,7 +91,7 @@ fn csv_field(s: &str) -> String {
 fn csv_rows(r: &CallRecord) -> String {
     let opt = |o: &Option<String>| csv_field(o.as_deref().unwrap_or_default());
     let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
-    let money = |m: Option<crate::billing::Money>| m.map(|m| m.to_string()).unwrap_or_default();
+    let money = |m: Option<switchyard_model::Money>| m.map(|m| m.to_string()).unwrap_or_default();
     let b = r.billing.as_ref();
     let mut rows = [
         csv_field(&r.call_id),
@@ -208,7 +209,7 @@ async fn traffic(State(state): State<AppState>, caller: ScopedCaller) -> ApiResu
     let vendors = match caller.agent {
         None => state
             .store
-            .carrier_list::<crate::store::RoutingGateway>(Some(tenant))?,
+            .carrier_list::<switchyard_model::RoutingGateway>(Some(tenant))?,
         Some(_) => Vec::new(),
     };
     for (id, _) in vendors {
@@ -221,7 +222,7 @@ async fn traffic(State(state): State<AppState>, caller: ScopedCaller) -> ApiResu
     let mut accounts = serde_json::Map::new();
     for (id, _) in state
         .store
-        .carrier_list::<crate::store::Account>(Some(tenant))?
+        .carrier_list::<switchyard_model::Account>(Some(tenant))?
         .into_iter()
         .filter(|(id, _)| caller.agent.as_ref().is_none_or(|a| a.covers(id)))
     {

@@ -8,9 +8,8 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiJson, ApiResult, AppState, ScopedCaller};
-use crate::store::{
-    Account, CarrierObject, MappingGateway, Payment, Permission, Phone, RoutingGateway,
-};
+use crate::store::{CarrierObject, Payment};
+use switchyard_model::{Account, MappingGateway, Permission, Phone, RoutingGateway};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -21,7 +20,7 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(kind::<RoutingGateway>())
         .merge(kind::<Phone>())
         .merge(kind::<crate::billing::Calendar>())
-        .merge(kind::<crate::store::GatewayGroup>())
+        .merge(kind::<switchyard_model::GatewayGroup>())
 }
 
 fn kind<T: CarrierObject>() -> Router<AppState> {
@@ -172,7 +171,7 @@ async fn sub_accounts(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewPayment {
-    amount: crate::billing::Money,
+    amount: switchyard_model::Money,
     #[serde(default)]
     note: String,
 }

@@ -38,7 +38,7 @@ async fn create(
     let tenant = match (req.role, &req.account) {
         (Role::Agent, Some(account)) => state
             .store
-            .carrier_get::<crate::store::Account>(account)?
+            .carrier_get::<switchyard_model::Account>(account)?
             .map(|a| a.tenant)
             .ok_or_else(|| ApiError::BadRequest(format!("account {account:?} does not exist")))?,
         (Role::Agent, None) => {

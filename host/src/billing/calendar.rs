@@ -62,6 +62,9 @@ fn time_of(text: &str) -> Option<NaiveTime> {
     NaiveTime::parse_from_str(text, "%H:%M").ok()
 }
 
+// Calendars are stored with the carrier objects.
+crate::owned_by_tenant!(Calendar, "calendars", Calendar::check);
+
 impl Calendar {
     /// What is wrong with it, if anything.
     pub fn check(&self) -> Result<(), String> {

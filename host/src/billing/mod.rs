@@ -11,19 +11,19 @@
 //! balance that other calls could use, and no two calls spend the same money.
 
 mod calendar;
-mod money;
 mod rate_table;
 mod rating;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use switchyard_model::Money;
 
 pub use calendar::{tables_at, Calendar, Days, Period};
-pub use money::Money;
 pub use rating::Rate;
 
 use crate::policy::Services;
-use crate::store::{Account, CallCharges, CallRecord, EndReason, RoutingGateway, Store};
+use crate::store::Store;
+use switchyard_model::{Account, CallCharges, CallRecord, EndReason, RoutingGateway};
 
 /// Seconds of talk one reservation covers.
 pub const QUOTA_SECS: u64 = 60;

@@ -7,8 +7,8 @@
 
 use serde::Serialize;
 
-use super::Money;
 use crate::store::{Row, TableIndex};
+use switchyard_model::Money;
 
 /// One rate.
 #[derive(Debug, Clone, PartialEq, Serialize)]

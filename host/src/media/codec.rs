@@ -2,53 +2,12 @@
 //! encoders per ITU-T G.711) and G.729 through bcg729 (cargo feature `g729`, on by
 //! default). Every codec here runs at 8 kHz, so RTP timestamps carry over unchanged.
 
-/// A codec the relay transcodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    /// G.711 A-law, payload type 8.
-    Pcma,
-    /// G.711 µ-law, payload type 0.
-    Pcmu,
-    /// G.729, payload type 18 (10-byte frames of 10 ms).
-    G729,
-}
+pub use switchyard_model::Codec;
 
-impl Codec {
-    /// Its static RTP payload type.
-    pub fn payload_type(self) -> u8 {
-        match self {
-            Codec::Pcma => 8,
-            Codec::Pcmu => 0,
-            Codec::G729 => 18,
-        }
-    }
-
-    /// Bytes of 10 ms of it.
-    pub fn frame_bytes(self) -> usize {
-        match self {
-            Codec::Pcma | Codec::Pcmu => 80,
-            Codec::G729 => 10,
-        }
-    }
-
-    /// Its `a=rtpmap` encoding name and clock.
-    pub fn rtpmap(self) -> &'static str {
-        match self {
-            Codec::Pcma => "PCMA/8000",
-            Codec::Pcmu => "PCMU/8000",
-            Codec::G729 => "G729/8000",
-        }
-    }
-
-    /// The codec of a stored gateway setting, when the relay can convert it.
-    pub fn of(setting: crate::store::Codec) -> Option<Codec> {
-        match setting {
-            crate::store::Codec::Pcma => Some(Codec::Pcma),
-            crate::store::Codec::Pcmu => Some(Codec::Pcmu),
-            crate::store::Codec::G729 if cfg!(feature = "g729") => Some(Codec::G729),
-            _ => None,
-        }
-    }
+/// Whether this build's relay can convert to and from `codec` (G.729 needs the
+/// `g729` feature).
+pub fn can_convert(codec: Codec) -> bool {
+    codec != Codec::G729 || cfg!(feature = "g729")
 }
 
 /// G.711 A-law of a 16-bit sample.

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::codec::tone_share;
-use crate::store::{DtmfReceive, DtmfSend, MediaSettings};
+use switchyard_model::{DtmfReceive, DtmfSend, MediaSettings};
 
 /// How a digit travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod dtmf;
+pub mod negotiation;
 mod ports;
 mod relay;
 mod repacketize;
@@ -17,11 +18,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use negotiation::MediaPlan;
 pub use ports::PortPool;
 pub use relay::{InfoDigit, Relay, Side};
 
-use crate::store::{CodecMode, MediaProxy, MediaSettings};
-use codec::Codec;
+use switchyard_model::MediaProxy;
 
 /// Media settings of the host.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,22 +70,15 @@ impl MediaEngine {
         }
     }
 
-    /// Whether a call between these gateways' settings relays its media. Either side
-    /// asking for On relays; Off on both (or Off and the default Off) passes SDP end
-    /// to end; Auto relays when `nat` (a side's SDP address is not where its
-    /// signalling comes from).
+    /// Whether a call between these proxy settings relays its media; see
+    /// [`negotiation::wants_relay`].
     pub fn wants_relay(
         &self,
         caller: Option<MediaProxy>,
         callee: Option<MediaProxy>,
         nat: bool,
     ) -> bool {
-        let mode = |m: Option<MediaProxy>| m.unwrap_or(self.config.proxy_mode);
-        match (mode(caller), mode(callee)) {
-            (MediaProxy::On, _) | (_, MediaProxy::On) => true,
-            (MediaProxy::Off, MediaProxy::Off) => false,
-            _ => nat,
-        }
+        negotiation::wants_relay(caller, callee, self.config.proxy_mode, nat)
     }
 
     /// Start a relay whose caller side listens on `caller_ip` and callee side on
@@ -98,32 +92,6 @@ impl MediaEngine {
         Relay::start(caller_ip, callee_ip, ports, self.transcoders.clone()).await
     }
 
-    /// The codecs each side must use when both gateways pin a codec, the two differ
-    /// and either allows conversion ("Allow codec conversion"): (caller's, vendor's).
-    /// An error when that conversion is needed but the caller did not offer its codec,
-    /// or a pinned codec cannot be converted.
-    pub fn transcode_plan(
-        caller: &MediaSettings,
-        callee: &MediaSettings,
-        offer: &[u8],
-    ) -> Result<Option<(Codec, Codec)>, String> {
-        let pinned = |m: &MediaSettings| match (m.codec_mode, m.codec) {
-            (CodecMode::Specified, Some(c)) => Some(c),
-            _ => None,
-        };
-        let (Some(a), Some(b)) = (pinned(caller), pinned(callee)) else {
-            return Ok(None);
-        };
-        if a == b || !(caller.allow_conversion || callee.allow_conversion) {
-            return Ok(None);
-        }
-        let convertible =
-            |c| Codec::of(c).ok_or_else(|| format!("{c:?} cannot be transcoded here"));
-        let (a, b) = (convertible(a)?, convertible(b)?);
-        caller_offers_its_codec(caller, offer)?;
-        Ok(Some((a, b)))
-    }
-
     /// Relay ports free now.
     pub fn free_ports(&self) -> usize {
         self.ports.available()
@@ -135,72 +103,9 @@ impl MediaEngine {
     }
 }
 
-/// Whether the gateways' DTMF settings ask for more than passing digits through as
-/// they come, which only a relay can do (media proxy Auto then relays).
-pub fn dtmf_needs_relay(caller: &MediaSettings, callee: &MediaSettings) -> bool {
-    use crate::store::{DtmfReceive, DtmfSend};
-    let plain = |m: &MediaSettings| {
-        m.dtmf_send == DtmfSend::Auto && m.dtmf_receive == DtmfReceive::All && m.use_peer_rfc2833
-    };
-    !plain(caller) || !plain(callee) || caller.rfc2833_payload != callee.rfc2833_payload
-}
-
-/// The caller's offer must include the codec its gateway pins ("Softswitch specified");
-/// the error names the missing codec. An INVITE without SDP (late offer) passes.
-pub fn caller_offers_its_codec(settings: &MediaSettings, offer: &[u8]) -> Result<(), String> {
-    let (CodecMode::Specified, Some(codec)) = (settings.codec_mode, settings.codec) else {
-        return Ok(());
-    };
-    if offer.is_empty() {
-        return Ok(());
-    }
-    let name = crate::names::variant_name(&codec);
-    let static_pt = Codec::of(codec).map(Codec::payload_type);
-    let offered = sdp::audio_formats(offer)
-        .iter()
-        .any(|(pt, n)| Some(*pt) == static_pt || n.eq_ignore_ascii_case(&name));
-    match offered {
-        true => Ok(()),
-        false => Err(format!(
-            "the caller did not offer {name}, which its gateway requires"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn on_beats_off_and_auto_follows_nat() {
-        use MediaProxy::*;
-        let engine = MediaEngine::new(MediaConfig::default());
-        assert!(engine.wants_relay(Some(On), Some(Off), false));
-        assert!(!engine.wants_relay(Some(Off), Some(Off), true));
-        assert!(!engine.wants_relay(None, None, false));
-        assert!(engine.wants_relay(None, Some(Off), true));
-    }
-
-    #[test]
-    fn auto_relays_for_dtmf_only_when_the_settings_ask_for_conversion() {
-        let plain = MediaSettings::default();
-        assert!(!dtmf_needs_relay(&plain, &plain));
-        let info = MediaSettings {
-            dtmf_send: crate::store::DtmfSend::Info,
-            ..MediaSettings::default()
-        };
-        assert!(dtmf_needs_relay(&plain, &info));
-        let other_type = MediaSettings {
-            rfc2833_payload: 96,
-            ..MediaSettings::default()
-        };
-        assert!(dtmf_needs_relay(&other_type, &plain));
-        let always = MediaSettings {
-            use_peer_rfc2833: false,
-            ..MediaSettings::default()
-        };
-        assert!(dtmf_needs_relay(&plain, &always));
-    }
 
     async fn recv(s: &tokio::net::UdpSocket, buf: &mut [u8]) -> (usize, std::net::SocketAddr) {
         tokio::time::timeout(std::time::Duration::from_secs(2), s.recv_from(buf))

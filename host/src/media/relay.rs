@@ -26,7 +26,7 @@ use super::dtmf::{self, Delivery, Event, EventFate, LegDtmf, Method, ToneWriter}
 use super::ports::PortLease;
 use super::rtp;
 use super::transcode_pool::{Direction, TranscodePool};
-use crate::store::MediaSettings;
+use switchyard_model::MediaSettings;
 
 /// How long a side's latched source must be quiet before packets from another source
 /// take its place: 25 packets of 20 ms audio.

@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::store::G729Mode;
+use switchyard_model::G729Mode;
 
 /// The first audio stream as webrtc-sdp reads it.
 #[derive(Debug, Clone, Default)]

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use rand::Rng;
 
-use crate::store::{CallerPool, PoolSelection};
+use switchyard_model::{CallerPool, PoolSelection};
 
 /// Every pool's numbers in use, by gateway.
 #[derive(Default)]

@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::store::{Account, MappingGateway, Store};
+use crate::store::Store;
+use switchyard_model::{Account, MappingGateway};
 
 /// The verdict on a new call.
 pub enum Admit {

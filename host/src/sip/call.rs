@@ -14,7 +14,9 @@ use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
 use crate::policy::{Attempt, Call, Decision, NextStep, Outcome, Verdict};
-use crate::store::{AttemptRecord, CallRecord, EndReason, G729Mode, MediaSettings, RoutingGateway};
+use switchyard_model::{
+    AttemptRecord, CallRecord, EndReason, G729Mode, MediaSettings, RoutingGateway,
+};
 
 use super::admission::{Admit, Slot};
 use super::digest::Challenge;
@@ -121,13 +123,15 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         }
     }
     // The gateway's callee dial plan: routing, billing and the module see its result.
-    let callee = crate::store::apply_number_rules(&gateway.callee_rules, &callee);
+    let callee = switchyard_model::apply_number_rules(&gateway.callee_rules, &callee);
     let origin = Origin::on(&gateway_id, &gateway, &callee, peer);
     let wit = call_record(&invite, &origin, arrived_at_ms);
     let record = new_call_record(&origin, &wit, &requested);
     // A codec the caller's gateway pins must be in the offer: refused at once,
     // before any vendor INVITE.
-    if let Err(why) = crate::media::caller_offers_its_codec(&gateway.media, &invite.body) {
+    if let Err(why) =
+        crate::media::negotiation::caller_offers_its_codec(&gateway.media, &invite.body)
+    {
         tracing::info!(%call_id, reason = %why, "call refused");
         let resp = reply(488, "Not Acceptable Here")
             .header("Reason", format!("SIP;cause=488;text=\"{why}\""));
@@ -276,7 +280,7 @@ async fn authenticate_phone(
     tx: &Arc<ServerTx>,
 ) -> PhoneAuth {
     let user = user_of(uri_of(invite.header("From").unwrap_or_default())).to_string();
-    let Ok(Some(phone)) = core.store.carrier_get::<crate::store::Phone>(&user) else {
+    let Ok(Some(phone)) = core.store.carrier_get::<switchyard_model::Phone>(&user) else {
         return PhoneAuth::NotAPhone;
     };
     let proxy = core.config.auth_challenge_code != 401;
@@ -463,6 +467,8 @@ enum AttemptEnd {
     },
     Failed(Outcome),
     Skipped(String),
+    /// Skipped because the media plan refuses the caller's codecs for this gateway.
+    Unacceptable(String),
     CallerCancelled,
 }
 
@@ -566,6 +572,7 @@ impl CallTask {
         let mut index = 0u32;
         let mut last_failure: Option<(u16, String)> = None;
         let mut all_skipped = true;
+        let mut all_unacceptable = true;
         while let Some(attempt) = attempts.pop_front() {
             if self
                 .record
@@ -579,6 +586,7 @@ impl CallTask {
                 break;
             }
             let end = self.attempt(&attempt, index).await;
+            all_unacceptable &= matches!(end, AttemptEnd::Unacceptable(_));
             // The attempt is over: a pool number borrowed for its gateway is free again,
             // or, answered, those borrowed for the others are.
             let answered = matches!(end, AttemptEnd::Answered { .. });
@@ -601,7 +609,7 @@ impl CallTask {
                     self.record.final_code = 487;
                     return EndReason::CallerCancel;
                 }
-                AttemptEnd::Skipped(why) => {
+                AttemptEnd::Skipped(why) | AttemptEnd::Unacceptable(why) => {
                     tracing::info!(gateway = %attempt.gateway, reason = %why, "attempt skipped");
                     self.record.attempts.push(AttemptRecord {
                         gateway: attempt.gateway.clone(),
@@ -640,6 +648,21 @@ impl CallTask {
                 }
             }
             index += 1;
+        }
+        // Every gateway tried refused the caller's codecs: that is the caller's offer
+        // being unacceptable (RFC 3261 §21.4.26), not the gateways being busy.
+        if all_unacceptable && !self.record.attempts.is_empty() {
+            let why = self.record.attempts.last().map(|a| a.reason.clone());
+            let resp =
+                Outgoing::response(&self.invite, 488, "Not Acceptable Here", Some(&self.a_tag))
+                    .header(
+                        "Warning",
+                        format!("304 switchyard \"{}\"", why.as_deref().unwrap_or_default()),
+                    );
+            self.core.txs.respond(&self.tx, resp).await;
+            self.record.final_code = 488;
+            self.record.final_reason = why;
+            return EndReason::CodecNotOffered;
         }
         // Spec decision 18: when every attempt fails the caller gets 503.
         if all_skipped {
@@ -689,37 +712,33 @@ impl CallTask {
         &mut self,
         vendor: &RoutingGateway,
         vendor_peer: Peer,
-    ) -> Result<(), String> {
+    ) -> Result<(), AttemptEnd> {
         let customer = self
             .core
             .store
-            .carrier_get::<crate::store::MappingGateway>(&self.record.ingress_gateway)
+            .carrier_get::<switchyard_model::MappingGateway>(&self.record.ingress_gateway)
             .ok()
             .flatten();
         let caller_audio = crate::media::sdp::audio_endpoint(&self.invite.body);
         let nat = caller_audio.is_some_and(|a| a.ip() != self.a.peer.addr.ip());
         let customer_media = customer.map(|g| g.media).unwrap_or_default();
-        let pinned = |m: &crate::store::MediaSettings| match m.codec_mode {
-            crate::store::CodecMode::Specified => m.codec.and_then(Codec::of),
-            crate::store::CodecMode::Auto => None,
-        };
-        self.pinned = (pinned(&customer_media), pinned(&vendor.media));
-        self.g729_modes = (customer_media.g729, vendor.media.g729);
-        self.transcoding = crate::media::MediaEngine::transcode_plan(
+        let plan = crate::media::negotiation::plan(
             &customer_media,
             &vendor.media,
             &self.invite.body,
-        )?;
-        let converts_dtmf = crate::media::dtmf_needs_relay(&customer_media, &vendor.media);
-        self.relaying = self.transcoding.is_some()
-            || self.core.media.wants_relay(
-                customer_media.proxy,
-                vendor.media.proxy,
-                nat || converts_dtmf,
-            );
+            self.core.media.config.proxy_mode,
+            nat,
+        )
+        .map_err(AttemptEnd::Unacceptable)?;
+        self.pinned = plan.pinned;
+        self.g729_modes = plan.g729_modes;
+        self.transcoding = plan.transcode;
+        self.relaying = plan.relay;
         self.media_settings = (customer_media, vendor.media.clone());
         if self.relaying {
-            self.start_relay(vendor_peer).await?;
+            self.start_relay(vendor_peer)
+                .await
+                .map_err(AttemptEnd::Skipped)?;
         }
         if let (Some(relay), Some((caller, vendor))) = (&self.relay, self.transcoding) {
             tracing::info!(
@@ -951,8 +970,8 @@ impl CallTask {
         for h in &attempt.add_headers {
             req.push(&h.name, &h.value);
         }
-        if let Err(why) = self.prepare_media(&gateway, peer).await {
-            return AttemptEnd::Skipped(why);
+        if let Err(end) = self.prepare_media(&gateway, peer).await {
+            return end;
         }
         let offer = self.carry_sdp(&self.invite.body, Side::Caller);
         let mut req = req.body(self.invite.content_type(), &offer);
@@ -1096,7 +1115,7 @@ impl CallTask {
             AttemptEnd::CallerCancelled => {
                 self.set_attempt_result(None, "caller cancelled".into(), false, pdd_ms)
             }
-            AttemptEnd::Skipped(_) => {}
+            AttemptEnd::Skipped(_) | AttemptEnd::Unacceptable(_) => {}
         }
         if !matches!(end, AttemptEnd::Answered { .. }) {
             self.release_gateway();

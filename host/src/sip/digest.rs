@@ -7,13 +7,10 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use switchyard_model::credentials::Algorithm;
+use switchyard_model::credentials::REALM;
+use switchyard_model::credentials::{ha1, response};
 
-use md5::Md5;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-
-/// The realm of our challenges.
-pub const REALM: &str = "switchyard";
 /// How long a nonce is accepted.
 const NONCE_LIFETIME: Duration = Duration::from_secs(300);
 /// Failures are counted over this window.
@@ -24,56 +21,6 @@ const MAX_NONCES: usize = 100_000;
 /// Most users and sources with failures counted: past it those neither counting
 /// recent failures nor suspended are forgotten, then the oldest.
 const MAX_FAILURE_KEYS: usize = 100_000;
-
-/// A digest algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Algorithm {
-    /// RFC 8760 SHA-256.
-    #[serde(rename = "SHA-256")]
-    Sha256,
-    /// RFC 2617 MD5.
-    #[serde(rename = "MD5")]
-    Md5,
-}
-
-impl Algorithm {
-    fn name(self) -> &'static str {
-        match self {
-            Algorithm::Sha256 => "SHA-256",
-            Algorithm::Md5 => "MD5",
-        }
-    }
-
-    fn hash(self, input: &str) -> String {
-        match self {
-            Algorithm::Sha256 => hex::encode(Sha256::digest(input.as_bytes())),
-            Algorithm::Md5 => hex::encode(Md5::digest(input.as_bytes())),
-        }
-    }
-}
-
-/// HA1 = H(user:realm:password): what we store instead of a password.
-pub fn ha1(algorithm: Algorithm, user: &str, realm: &str, password: &str) -> String {
-    algorithm.hash(&format!("{user}:{realm}:{password}"))
-}
-
-/// The `response` a client computes from HA1 (qop=auth, or none).
-pub fn response(
-    algorithm: Algorithm,
-    ha1: &str,
-    method: &str,
-    uri: &str,
-    nonce: &str,
-    qop: Option<(&str, &str, &str)>, // (qop, nc, cnonce)
-) -> String {
-    let ha2 = algorithm.hash(&format!("{method}:{uri}"));
-    match qop {
-        Some((qop, nc, cnonce)) => {
-            algorithm.hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"))
-        }
-        None => algorithm.hash(&format!("{ha1}:{nonce}:{ha2}")),
-    }
-}
 
 /// The parameters of a `Digest ...` credentials header.
 pub fn credentials(value: &str) -> Option<HashMap<String, String>> {

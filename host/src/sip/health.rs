@@ -13,7 +13,7 @@ use super::transaction::final_response;
 use super::transport::Peer;
 use super::{new_branch, new_tag};
 use super::{parse_address, SipCore};
-use crate::store::RoutingGateway;
+use switchyard_model::RoutingGateway;
 
 /// How often the checker looks for gateways due a ping.
 const SCAN_EVERY: Duration = Duration::from_millis(250);

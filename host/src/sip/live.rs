@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::media::dtmf::Method;
-use crate::store::CallRecord;
+use switchyard_model::CallRecord;
 
 /// One call in progress.
 #[derive(Debug, Clone, Serialize)]

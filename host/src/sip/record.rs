@@ -1,7 +1,7 @@
 //! The WIT call record a module sees, built from the customer's INVITE.
 
 use crate::policy::{Call, Caller, CallerHeader, Header};
-use crate::store::{apply_number_rules, CallerSource, NumberRule};
+use switchyard_model::{apply_number_rules, CallerSource, NumberRule};
 
 use super::message::{display_of, uri_of, user_of, Message};
 use super::transport::Peer;
@@ -31,7 +31,7 @@ impl<'a> Origin<'a> {
     /// A call from `peer` on mapping gateway `gateway_id`, to `callee`.
     pub(super) fn on(
         gateway_id: &'a str,
-        gateway: &'a crate::store::MappingGateway,
+        gateway: &'a switchyard_model::MappingGateway,
         callee: &'a str,
         peer: Peer,
     ) -> Origin<'a> {
@@ -122,7 +122,7 @@ pub(super) fn answered_codec(sdp: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{CallerSource, MappingGateway, NumberRule};
+    use switchyard_model::{CallerSource, MappingGateway, NumberRule};
 
     fn invite(extra: &str) -> Message {
         let raw = format!(
@@ -137,7 +137,7 @@ mod tests {
     fn the_caller_is_read_where_the_gateway_says_then_rewritten() {
         let peer = Peer {
             addr: "192.0.2.2:5060".parse().unwrap(),
-            transport: crate::sip::Transport::Udp,
+            transport: switchyard_model::Transport::Udp,
         };
         let caller_of = |source, extra: &str| {
             let gateway = MappingGateway {

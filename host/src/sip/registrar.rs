@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::digest::{Algorithm, Refusal};
+use super::digest::Refusal;
 use super::message::{param, uri_of, user_of, Message, Outgoing};
 use super::transaction::ServerTx;
 use super::transport::Peer;
 use super::SipCore;
-use crate::store::Phone;
+use switchyard_model::credentials::Algorithm;
+use switchyard_model::Phone;
 
 /// A registered contact.
 #[derive(Debug, Clone)]

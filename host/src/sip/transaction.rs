@@ -391,8 +391,9 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::sip::transport::{Sent, Transport};
+    use crate::sip::transport::Sent;
     use crate::sip::wire;
+    use switchyard_model::Transport;
 
     const PHONE: &str = "127.0.0.2:5060";
 

@@ -5,40 +5,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use switchyard_model::Transport;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
 use super::wire;
-
-/// The transport a message came over or must go over.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// UDP (RFC 3261 §18.1.1).
-    #[default]
-    Udp,
-    /// TCP, framed by Content-Length.
-    Tcp,
-}
-
-impl Transport {
-    /// The Via token.
-    pub fn via_name(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        }
-    }
-
-    /// Unreliable transports need retransmission timers.
-    pub fn is_reliable(self) -> bool {
-        self == Transport::Tcp
-    }
-}
 
 /// Where a message came from or goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

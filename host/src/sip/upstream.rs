@@ -17,7 +17,7 @@ use super::digest::Challenge;
 use super::message::{param, uri_of, Message, Outgoing};
 use super::transaction::final_response;
 use super::{new_branch, new_tag, parse_address, Peer, SipCore};
-use crate::store::RoutingGateway;
+use switchyard_model::RoutingGateway;
 
 /// How one upstream registration stands, for operators (`GET /api/v1/sip/stats`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -4,35 +4,13 @@
 //! sub-agent never holds more than its parent.
 
 use std::collections::{BTreeMap, BTreeSet};
+use switchyard_model::Permission;
 
-use serde::{Deserialize, Serialize};
-
-use super::{Account, Result, Store};
+use super::{Result, Store};
+use switchyard_model::Account;
 
 /// Deepest agent tree.
 pub(super) const MAX_AGENT_DEPTH: usize = 32;
-
-/// The eight agent authorisations of VOS3000 (manual §2.4.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Permission {
-    /// 1. Add, delete and modify sub-accounts (their rates, limits and prefixes too).
-    Accounts,
-    /// 2. Add, delete and modify phones of the subtree.
-    Phones,
-    /// 3. Calling-card batches (kept for parity; Switchyard has no phone cards yet).
-    PhoneCards,
-    /// 4. Add and delete mapping gateways of the subtree.
-    AddDeleteGateways,
-    /// 5. Modify a gateway's address, prefixes and other settings.
-    ModifyGateways,
-    /// 6. Modify a gateway's capacity (concurrent calls, CPS).
-    GatewayCapacity,
-    /// 7. Pay into its own account and see its payments.
-    OwnPayments,
-    /// 8. Pay into sub-accounts and see their payments.
-    SubAccountPayments,
-}
 
 /// What an agent token may reach: its account, the accounts below it, and its
 /// effective flags.
@@ -105,7 +83,7 @@ pub(super) mod accounts {
                 agent.account
             ));
         }
-        if old.is_none() && new.balance != crate::billing::Money::ZERO {
+        if old.is_none() && new.balance != switchyard_model::Money::ZERO {
             return Err("a sub-account starts at balance 0; use payments".into());
         }
         Ok(())
@@ -126,7 +104,7 @@ pub(super) mod accounts {
 /// [`Permission::GatewayCapacity`].
 pub(super) mod mapping_gateways {
     use super::*;
-    use crate::store::MappingGateway;
+    use switchyard_model::MappingGateway;
 
     pub(in crate::store) fn sees(gateway: &MappingGateway, agent: &AgentScope) -> bool {
         agent.covers(&gateway.account)
@@ -166,7 +144,8 @@ pub(super) mod mapping_gateways {
 /// change and delete, the phones on mapping gateways of its subtree.
 pub(super) mod phones {
     use super::*;
-    use crate::store::{CarrierObject, MappingGateway, Phone};
+    use crate::store::CarrierObject;
+    use switchyard_model::{MappingGateway, Phone};
 
     pub(in crate::store) fn sees(phone: &Phone, agent: &AgentScope, store: &Store) -> bool {
         store

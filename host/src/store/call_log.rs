@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use super::calls::CallRecord;
 use super::{Error, Result};
+use switchyard_model::CallRecord;
 
 /// First bytes of every segment file (format version 1).
 const MAGIC: &[u8; 8] = b"SYCDR1\n\0";

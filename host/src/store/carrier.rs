@@ -7,13 +7,13 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 
-use super::agents::{self, effective_permissions, AgentScope, Permission, MAX_AGENT_DEPTH};
-use super::gateway_settings::{
-    check_number_rules, CallerPool, CallerSource, ExtraHeaders, IdentityMode, MediaSettings,
-    NumberRule, PrivacyMode, RouteBy,
+use switchyard_model::{
+    Account, Codec, GatewayGroup, MappingGateway, MediaSettings, Permission, Phone, RoutingGateway,
 };
+
+use super::agents::{self, effective_permissions, AgentScope, MAX_AGENT_DEPTH};
 use super::{from_json, key, to_json, Result, Store};
 
 /// A kind of carrier object stored as JSON under its id.
@@ -69,330 +69,6 @@ pub trait CarrierObject: Serialize + DeserializeOwned + Clone + Send + Sync + 's
     }
 }
 
-impl MappingGateway {
-    /// A gateway of `tenant` billing `account`, with every other setting at its default.
-    pub fn for_account(tenant: &str, account: &str) -> MappingGateway {
-        MappingGateway {
-            tenant: tenant.into(),
-            account: account.into(),
-            sources: Vec::new(),
-            tech_prefix: None,
-            cps_limit: 0,
-            max_calls: 0,
-            caller_source: CallerSource::From,
-            support_privacy: false,
-            switch_limit: 0,
-            route_by: RouteBy::Priority,
-            min_profit: None,
-            asr_threshold: None,
-            asr_min_attempts: ten(),
-            caller_rules: Vec::new(),
-            callee_rules: Vec::new(),
-            media: MediaSettings::default(),
-        }
-    }
-
-    /// Whether calls from `ip` belong to this gateway.
-    pub fn matches_source(&self, ip: std::net::IpAddr) -> bool {
-        self.sources.iter().any(|s| crate::sip::ip_in(s, ip))
-    }
-}
-
-/// A customer account.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Account {
-    /// Owning tenant (set by the server).
-    #[serde(default)]
-    pub tenant: String,
-    /// Data table holding the customer's rates (rows: prefix, per-minute,
-    /// connection fee, first increment s, next increment s, effective from; see
-    /// [`crate::billing::Rate`]). An account without one
-    /// is not billed; with one, a number it has no rate for is refused.
-    #[serde(default)]
-    pub rate_table: Option<String>,
-    /// False refuses its calls.
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Prepaid: calls stop at a zero balance. Postpaid: at minus the credit limit.
-    #[serde(default = "yes")]
-    pub prepaid: bool,
-    /// Money on the account. Set when the account is created; afterwards only
-    /// payments and calls change it (a PUT keeps the stored balance).
-    #[serde(default)]
-    pub balance: crate::billing::Money,
-    /// How far a postpaid balance may go below zero ("maximum credit allowed before
-    /// call blocking").
-    #[serde(default)]
-    pub credit_limit: crate::billing::Money,
-    /// Concurrent calls over all its gateways; 0 = unlimited.
-    #[serde(default)]
-    pub max_calls: u32,
-    /// Number section limitation: when not empty, only callees starting with one of
-    /// these may be called.
-    #[serde(default)]
-    pub allowed_prefixes: Vec<String>,
-    /// Callees starting with one of these are refused.
-    #[serde(default)]
-    pub blocked_prefixes: Vec<String>,
-    /// The agent account above it; an account with sub-accounts is an agent. Number
-    /// sections apply down the tree: a call must pass its account's and every agent's.
-    #[serde(default)]
-    pub parent: Option<String>,
-    /// Work calendar whose periods pick among `period_rate_tables`.
-    #[serde(default)]
-    pub calendar: Option<String>,
-    /// Rate table per period name of the calendar; a number the period's table has no
-    /// rate for falls back to `rate_table`.
-    #[serde(default)]
-    pub period_rate_tables: std::collections::BTreeMap<String, String>,
-    /// Agent authorisations for tokens bound to this account; they must be a subset of
-    /// the parent's, and are narrowed by every agent above it.
-    #[serde(default)]
-    pub permissions: std::collections::BTreeSet<Permission>,
-}
-
-impl Default for Account {
-    /// What a PUT of `{}` stores: enabled, prepaid, unbilled, nothing on it.
-    fn default() -> Self {
-        Account {
-            tenant: String::new(),
-            rate_table: None,
-            enabled: yes(),
-            prepaid: yes(),
-            balance: crate::billing::Money::ZERO,
-            credit_limit: crate::billing::Money::ZERO,
-            max_calls: 0,
-            allowed_prefixes: Vec::new(),
-            blocked_prefixes: Vec::new(),
-            parent: None,
-            calendar: None,
-            period_rate_tables: Default::default(),
-            permissions: Default::default(),
-        }
-    }
-}
-
-impl Account {
-    /// Whether its number section limitation lets it call `callee`.
-    pub fn may_call(&self, callee: &str) -> bool {
-        let starts = |p: &String| callee.starts_with(p.as_str());
-        (self.allowed_prefixes.is_empty() || self.allowed_prefixes.iter().any(starts))
-            && !self.blocked_prefixes.iter().any(starts)
-    }
-
-    /// What its calls may still spend (before other calls' reservations).
-    pub fn funds(&self) -> crate::billing::Money {
-        match self.prepaid {
-            true => self.balance,
-            false => self.balance + self.credit_limit,
-        }
-    }
-}
-
-/// A customer-side gateway.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MappingGateway {
-    /// Owning tenant (set by the server).
-    #[serde(default)]
-    pub tenant: String,
-    /// Account the gateway's calls are billed to.
-    pub account: String,
-    /// Source addresses it calls from: IPs or CIDR prefixes (`10.0.0.0/8`, `::1`).
-    #[serde(default)]
-    pub sources: Vec<String>,
-    /// When set, only callees starting with it match this gateway; it is stripped.
-    #[serde(default)]
-    pub tech_prefix: Option<String>,
-    /// New calls per second accepted; 0 = unlimited.
-    #[serde(default)]
-    pub cps_limit: u32,
-    /// Concurrent calls; 0 = unlimited.
-    #[serde(default)]
-    pub max_calls: u32,
-    /// Where the caller number is read.
-    #[serde(default)]
-    pub caller_source: CallerSource,
-    /// Let the caller's Privacy header through (needed for a vendor's `privacy:
-    /// passthrough`).
-    #[serde(default)]
-    pub support_privacy: bool,
-    /// Routing gateways one of its calls may try; 0 = no limit.
-    #[serde(default)]
-    pub switch_limit: u32,
-    /// How gateways of one prefix are ordered for its calls.
-    #[serde(default)]
-    pub route_by: RouteBy,
-    /// Skip a vendor whose cost per minute is above the customer's rate less this.
-    #[serde(default)]
-    pub min_profit: Option<f64>,
-    /// Demote, within its prefix, a vendor whose answer-seizure ratio over the
-    /// statistics window is below this (0-1; SS_GATEWAYASRROUTESORTCONFIG) ...
-    #[serde(default)]
-    pub asr_threshold: Option<f32>,
-    /// ... once it has had at least this many attempts in the window.
-    #[serde(default = "ten")]
-    pub asr_min_attempts: u32,
-    /// Caller dial plan: rewrites of the caller number as it arrives, before routing,
-    /// billing and the module see it (first matching rule).
-    #[serde(default)]
-    pub caller_rules: Vec<NumberRule>,
-    /// Callee dial plan, likewise (after the tech prefix is stripped).
-    #[serde(default)]
-    pub callee_rules: Vec<NumberRule>,
-    /// Media settings of the caller leg.
-    #[serde(default)]
-    pub media: MediaSettings,
-}
-
-/// A vendor-side gateway.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RoutingGateway {
-    /// Owning tenant (set by the server).
-    #[serde(default)]
-    pub tenant: String,
-    /// Groups it belongs to.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    /// Maximum concurrent calls; 0 = unlimited.
-    #[serde(default)]
-    pub capacity: u32,
-    /// Routing priority, lower first.
-    #[serde(default)]
-    pub priority: u32,
-    /// False takes it out of service.
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Data table holding its cost rates (same row layout as an account's rate table).
-    #[serde(default)]
-    pub cost_table: Option<String>,
-    /// Work calendar whose periods pick among `period_cost_tables`.
-    #[serde(default)]
-    pub calendar: Option<String>,
-    /// Cost table per period name of the calendar; a number the period's table has no
-    /// rate for falls back to `cost_table`.
-    #[serde(default)]
-    pub period_cost_tables: std::collections::BTreeMap<String, String>,
-    /// SIP address `host:port` (IPv6 as `[::1]:5060`); a gateway without one is skipped.
-    #[serde(default)]
-    pub address: Option<String>,
-    /// Transport to reach it.
-    #[serde(default)]
-    pub transport: crate::sip::Transport,
-    /// No provisional answer within this time fails the attempt over; ms.
-    #[serde(default)]
-    pub invite_timeout_ms: Option<u32>,
-    /// Provisional but no final answer within this time fails the attempt over; ms.
-    #[serde(default)]
-    pub progress_timeout_ms: Option<u32>,
-    /// Send an OPTIONS ping this often, seconds; none = no health checks.
-    #[serde(default)]
-    pub options_interval_secs: Option<u32>,
-    /// Unanswered pings in a row that mark it down.
-    #[serde(default = "three")]
-    pub down_after: u32,
-    /// Answered pings in a row that bring it back up.
-    #[serde(default = "two")]
-    pub up_after: u32,
-    /// Digest username answering the gateway's 401/407 challenges (calls and
-    /// registration); also the user we register as.
-    #[serde(default)]
-    pub auth_user: Option<String>,
-    /// Its password. Kept, since answering a challenge needs it, but never shown: the
-    /// API leaves it out, and a PUT without one keeps the stored one for the same user.
-    #[serde(default)]
-    pub auth_password: Option<String>,
-    /// Register to the gateway as a user agent (needs `address` and `auth_user`).
-    #[serde(default)]
-    pub register: bool,
-    /// Registration expiry asked for, s (20-7200); none = the server's
-    /// `ua_register_expires_secs` (SS_SIP_USER_AGENT_EXPIRE).
-    #[serde(default)]
-    pub register_expires_secs: Option<u32>,
-    /// Prepended to the callee towards this vendor.
-    #[serde(default)]
-    pub tech_prefix: Option<String>,
-    /// New calls per second sent to it; 0 = unlimited.
-    #[serde(default)]
-    pub cps_limit: u32,
-    /// P-Asserted-Identity towards it.
-    #[serde(default)]
-    pub pai: IdentityMode,
-    /// Privacy towards it.
-    #[serde(default)]
-    pub privacy: PrivacyMode,
-    /// P-Preferred-Identity towards it.
-    #[serde(default)]
-    pub ppi: IdentityMode,
-    /// Caller numbers to send instead of the caller's own.
-    #[serde(default)]
-    pub caller_pool: Option<CallerPool>,
-    /// Extra headers of the caller's INVITE that go on to it (the stock router copies
-    /// them).
-    #[serde(default)]
-    pub extra_headers: ExtraHeaders,
-    /// Caller dial plan towards this vendor (the stock router applies it, before the
-    /// identity headers are built).
-    #[serde(default)]
-    pub caller_rules: Vec<NumberRule>,
-    /// Callee dial plan towards this vendor, applied before the tech prefix.
-    #[serde(default)]
-    pub callee_rules: Vec<NumberRule>,
-    /// Dial plan of the caller number in the P-Asserted-Identity (and
-    /// P-Preferred-Identity) built for this vendor, after `caller_rules`.
-    #[serde(default)]
-    pub pai_rules: Vec<NumberRule>,
-    /// Only calls from these mapping gateways may use it; empty lets every one.
-    #[serde(default)]
-    pub allowed_customers: Vec<String>,
-    /// Calls from these mapping gateways may not use it.
-    #[serde(default)]
-    pub blocked_customers: Vec<String>,
-    /// Protect route: tried only after every normal gateway of the call failed or was
-    /// skipped.
-    #[serde(default)]
-    pub protect: bool,
-    /// Switch gateway until connect: a failure here moves the call to the next
-    /// gateway; false returns it to the caller.
-    #[serde(default = "yes")]
-    pub switch_until_connect: bool,
-    /// Final responses from it that end the hunt at once and go back to the caller.
-    #[serde(default = "default_stop_codes")]
-    pub stop_codes: Vec<u16>,
-    /// Media settings of the callee leg.
-    #[serde(default)]
-    pub media: MediaSettings,
-}
-
-/// The stop-switching codes of a gateway that names none: busy, cancelled, forbidden,
-/// no such number, declined.
-fn default_stop_codes() -> Vec<u16> {
-    vec![403, 404, 486, 487, 603]
-}
-
-/// A phone: a SIP user that registers and places calls with digest credentials. Its id
-/// is the username. The password given in a PUT is replaced by its HA1 values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Phone {
-    /// Owning tenant (set by the server).
-    #[serde(default)]
-    pub tenant: String,
-    /// Mapping gateway whose account, limits and module binding its calls use.
-    pub mapping_gateway: String,
-    /// The password, on input only: never stored or returned.
-    #[serde(default, skip_serializing)]
-    pub password: Option<String>,
-    /// MD5(user:realm:password).
-    #[serde(default)]
-    pub ha1_md5: String,
-    /// SHA-256(user:realm:password).
-    #[serde(default)]
-    pub ha1_sha256: String,
-}
-
 impl CarrierObject for Phone {
     const KIND: &'static str = "phones";
     fn tenant(&self) -> &str {
@@ -402,11 +78,7 @@ impl CarrierObject for Phone {
         self.tenant = tenant;
     }
     fn validate(&self) -> Result<(), String> {
-        match &self.password {
-            Some(p) if p.len() < 8 => Err("password must be at least 8 characters".into()),
-            None if self.ha1_md5.is_empty() => Err("password is required".into()),
-            _ => Ok(()),
-        }
+        self.check()
     }
     fn agent_sees(&self, _id: &str, agent: &AgentScope, store: &Store) -> bool {
         agents::phones::sees(self, agent, store)
@@ -427,85 +99,25 @@ impl CarrierObject for Phone {
         agents::phones::may_change(self, agent, store)
     }
     fn prepare(&mut self, id: &str) {
-        use crate::sip::digest::{ha1, Algorithm, REALM};
-        if let Some(password) = self.password.take() {
-            self.ha1_md5 = ha1(Algorithm::Md5, id, REALM, &password);
-            self.ha1_sha256 = ha1(Algorithm::Sha256, id, REALM, &password);
-        }
+        self.hash_password(id);
     }
 }
 
-impl Default for RoutingGateway {
-    /// What a PUT of `{}` stores.
-    fn default() -> Self {
-        RoutingGateway {
-            tenant: String::new(),
-            groups: Vec::new(),
-            capacity: 0,
-            priority: 0,
-            enabled: yes(),
-            cost_table: None,
-            calendar: None,
-            period_cost_tables: Default::default(),
-            address: None,
-            transport: crate::sip::Transport::Udp,
-            invite_timeout_ms: None,
-            progress_timeout_ms: None,
-            options_interval_secs: None,
-            down_after: three(),
-            up_after: two(),
-            auth_user: None,
-            auth_password: None,
-            register: false,
-            register_expires_secs: None,
-            tech_prefix: None,
-            cps_limit: 0,
-            pai: IdentityMode::None,
-            privacy: PrivacyMode::None,
-            ppi: IdentityMode::None,
-            caller_pool: None,
-            extra_headers: ExtraHeaders::default(),
-            caller_rules: Vec::new(),
-            callee_rules: Vec::new(),
-            pai_rules: Vec::new(),
-            allowed_customers: Vec::new(),
-            blocked_customers: Vec::new(),
-            protect: false,
-            switch_until_connect: yes(),
-            stop_codes: default_stop_codes(),
-            media: MediaSettings::default(),
-        }
-    }
-}
-
-fn three() -> u32 {
-    3
-}
-
-fn ten() -> u32 {
-    10
-}
-
-fn two() -> u32 {
-    2
-}
-
-fn yes() -> bool {
-    true
-}
-
+/// `CarrierObject` for a kind that is owned by a tenant and has no other rules
+/// (billing registers its calendars with it).
+#[macro_export]
 macro_rules! owned_by_tenant {
     ($ty:ty, $kind:literal, $validate:expr) => {
-        owned_by_tenant!(@impl $ty, $kind, fn validate(&self) -> Result<(), String> {
+        $crate::owned_by_tenant!(@impl $ty, $kind, fn validate(&self) -> Result<(), String> {
             let check: fn(&$ty) -> Result<(), String> = $validate;
             check(self)
         });
     };
     ($ty:ty, $kind:literal) => {
-        owned_by_tenant!(@impl $ty, $kind,);
+        $crate::owned_by_tenant!(@impl $ty, $kind,);
     };
     (@impl $ty:ty, $kind:literal, $($validate:item)?) => {
-        impl CarrierObject for $ty {
+        impl $crate::store::CarrierObject for $ty {
             const KIND: &'static str = $kind;
             fn tenant(&self) -> &str {
                 &self.tenant
@@ -526,10 +138,7 @@ impl CarrierObject for Account {
         self.tenant = tenant;
     }
     fn validate(&self) -> Result<(), String> {
-        if self.credit_limit < crate::billing::Money::ZERO {
-            return Err("credit_limit must not be negative".into());
-        }
-        Ok(())
+        self.check()
     }
     fn keep_from(&mut self, old: &Self) {
         // Calls and payments own the balance once the account exists.
@@ -600,34 +209,7 @@ impl CarrierObject for Account {
         }
     }
 }
-owned_by_tenant!(crate::billing::Calendar, "calendars", |c| c.check());
-owned_by_tenant!(
-    GatewayGroup,
-    "gateway-groups",
-    |g| match g.reserved > g.capacity && g.capacity > 0 {
-        true => Err(format!(
-            "reserved {} is above capacity {}",
-            g.reserved, g.capacity
-        )),
-        false => Ok(()),
-    }
-);
-
-/// Routing gateways sharing a name in their `groups` share this capacity; the last
-/// `reserved` lines are kept for failover and protect-route attempts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GatewayGroup {
-    /// Owning tenant (set by the server).
-    #[serde(default)]
-    pub tenant: String,
-    /// Calls in progress the group's gateways may carry together; 0 = unlimited.
-    #[serde(default)]
-    pub capacity: u32,
-    /// Of those, lines a call's first attempt may not take.
-    #[serde(default)]
-    pub reserved: u32,
-}
+crate::owned_by_tenant!(GatewayGroup, "gateway-groups", GatewayGroup::check);
 impl CarrierObject for MappingGateway {
     const KIND: &'static str = "mapping-gateways";
     fn tenant(&self) -> &str {
@@ -637,20 +219,8 @@ impl CarrierObject for MappingGateway {
         self.tenant = tenant;
     }
     fn validate(&self) -> Result<(), String> {
-        check_number_rules("caller_rules", &self.caller_rules)?;
-        check_number_rules("callee_rules", &self.callee_rules)?;
-        if let Some(m) = self.min_profit.filter(|m| !m.is_finite()) {
-            return Err(format!("min_profit {m} is not a number"));
-        }
-        if let Some(t) = self.asr_threshold.filter(|t| !(0.0..=1.0).contains(t)) {
-            return Err(format!("asr_threshold {t} is outside 0-1"));
-        }
-        if let Some(bad) = self.sources.iter().find(|s| !crate::sip::valid_source(s)) {
-            return Err(format!(
-                "source {bad:?} is not an IP address or CIDR prefix"
-            ));
-        }
-        self.media.check()
+        self.check()?;
+        this_build_converts(&self.media)
     }
     fn agent_sees(&self, _id: &str, agent: &AgentScope, _store: &Store) -> bool {
         agents::mapping_gateways::sees(self, agent)
@@ -687,39 +257,25 @@ impl CarrierObject for RoutingGateway {
         self.tenant = tenant;
     }
     fn validate(&self) -> Result<(), String> {
-        if let Some(a) = &self.address {
-            if crate::sip::parse_address(a).is_none() {
-                return Err(format!("address {a:?} is not host:port"));
-            }
-        }
-        self.media.check()?;
-        if let Some(pool) = &self.caller_pool {
-            pool.check()?;
-        }
-        check_number_rules("caller_rules", &self.caller_rules)?;
-        check_number_rules("callee_rules", &self.callee_rules)?;
-        check_number_rules("pai_rules", &self.pai_rules)?;
-        self.extra_headers.check()?;
-        if let Some(bad) = self.stop_codes.iter().find(|c| !(300..=699).contains(*c)) {
-            return Err(format!("stop code {bad} is not a final failure (300-699)"));
-        }
-        if self.register && (self.address.is_none() || self.auth_user.is_none()) {
-            return Err("register needs address and auth_user".into());
-        }
-        match self.register_expires_secs {
-            Some(s) if !(20..=7200).contains(&s) => {
-                Err(format!("register_expires_secs {s} is outside 20-7200"))
-            }
-            _ => Ok(()),
-        }
+        self.check()?;
+        this_build_converts(&self.media)
     }
     fn keep_from(&mut self, old: &Self) {
-        if self.auth_password.is_none() && self.auth_user == old.auth_user {
-            self.auth_password = old.auth_password.clone();
-        }
+        self.keep_secret_from(old);
     }
     fn redact(&mut self) {
-        self.auth_password = None;
+        RoutingGateway::redact(self);
+    }
+}
+
+/// Refuse a gateway this build cannot honour: converting to or from G.729 needs the
+/// host's `g729` feature (libbcg729), and without it the call would carry no audio.
+fn this_build_converts(media: &MediaSettings) -> Result<(), String> {
+    match media.pinned() {
+        Some(Codec::G729) if media.allow_conversion && !cfg!(feature = "g729") => {
+            Err("media: converting G.729 needs a host built with the g729 feature".into())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -914,5 +470,19 @@ mod tests {
             .is_none());
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn g729_conversion_is_accepted_only_by_a_build_that_can_convert_it() {
+        let g729 = |allow_conversion| MediaSettings {
+            codec_mode: switchyard_model::CodecMode::Specified,
+            codec: Some(Codec::G729),
+            allow_conversion,
+            ..MediaSettings::default()
+        };
+        let converting = this_build_converts(&g729(true));
+        assert_eq!(converting.is_ok(), cfg!(feature = "g729"), "{converting:?}");
+        // Pinning G.729 without conversion only filters SDP: every build can.
+        assert!(this_build_converts(&g729(false)).is_ok());
     }
 }

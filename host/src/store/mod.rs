@@ -24,26 +24,18 @@ mod call_log;
 mod calls;
 mod carrier;
 mod error;
-mod gateway_settings;
 mod module_state;
 mod modules;
 mod payments;
 mod tables;
 mod tokens;
 
-pub use agents::{AgentScope, Permission};
+pub use agents::AgentScope;
 pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope};
 pub use call_log::CallLogStats;
-pub use calls::{AttemptRecord, CallCharges, CallQuery, CallRecord, CallResult, EndReason};
-pub use carrier::{
-    Account, CarrierObject, GatewayGroup, MappingGateway, Phone, RoutingGateway, Snapshot,
-};
+pub use calls::CallQuery;
+pub use carrier::{CarrierObject, Snapshot};
 pub use error::{Error, Result};
-pub use gateway_settings::{
-    apply_number_rules, CallerPool, CallerSource, Codec, CodecMode, DtmfReceive, DtmfSend,
-    ExtraHeaders, ExtraHeadersMode, G729Mode, IdentityMode, MediaProxy, MediaSettings, NumberRule,
-    PoolSelection, PrivacyMode, RouteBy, RuleAction,
-};
 pub use modules::{ModuleKey, ModuleVersion};
 pub use payments::Payment;
 pub use tables::{Row, TableIndex, TableInfo};

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{from_json, key, to_json, Account, CarrierObject, Error, Result, Store};
-use crate::billing::Money;
+use super::{from_json, key, to_json, CarrierObject, Error, Result, Store};
+use switchyard_model::Account;
+use switchyard_model::Money;
 
 /// One payment (negative: a correction).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,34 +7,34 @@ use super::super::bindings::carrier::{
 };
 use super::super::bindings::types::{CallerHeader, Error};
 use super::PolicyState;
-use crate::store;
+use switchyard_model as model;
 
 impl Host for PolicyState {
     fn routing_gateway(&mut self, id: String) -> Result<RoutingSettings, Error> {
-        let g: store::RoutingGateway = self.owned(&id, "routing gateway")?;
+        let g: model::RoutingGateway = self.owned(&id, "routing gateway")?;
         Ok(RoutingSettings {
             id,
             tech_prefix: g.tech_prefix,
             pai: identity(g.pai),
             privacy: match g.privacy {
-                store::PrivacyMode::None => PrivacyMode::None,
-                store::PrivacyMode::Passthrough => PrivacyMode::PassThrough,
-                store::PrivacyMode::Id => PrivacyMode::Id,
+                model::PrivacyMode::None => PrivacyMode::None,
+                model::PrivacyMode::Passthrough => PrivacyMode::PassThrough,
+                model::PrivacyMode::Id => PrivacyMode::Id,
             },
             ppi: identity(g.ppi),
             caller_pool: g.caller_pool.map(|p| CallerPool {
                 numbers: p.numbers,
                 selection: match p.selection {
-                    store::PoolSelection::RoundRobin => PoolSelection::RoundRobin,
-                    store::PoolSelection::Random => PoolSelection::Random,
+                    model::PoolSelection::RoundRobin => PoolSelection::RoundRobin,
+                    model::PoolSelection::Random => PoolSelection::Random,
                 },
                 multiplexes: p.multiplexes,
                 required: p.required,
             }),
             extra_headers: match g.extra_headers {
-                store::ExtraHeaders::Only(names) => ExtraHeaders::Only(names),
-                store::ExtraHeaders::Mode(store::ExtraHeadersMode::None) => ExtraHeaders::None,
-                store::ExtraHeaders::Mode(store::ExtraHeadersMode::All) => ExtraHeaders::All,
+                model::ExtraHeaders::Only(names) => ExtraHeaders::Only(names),
+                model::ExtraHeaders::Mode(model::ExtraHeadersMode::None) => ExtraHeaders::None,
+                model::ExtraHeaders::Mode(model::ExtraHeadersMode::All) => ExtraHeaders::All,
             },
             caller_rules: g.caller_rules.iter().map(number_rule).collect(),
             callee_rules: g.callee_rules.iter().map(number_rule).collect(),
@@ -50,21 +50,21 @@ impl Host for PolicyState {
     }
 
     fn mapping_gateway(&mut self, id: String) -> Result<MappingSettings, Error> {
-        let g: store::MappingGateway = self.owned(&id, "mapping gateway")?;
+        let g: model::MappingGateway = self.owned(&id, "mapping gateway")?;
         Ok(MappingSettings {
             id,
             account: g.account,
             caller_source: match g.caller_source {
-                store::CallerSource::From => CallerHeader::From,
-                store::CallerSource::RemotePartyId => CallerHeader::RemotePartyId,
-                store::CallerSource::Display => CallerHeader::Display,
+                model::CallerSource::From => CallerHeader::From,
+                model::CallerSource::RemotePartyId => CallerHeader::RemotePartyId,
+                model::CallerSource::Display => CallerHeader::Display,
             },
             support_privacy: g.support_privacy,
             switch_limit: g.switch_limit,
             route_by: match g.route_by {
-                store::RouteBy::Priority => RouteBy::Priority,
-                store::RouteBy::Cost => RouteBy::Cost,
-                store::RouteBy::Asr => RouteBy::Asr,
+                model::RouteBy::Priority => RouteBy::Priority,
+                model::RouteBy::Cost => RouteBy::Cost,
+                model::RouteBy::Asr => RouteBy::Asr,
             },
             min_profit: g.min_profit,
             asr_threshold: g.asr_threshold,
@@ -73,7 +73,7 @@ impl Host for PolicyState {
     }
 
     fn account_periods(&mut self, account: String, at_ms: u64) -> Vec<String> {
-        let Ok(account) = self.owned::<store::Account>(&account, "account") else {
+        let Ok(account) = self.owned::<model::Account>(&account, "account") else {
             return Vec::new();
         };
         let calendar = account
@@ -88,7 +88,7 @@ impl Host for PolicyState {
     }
 
     fn gateway_group(&mut self, id: String) -> Result<GroupSettings, Error> {
-        let g: store::GatewayGroup = self.owned(&id, "gateway group")?;
+        let g: model::GatewayGroup = self.owned(&id, "gateway group")?;
         Ok(GroupSettings {
             id,
             capacity: g.capacity,
@@ -97,7 +97,7 @@ impl Host for PolicyState {
     }
 
     fn gateway_traffic(&mut self, id: String) -> Result<Traffic, Error> {
-        let _: store::RoutingGateway = self.owned(&id, "routing gateway")?;
+        let _: model::RoutingGateway = self.owned(&id, "routing gateway")?;
         let t = self.ctx.services.gateway_traffic(&id);
         Ok(Traffic {
             attempts: t.attempts,
@@ -108,7 +108,7 @@ impl Host for PolicyState {
     }
 
     fn lease_caller_number(&mut self, id: String) -> Result<Option<String>, Error> {
-        let g: store::RoutingGateway = self.owned(&id, "routing gateway")?;
+        let g: model::RoutingGateway = self.owned(&id, "routing gateway")?;
         let pool = g
             .caller_pool
             .ok_or_else(|| Error::NotFound(format!("routing gateway {id:?} has no caller pool")))?;
@@ -117,25 +117,25 @@ impl Host for PolicyState {
     }
 }
 
-fn identity(mode: store::IdentityMode) -> IdentityMode {
+fn identity(mode: model::IdentityMode) -> IdentityMode {
     match mode {
-        store::IdentityMode::None => IdentityMode::None,
-        store::IdentityMode::Passthrough => IdentityMode::PassThrough,
-        store::IdentityMode::Caller => IdentityMode::Caller,
+        model::IdentityMode::None => IdentityMode::None,
+        model::IdentityMode::Passthrough => IdentityMode::PassThrough,
+        model::IdentityMode::Caller => IdentityMode::Caller,
     }
 }
 
-fn number_rule(rule: &store::NumberRule) -> NumberRule {
+fn number_rule(rule: &model::NumberRule) -> NumberRule {
     NumberRule {
         prefix: rule.prefix.clone(),
         exact: rule.exact.clone(),
         min_len: rule.min_len,
         max_len: rule.max_len,
         action: match rule.action() {
-            store::RuleAction::Strip(n) => NumberAction::Strip(n),
-            store::RuleAction::Add(prefix) => NumberAction::AddPrefix(prefix.into()),
-            store::RuleAction::Replace(to) => NumberAction::ReplaceMatched(to.into()),
-            store::RuleAction::Keep => NumberAction::Keep,
+            model::RuleAction::Strip(n) => NumberAction::Strip(n),
+            model::RuleAction::Add(prefix) => NumberAction::AddPrefix(prefix.into()),
+            model::RuleAction::Replace(to) => NumberAction::ReplaceMatched(to.into()),
+            model::RuleAction::Keep => NumberAction::Keep,
         },
     }
 }

@@ -2,7 +2,7 @@ use super::super::bindings::gateways::{Gateway, Host};
 use super::super::bindings::types::Error;
 use super::super::services::GATEWAY_STATS_WINDOW_SECS;
 use super::{internal, PolicyState};
-use crate::store::RoutingGateway;
+use switchyard_model::RoutingGateway;
 
 impl PolicyState {
     fn gateway_view(&self, id: String, config: &RoutingGateway) -> Gateway {

@@ -1,7 +1,7 @@
 use super::super::bindings::rates::{Host, Rate};
 use super::super::bindings::types::Error;
 use super::{internal, PolicyState};
-use crate::store::{Account, RoutingGateway};
+use switchyard_model::{Account, RoutingGateway};
 
 impl PolicyState {
     /// Longest-prefix rate of `number` in the tenant's rate table `table` (the row
