@@ -190,7 +190,7 @@ pub fn routing_settings(id: &str) -> RoutingSettings {
         blocked_customers: Vec::new(),
         protect: false,
         switch_until_connect: true,
-        stop_codes: vec![403, 404, 486, 487, 603],
+        stop_codes: crate::STOP_SWITCHING_CODES.to_vec(),
         invite_timeout_ms: None,
         cost_table: None,
     }

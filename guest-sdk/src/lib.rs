@@ -104,8 +104,9 @@ pub trait Policy {
 }
 
 /// Response codes after which a carrier normally stops trying other vendors: the
-/// callee was reached and said no, or the number is wrong everywhere.
-pub const STOP_SWITCHING_CODES: [u16; 5] = [403, 404, 486, 487, 603];
+/// callee was reached and said no, or the number is wrong everywhere. The host's
+/// own default (a gateway without `stop_codes` has these).
+pub const STOP_SWITCHING_CODES: [u16; 5] = switchyard_model::carrier::DEFAULT_STOP_CODES;
 
 /// The stock failover rule: time-outs and other failures move to the next attempt;
 /// a code in [`STOP_SWITCHING_CODES`] ends the call with that code.

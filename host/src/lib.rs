@@ -24,6 +24,7 @@ pub mod demo;
 pub mod media;
 pub mod names;
 pub mod policy;
+pub mod runtime;
 pub mod server;
 pub mod sip;
 pub mod store;

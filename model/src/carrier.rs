@@ -333,10 +333,14 @@ pub struct RoutingGateway {
     pub media: MediaSettings,
 }
 
-/// The stop-switching codes of a gateway that names none: busy, cancelled, forbidden,
-/// no such number, declined.
+/// Response codes after which a carrier normally stops trying other vendors: the
+/// callee was reached and said no, or the number is wrong everywhere (forbidden, no
+/// such number, busy, cancelled, declined). A gateway that names no `stop_codes` has
+/// these; the host's fallback failover and the SDK's stock rule use them too.
+pub const DEFAULT_STOP_CODES: [u16; 5] = [403, 404, 486, 487, 603];
+
 fn default_stop_codes() -> Vec<u16> {
-    vec![403, 404, 486, 487, 603]
+    DEFAULT_STOP_CODES.to_vec()
 }
 
 /// A phone: a SIP user that registers and places calls with digest credentials. Its id

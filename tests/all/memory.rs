@@ -61,7 +61,7 @@ async fn every_per_call_entry_in_memory_is_gone_once_a_thousand_calls_end() -> R
     // admission usage) exists from the first call on and is not per call.
     place_calls(&s, &vendor, 1, 1).await?;
     let before = settled(&s, 1, false).await?;
-    let store = s.server.policy.services().store();
+    let store = s.server.policy.runtime().store();
     let sled_keys = store.sled_keys()?;
     place_calls(&s, &vendor, 1000, 200).await?;
     let after = settled(&s, 1001, true).await?;
@@ -89,13 +89,13 @@ async fn every_per_call_entry_in_memory_is_gone_once_a_thousand_calls_end() -> R
         "gateways_live",
     ] {
         assert_eq!(
-            was["services"][key], is["services"][key],
+            was["runtime"][key], is["runtime"][key],
             "{key}: before {was}, after {is}"
         );
     }
     // The traffic windows keep one entry a second (two keys: the vendor and the
     // account), not one per call.
-    let seconds = is["services"]["traffic_seconds"]
+    let seconds = is["runtime"]["traffic_seconds"]
         .as_u64()
         .unwrap_or(u64::MAX);
     assert!(seconds <= 2 * 301, "{is}");

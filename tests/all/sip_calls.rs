@@ -131,10 +131,7 @@ async fn failover_from_503_past_a_silent_vendor_to_an_answer() -> Result<()> {
         (Some(1), Some(1)),
         "{stats}"
     );
-    assert_eq!(
-        s.server.policy.services().gateway_live("vendor-ok").asr,
-        1.0
-    );
+    assert_eq!(s.server.policy.runtime().gateway_live("vendor-ok").asr, 1.0);
     assert_eq!(r["egress_gateway"], "vendor-ok");
     assert_eq!(r["final_code"], 200);
     // SIPp's uac offers PCMU only; both legs' codec is what the answer chose.
@@ -454,7 +451,7 @@ async fn vendor_down_by_options_is_skipped_without_an_invite() -> Result<()> {
     assert_eq!(status, 200, "{body}");
     let mut down = false;
     for _ in 0..100 {
-        if s.server.policy.services().gateway_live("vendor-dead").down {
+        if s.server.policy.runtime().gateway_live("vendor-dead").down {
             down = true;
             break;
         }
@@ -904,7 +901,7 @@ async fn a_full_routing_gateway_refuses_with_503_and_a_reason() -> Result<()> {
     for _ in 0..50 {
         if s.server
             .policy
-            .services()
+            .runtime()
             .gateway_live("vendor-small")
             .current_calls
             == 1

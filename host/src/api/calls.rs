@@ -203,7 +203,7 @@ async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJs
 /// Traffic over the statistics window per routing gateway (with its live state) and per
 /// account, for the caller's tenant; an agent sees only its subtree's accounts.
 async fn traffic(State(state): State<AppState>, caller: ScopedCaller) -> ApiResult<ApiJson<Value>> {
-    let services = state.policy.services();
+    let runtime = state.policy.runtime();
     let tenant = &caller.caller.tenant;
     let mut gateways = serde_json::Map::new();
     let vendors = match caller.agent {
@@ -213,8 +213,8 @@ async fn traffic(State(state): State<AppState>, caller: ScopedCaller) -> ApiResu
         Some(_) => Vec::new(),
     };
     for (id, _) in vendors {
-        let live = services.gateway_live(&id);
-        let mut entry = serde_json::to_value(services.gateway_traffic(&id)).unwrap_or_default();
+        let live = runtime.gateway_live(&id);
+        let mut entry = serde_json::to_value(runtime.gateway_traffic(&id)).unwrap_or_default();
         entry["current_calls"] = json!(live.current_calls);
         entry["down"] = json!(live.down);
         gateways.insert(id, entry);
@@ -226,7 +226,7 @@ async fn traffic(State(state): State<AppState>, caller: ScopedCaller) -> ApiResu
         .into_iter()
         .filter(|(id, _)| caller.agent.as_ref().is_none_or(|a| a.covers(id)))
     {
-        let mut entry = serde_json::to_value(services.account_traffic(&id)).unwrap_or_default();
+        let mut entry = serde_json::to_value(runtime.account_traffic(&id)).unwrap_or_default();
         entry["current_calls"] = json!(state.sip.as_ref().map_or(0, |s| s.account_calls(&id)));
         accounts.insert(id, entry);
     }

@@ -32,7 +32,7 @@ async fn set(
     ApiJson(req): ApiJson<SetClock>,
 ) -> ApiResult<ApiJson<Value>> {
     caller.require_admin()?;
-    let clock = &state.policy.services().clock;
+    let clock = &state.policy.runtime().clock;
     clock
         .set_ms(req.now_ms)
         .map_err(|e| ApiError::Conflict(e.to_string()))?;
@@ -41,7 +41,7 @@ async fn set(
 }
 
 fn describe(state: &AppState) -> Value {
-    let clock = &state.policy.services().clock;
+    let clock = &state.policy.runtime().clock;
     json!({
         "now_ms": clock.now_ms(),
         "offset_ms": clock.offset_ms(),

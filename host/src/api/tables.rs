@@ -97,7 +97,7 @@ async fn put(
     // Visible to the next decision; calls deciding right now keep the index they hold.
     state
         .policy
-        .services()
+        .runtime()
         .replace_table(&caller.tenant, &name, Some(rows));
     Ok(ApiJson(info))
 }
@@ -155,7 +155,7 @@ async fn remove(
     state.store.commit().await?;
     state
         .policy
-        .services()
+        .runtime()
         .replace_table(&caller.tenant, &name, None);
     Ok(ApiJson(json!({ "deleted": name })))
 }

@@ -142,7 +142,7 @@ impl Calendar {
 /// The rate tables to try, in order, for a price at `now_ms`: the table `by_period`
 /// binds to each period `calendar` (of `tenant`) is in, in precedence order, then
 /// `default`. An error names a calendar that does not exist.
-pub fn tables_at<'a>(
+pub(super) fn tables_at<'a>(
     store: &crate::store::Store,
     tenant: &str,
     calendar: Option<&str>,

@@ -11,6 +11,7 @@
 //! balance that other calls could use, and no two calls spend the same money.
 
 mod calendar;
+mod lookup;
 mod rate_table;
 mod rating;
 
@@ -18,10 +19,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use switchyard_model::Money;
 
-pub use calendar::{tables_at, Calendar, Days, Period};
+pub use calendar::{Calendar, Days, Period};
+pub use lookup::{LookupError, PriceList};
 pub use rating::Rate;
 
-use crate::policy::Services;
+use crate::runtime::Runtime;
 use crate::store::Store;
 use switchyard_model::{Account, CallCharges, CallRecord, EndReason, RoutingGateway};
 
@@ -63,17 +65,17 @@ impl Authorization {
 /// Billing for every call.
 pub struct Billing {
     store: Store,
-    services: Arc<Services>,
+    runtime: Arc<Runtime>,
     /// Money held by answered calls, by account.
     reserved: Mutex<HashMap<String, Money>>,
 }
 
 impl Billing {
-    /// Billing over the store's accounts and the services' rate tables.
-    pub fn new(store: Store, services: Arc<Services>) -> Billing {
+    /// Billing over the store's accounts and the runtime' rate tables.
+    pub fn new(store: Store, runtime: Arc<Runtime>) -> Billing {
         Billing {
             store,
-            services,
+            runtime,
             reserved: Mutex::default(),
         }
     }
@@ -140,7 +142,8 @@ impl Billing {
         }
         // Spec decision 16: no call is carried unbilled. A free account says so with a
         // rate of 0.
-        if account.rate_table.is_none() && account.period_rate_tables.is_empty() {
+        let prices = PriceList::of_account(&account);
+        if prices.is_empty() {
             return Err(refuse(
                 404,
                 "No Rate",
@@ -148,9 +151,16 @@ impl Billing {
                 "the account has no rate table".into(),
             ));
         }
-        let rate = self
-            .account_rate(&account, callee, self.services.clock.now_ms())
-            .map_err(|detail| refuse(500, "Server Internal Error", EndReason::NoRate, detail))?
+        let rate = prices
+            .rate(&self.runtime, callee, self.runtime.clock.now_ms())
+            .map_err(|e| {
+                refuse(
+                    500,
+                    "Server Internal Error",
+                    EndReason::NoRate,
+                    e.to_string(),
+                )
+            })?
             .ok_or_else(|| {
                 refuse(
                     404,
@@ -253,15 +263,7 @@ impl Billing {
             .and_then(|p| sent.strip_prefix(p))
             .unwrap_or(sent);
         let at = record.answer_ms.unwrap_or(record.invite_ms);
-        let cost = calendar::tables_at(
-            &self.store,
-            &gateway.tenant,
-            gateway.calendar.as_deref(),
-            &gateway.period_cost_tables,
-            gateway.cost_table.as_deref(),
-            at,
-        )
-        .and_then(|tables| self.first_rate(&gateway.tenant, &tables, number));
+        let cost = PriceList::of_vendor(&gateway).rate(&self.runtime, number, at);
         match cost {
             Ok(rate) => rate.map(|r| r.charge(duration)),
             Err(e) => {
@@ -269,51 +271,6 @@ impl Billing {
                 None
             }
         }
-    }
-
-    /// An account's rate for `callee` at `now_ms`: from the table of the first period of
-    /// its calendar that is on and has one, else from its default table.
-    fn account_rate(
-        &self,
-        account: &Account,
-        callee: &str,
-        now_ms: u64,
-    ) -> Result<Option<Rate>, String> {
-        let tables = calendar::tables_at(
-            &self.store,
-            &account.tenant,
-            account.calendar.as_deref(),
-            &account.period_rate_tables,
-            account.rate_table.as_deref(),
-            now_ms,
-        )?;
-        self.first_rate(&account.tenant, &tables, callee)
-    }
-
-    /// `number`'s rate in the first of a tenant's `tables` that has one.
-    fn first_rate(
-        &self,
-        tenant: &str,
-        tables: &[&str],
-        number: &str,
-    ) -> Result<Option<Rate>, String> {
-        for table in tables {
-            if let Some(rate) = self.rate_in(tenant, table, number)? {
-                return Ok(Some(rate));
-            }
-        }
-        Ok(None)
-    }
-
-    /// The rate of `number` in a tenant's rate table.
-    fn rate_in(&self, tenant: &str, table: &str, number: &str) -> Result<Option<Rate>, String> {
-        let index = self
-            .services
-            .table(tenant, table)
-            .map_err(|e| format!("rate table {table:?}: {e}"))?
-            .ok_or_else(|| format!("rate table {table:?} does not exist"))?;
-        Rate::lookup(&index, number, self.services.clock.now_ms())
-            .map_err(|e| format!("rate table {table:?}: {e}"))
     }
 }
 
@@ -343,8 +300,8 @@ mod tests {
         };
         store.carrier_put("acct", &account).unwrap();
         let clock = Arc::new(crate::clock::Clock::system());
-        let services = Arc::new(Services::new(store.clone(), clock));
-        Billing::new(store, services)
+        let runtime = Arc::new(Runtime::new(store.clone(), clock));
+        Billing::new(store, runtime)
     }
 
     #[test]
@@ -420,8 +377,8 @@ mod tests {
         // Monday 23 November 2026, 09:30 and 20:00 in London (UTC in winter).
         let (morning, evening) = (1_795_426_200_000u64, 1_795_464_000_000u64);
         let price = |at: u64, number: &str| {
-            billing
-                .account_rate(&account, number, at)
+            PriceList::of_account(&account)
+                .rate(&billing.runtime, number, at)
                 .unwrap()
                 .map(|r| r.per_minute)
         };
@@ -436,13 +393,17 @@ mod tests {
         assert_eq!(price(six_pm, "4420"), Some(Money::from_units(0.60)));
         // A call crossing the boundary keeps the rate it started under: two minutes
         // from 17:59:30 cost two peak minutes.
-        let crossing = billing
-            .account_rate(&account, "4420", six_pm - 30_000)
+        let crossing = PriceList::of_account(&account)
+            .rate(&billing.runtime, "4420", six_pm - 30_000)
             .unwrap()
             .unwrap();
         assert_eq!(crossing.charge(120), Money::from_units(0.60));
         account.calendar = Some("missing".into());
-        assert!(billing.account_rate(&account, "4420", morning).is_err());
+        let missing = PriceList::of_account(&account).rate(&billing.runtime, "4420", morning);
+        assert!(
+            matches!(missing, Err(LookupError::NotFound(_))),
+            "{missing:?}"
+        );
         drop(billing);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -17,9 +17,9 @@ use super::budget::{Overrun, RunBudget};
 use super::epoch::EpochTicker;
 use super::health::FailureKind;
 use super::limits::MAX_STDIO_BYTES;
-use super::services::Services;
 use super::state::{CallContext, LogLine, MemoryCap, PolicyState};
 use super::validate;
+use crate::runtime::Runtime;
 use crate::store::ModuleVersion;
 
 /// A compiled, pre-linked module version, ready to instantiate.
@@ -119,7 +119,7 @@ pub struct Invocation {
 pub(crate) fn run(
     engine: &Engine,
     ticker: &EpochTicker,
-    services: &Arc<Services>,
+    runtime: &Arc<Runtime>,
     module: &LoadedModule,
     hook: &HookCall,
     limits: RunLimits,
@@ -143,7 +143,7 @@ pub(crate) fn run(
             breached: false,
         },
         ctx: CallContext {
-            services: services.clone(),
+            runtime: runtime.clone(),
             tenant: module.meta.tenant.clone(),
             module: module.meta.name.clone(),
             call_id: hook.call().call_id.clone(),

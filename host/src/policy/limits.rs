@@ -41,10 +41,8 @@ pub const RECENT_LOG_LINES: usize = 200;
 pub const MAX_STATE_KEY_BYTES: usize = 256;
 /// Longest module state value, bytes.
 pub const MAX_STATE_VALUE_BYTES: usize = 64 * 1024;
-/// Most distinct counter keys per module.
-pub const MAX_COUNTER_KEYS: usize = 100_000;
-/// Most events a counter remembers; a count within a window saturates here.
-pub const MAX_COUNTER_EVENTS: usize = 100_000;
+/// Counter bounds: the counters are runtime state.
+pub use crate::runtime::{MAX_COUNTER_EVENTS, MAX_COUNTER_KEYS};
 /// Longest counter window, seconds (one day).
 pub const MAX_COUNTER_WINDOW_SECS: u32 = 86_400;
 /// Most rows one `prefixes` call returns.

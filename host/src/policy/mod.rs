@@ -3,7 +3,7 @@
 //!
 //! - [`engine`] configures wasmtime (component model, epochs, pooling allocator);
 //! - [`invoke`] runs one hook on a fresh instance within a deadline and memory cap;
-//! - [`host`] implements the WIT imports, [`services`] holds what they read;
+//! - [`host`] implements the WIT imports, [`runtime`] holds what they read;
 //! - [`validate`] checks a module's answer before anyone uses it;
 //! - [`health`] counts invocations and failures per version;
 //! - this file ties them to the store: uploads, bindings (with canary and
@@ -21,10 +21,7 @@ pub mod health;
 mod host;
 pub mod invoke;
 pub mod limits;
-mod pools;
-pub mod services;
 mod state;
-pub mod traffic;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -34,6 +31,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
+pub use crate::runtime::{GatewayLive, Runtime};
 pub use bindings::types::{
     Attempt, Call, Caller, CallerHeader, Decision, Header, Limits, NextStep, Outcome, Reject,
     Verdict,
@@ -42,7 +40,6 @@ pub use bindings::{POLICY_INTERFACE, WORLD};
 pub use error::{BindError, UploadError};
 pub use health::{FailureKind, HealthReport};
 pub use invoke::{Failure, HookAnswer, HookCall, Invocation, LoadedModule, RunLimits};
-pub use services::{GatewayLive, Services};
 pub use state::LogLine;
 
 use crate::clock::Clock;
@@ -56,7 +53,7 @@ pub struct PolicyEngine {
     engine: Engine,
     engine_hash: String,
     linker: Linker<PolicyState>,
-    services: Arc<Services>,
+    runtime: Arc<Runtime>,
     health: HealthBoard,
     loaded: RwLock<HashMap<ModuleKey, Arc<LoadedModule>>>,
     bindings: RwLock<HashMap<Scope, Arc<Binding>>>,
@@ -84,7 +81,7 @@ impl PolicyEngine {
             ticker: epoch::EpochTicker::start(&engine),
             engine,
             linker,
-            services: Arc::new(Services::new(store.clone(), clock)),
+            runtime: Arc::new(Runtime::new(store.clone(), clock)),
             health: HealthBoard::default(),
             loaded: RwLock::default(),
             bindings: RwLock::default(),
@@ -107,13 +104,13 @@ impl PolicyEngine {
         Ok(policy)
     }
 
-    /// The shared services (tables, counters, live gateway state).
-    pub fn services(&self) -> &Arc<Services> {
-        &self.services
+    /// The shared runtime (tables, counters, live gateway state).
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
     }
 
     fn store(&self) -> &Store {
-        &self.services.store
+        &self.runtime.store
     }
 
     fn write_bindings(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Scope, Arc<Binding>>> {
@@ -261,13 +258,13 @@ impl PolicyEngine {
         let inv = invoke::run(
             &self.engine,
             &self.ticker,
-            &self.services,
+            &self.runtime,
             &module,
             hook,
             limits,
         );
         // A simulated call ends here: caller pool numbers it borrowed come back.
-        self.services.pools.release(&hook.call().call_id);
+        self.runtime.pools.release(&hook.call().call_id);
         self.health.record(
             key,
             inv.elapsed_us,
@@ -575,7 +572,7 @@ impl BoundPolicy {
             invoke::run(
                 &engine.engine,
                 &engine.ticker,
-                &engine.services,
+                &engine.runtime,
                 &module,
                 &hook,
                 limits,
@@ -703,10 +700,12 @@ pub fn fallback_decision(fallback: &Fallback, call: &Call) -> Decision {
 /// The host's failover rule when no module answers (same as the SDK default).
 pub fn stock_next_step(outcome: &Outcome) -> NextStep {
     match outcome.code {
-        Some(code @ (403 | 404 | 486 | 487 | 603)) => NextStep::Stop(Reject {
-            code,
-            reason: outcome.reason.clone(),
-        }),
+        Some(code) if switchyard_model::carrier::DEFAULT_STOP_CODES.contains(&code) => {
+            NextStep::Stop(Reject {
+                code,
+                reason: outcome.reason.clone(),
+            })
+        }
         _ => NextStep::Continue,
     }
 }

@@ -7,7 +7,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::log::Level;
-use super::services::Services;
+use crate::runtime::Runtime;
 
 /// One log line of a module, as `simulate` and the health view show it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -34,7 +34,7 @@ pub(crate) fn level_name(level: Level) -> &'static str {
 
 /// Who is running, for which call: what the host imports are scoped to.
 pub(crate) struct CallContext {
-    pub(crate) services: Arc<Services>,
+    pub(crate) runtime: Arc<Runtime>,
     pub(crate) tenant: String,
     pub(crate) module: String,
     pub(crate) call_id: String,

@@ -61,7 +61,7 @@ pub(super) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<ServerTx>
         .request_uri()
         .map(|u| user_of(u).to_string())
         .unwrap_or_default();
-    let arrived_at_ms = core.policy.services().clock.now_ms();
+    let arrived_at_ms = core.policy.runtime().clock.now_ms();
     let mut admitted = core.admission.admit(peer.addr.ip(), &requested);
     if matches!(admitted, Admit::Unknown) {
         // Not a gateway's address: perhaps a phone, which must prove who it is.
@@ -399,7 +399,7 @@ impl Leg {
     fn request(&mut self, method: &str, via: &str) -> (Outgoing, String) {
         self.cseq += 1;
         let branch = new_branch();
-        let req = self.dialog_request(method, &format!("{via};branch={branch};rport"), self.cseq);
+        let req = self.dialog_request(method, &super::via_with_branch(via, &branch), self.cseq);
         (req, branch)
     }
 }
@@ -484,11 +484,7 @@ struct Relayed {
 impl CallTask {
     /// Our Via towards `peer`, without its branch.
     fn via(&self, peer: Peer) -> String {
-        format!(
-            "SIP/2.0/{} {}",
-            peer.transport.via_name(),
-            self.core.txs.transports().advertised_for(peer.addr)
-        )
+        self.core.via_base(peer)
     }
 
     fn contact(&self, peer: Peer) -> String {
@@ -592,7 +588,7 @@ impl CallTask {
             let answered = matches!(end, AttemptEnd::Answered { .. });
             self.core
                 .policy
-                .services()
+                .runtime()
                 .pools
                 .release_where(&self.record.call_id, |g| (g == attempt.gateway) != answered);
             match end {
@@ -899,7 +895,7 @@ impl CallTask {
         if !gateway.enabled {
             return AttemptEnd::Skipped("gateway disabled".into());
         }
-        let live = core.policy.services().gateway_live(&attempt.gateway);
+        let live = core.policy.runtime().gateway_live(&attempt.gateway);
         if live.down {
             return AttemptEnd::Skipped("gateway down".into());
         }
@@ -931,7 +927,7 @@ impl CallTask {
             None => format!("{from_addr};tag={tag}"),
         };
         let to = format!("<{uri}>");
-        let via = format!("{};branch={branch};rport", self.via(peer));
+        let via = self.core.via(peer, &branch);
         let max_forwards = self.invite.max_forwards().unwrap_or(70).saturating_sub(1);
         let mut req = Outgoing::request("INVITE", &uri)
             .header("Via", &via)
@@ -1057,7 +1053,7 @@ impl CallTask {
                                 // layer has ACKed the refusal hop by hop.
                                 resends += 1;
                                 let branch = new_branch();
-                                invite.via = format!("{};branch={branch};rport", self.via(peer));
+                                invite.via = self.core.via(peer, &branch);
                                 invite.cseq += 1;
                                 req.set("Via", &invite.via);
                                 req.set("CSeq", format!("{} INVITE", invite.cseq));
@@ -1065,8 +1061,7 @@ impl CallTask {
                                     Resend::Authorize(mut challenge) => {
                                         let user = gateway.auth_user.as_deref().unwrap_or_default();
                                         let password = gateway.auth_password.as_deref().unwrap_or_default();
-                                        let answer = challenge.answer(user, password, "INVITE", &uri);
-                                        req.set(challenge.answer_header, answer);
+                                        challenge.authorize(&mut req, user, password, "INVITE", &uri);
                                     }
                                     Resend::SessionInterval(secs) => {
                                         req.set("Session-Expires", secs.to_string());
@@ -1126,14 +1121,14 @@ impl CallTask {
     /// Feed the traffic statistics: each attempt sent to its gateway, the call to its
     /// account.
     fn count_traffic(&self) {
-        use crate::policy::traffic::Outcome;
-        let services = self.core.policy.services();
+        use crate::runtime::traffic::Outcome;
+        let runtime = self.core.policy.runtime();
         let r = &self.record;
         let at_ms = r.end_ms;
         for a in r.attempts.iter().filter(|a| !a.leg_call_id.is_empty()) {
             let answered = a.code.is_some_and(|c| (200..300).contains(&c));
             let duration_secs = if answered { r.duration_secs() } else { 0 };
-            services.record_attempt(
+            runtime.record_attempt(
                 &a.gateway,
                 Outcome {
                     at_ms,
@@ -1144,7 +1139,7 @@ impl CallTask {
             );
         }
         let answered = r.answer_ms.is_some();
-        services.record_call(
+        runtime.record_call(
             &r.account,
             Outcome {
                 at_ms,
@@ -1188,13 +1183,13 @@ impl CallTask {
 
     fn hold_gateway(&mut self, id: &str) {
         self.release_gateway();
-        self.core.policy.services().adjust_current_calls(id, 1);
+        self.core.policy.runtime().adjust_current_calls(id, 1);
         self.busy_gateway = Some(id.to_string());
     }
 
     fn release_gateway(&mut self) {
         if let Some(id) = self.busy_gateway.take() {
-            self.core.policy.services().adjust_current_calls(&id, -1);
+            self.core.policy.runtime().adjust_current_calls(&id, -1);
         }
     }
 
@@ -1645,7 +1640,7 @@ impl CallTask {
         // Caller pool numbers the module borrowed for this call come back.
         self.core
             .policy
-            .services()
+            .runtime()
             .pools
             .release(&self.record.call_id);
         self.record.end_ms = crate::now_ms();

@@ -87,6 +87,20 @@ impl Challenge {
             .max_by_key(|c| c.algorithm == Algorithm::Sha256)
     }
 
+    /// Put our answer to it for `method uri` on `req` (replacing an earlier answer):
+    /// how vendor INVITEs and upstream REGISTERs answer a 401 / 407.
+    pub fn authorize(
+        &mut self,
+        req: &mut super::message::Outgoing,
+        user: &str,
+        password: &str,
+        method: &str,
+        uri: &str,
+    ) {
+        let answer = self.answer(user, password, method, uri);
+        req.set(self.answer_header, answer);
+    }
+
     /// The credentials header value answering it for `method uri`.
     pub fn answer(&mut self, user: &str, password: &str, method: &str, uri: &str) -> String {
         self.uses += 1;

@@ -73,16 +73,16 @@ pub(super) async fn run(core: Arc<SipCore>) {
                 streak.failures += 1;
                 streak.successes = 0;
             }
-            let services = core.policy.services();
-            let mut live = services.gateway_live(&id);
+            let runtime = core.policy.runtime();
+            let mut live = runtime.gateway_live(&id);
             if !live.down && streak.failures >= gateway.down_after.max(1) {
                 live.down = true;
                 tracing::warn!(gateway = %id, failures = streak.failures, "routing gateway down (OPTIONS unanswered)");
-                services.set_gateway_live(&id, live);
+                runtime.set_gateway_live(&id, live);
             } else if live.down && streak.successes >= gateway.up_after.max(1) {
                 live.down = false;
                 tracing::info!(gateway = %id, "routing gateway up again");
-                services.set_gateway_live(&id, live);
+                runtime.set_gateway_live(&id, live);
             }
         }
     }

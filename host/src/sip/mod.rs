@@ -213,8 +213,8 @@ pub struct Census {
     pub digest_failure_keys: usize,
     /// Open TCP connections.
     pub tcp_connections: usize,
-    /// The policy services' entries.
-    pub services: crate::policy::services::ServicesCensus,
+    /// The policy runtime' entries.
+    pub runtime: crate::runtime::RuntimeCensus,
     /// Records in the call journal's active segment, whose index is in memory (bounded
     /// by the segment size).
     pub call_journal_active_records: u64,
@@ -246,7 +246,7 @@ impl SipServer {
         let core = Arc::new(SipCore {
             txs: Transactions::new(transports),
             admission: admission::Admission::new(store.clone()),
-            billing: crate::billing::Billing::new(store.clone(), policy.services().clone()),
+            billing: crate::billing::Billing::new(store.clone(), policy.runtime().clone()),
             auth: digest::DigestAuth::new(
                 config.digest_algorithms.clone(),
                 config.auth_max_retry,
@@ -302,19 +302,31 @@ pub(crate) fn new_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// A Via of ours (from [`SipCore::via_base`]) for one request: its branch, and
+/// `rport` so a peer behind NAT answers where the request came from (RFC 3581).
+pub(crate) fn via_with_branch(base: &str, branch: &str) -> String {
+    format!("{base};branch={branch};rport")
+}
+
 /// A fresh RFC 3261 branch (magic cookie first).
 pub(crate) fn new_branch() -> String {
     format!("z9hG4bK{:016x}", rand::random::<u64>())
 }
 
 impl SipCore {
-    /// Our Via for a request to `peer` with `branch`.
-    fn via(&self, peer: Peer, branch: &str) -> String {
+    /// Our Via towards `peer` without its branch: the dialog layer adds each
+    /// request's own branch to it (see `via_with_branch`).
+    fn via_base(&self, peer: Peer) -> String {
         format!(
-            "SIP/2.0/{} {};branch={branch};rport",
+            "SIP/2.0/{} {}",
             peer.transport.via_name(),
             self.txs.transports().advertised_for(peer.addr)
         )
+    }
+
+    /// Our Via for a request to `peer` with `branch`.
+    fn via(&self, peer: Peer, branch: &str) -> String {
+        via_with_branch(&self.via_base(peer), branch)
     }
 
     /// Our Contact for `user` in a request to (or response for) `peer`.
@@ -398,7 +410,7 @@ impl SipCore {
             digest_nonces,
             digest_failure_keys,
             tcp_connections: self.txs.transports().tcp_connections(),
-            services: self.policy.services().census(),
+            runtime: self.policy.runtime().census(),
             call_journal_active_records: self.store.call_log_stats().active_records,
         }
     }

@@ -211,8 +211,7 @@ impl Registration {
             .header("Expires", expires.to_string())
             .header("User-Agent", "switchyard");
             if let Some(c) = &mut self.challenge {
-                let answer = c.answer(&self.user, &self.password, "REGISTER", &self.uri);
-                req.push(c.answer_header, answer);
+                c.authorize(&mut req, &self.user, &self.password, "REGISTER", &self.uri);
             }
             let mut events = core
                 .txs

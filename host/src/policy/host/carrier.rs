@@ -98,7 +98,7 @@ impl Host for PolicyState {
 
     fn gateway_traffic(&mut self, id: String) -> Result<Traffic, Error> {
         let _: model::RoutingGateway = self.owned(&id, "routing gateway")?;
-        let t = self.ctx.services.gateway_traffic(&id);
+        let t = self.ctx.runtime.gateway_traffic(&id);
         Ok(Traffic {
             attempts: t.attempts,
             answered: t.answered,
@@ -112,8 +112,8 @@ impl Host for PolicyState {
         let pool = g
             .caller_pool
             .ok_or_else(|| Error::NotFound(format!("routing gateway {id:?} has no caller pool")))?;
-        let services = &self.ctx.services;
-        Ok(services.pools.lease(&id, &pool, &self.ctx.call_id))
+        let runtime = &self.ctx.runtime;
+        Ok(runtime.pools.lease(&id, &pool, &self.ctx.call_id))
     }
 }
 

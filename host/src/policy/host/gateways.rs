@@ -1,12 +1,12 @@
 use super::super::bindings::gateways::{Gateway, Host};
 use super::super::bindings::types::Error;
-use super::super::services::GATEWAY_STATS_WINDOW_SECS;
 use super::{internal, PolicyState};
+use crate::runtime::GATEWAY_STATS_WINDOW_SECS;
 use switchyard_model::RoutingGateway;
 
 impl PolicyState {
     fn gateway_view(&self, id: String, config: &RoutingGateway) -> Gateway {
-        let live = self.ctx.services.gateway_live(&id);
+        let live = self.ctx.runtime.gateway_live(&id);
         Gateway {
             id,
             groups: config.groups.clone(),
@@ -24,7 +24,7 @@ impl PolicyState {
 impl Host for PolicyState {
     fn snapshot(&mut self) -> Vec<Gateway> {
         let tenant = self.ctx.tenant.clone();
-        match self.ctx.services.store.carrier_snapshot::<RoutingGateway>() {
+        match self.ctx.runtime.store.carrier_snapshot::<RoutingGateway>() {
             Ok(all) => all
                 .iter()
                 .filter(|(_, g)| g.tenant == tenant)
@@ -40,7 +40,7 @@ impl Host for PolicyState {
     fn get(&mut self, id: String) -> Result<Gateway, Error> {
         let all = self
             .ctx
-            .services
+            .runtime
             .store
             .carrier_snapshot::<RoutingGateway>()
             .map_err(internal)?;

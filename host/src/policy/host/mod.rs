@@ -32,7 +32,7 @@ impl PolicyState {
     fn now_ms(&self) -> u64 {
         self.ctx
             .now_ms
-            .unwrap_or_else(|| self.ctx.services.clock.now_ms())
+            .unwrap_or_else(|| self.ctx.runtime.clock.now_ms())
     }
 
     /// The calling tenant's `T` with `id` (`what` names it in the error); another
@@ -40,7 +40,7 @@ impl PolicyState {
     fn owned<T: CarrierObject>(&self, id: &str, what: &str) -> Result<T, types::Error> {
         match self
             .ctx
-            .services
+            .runtime
             .store
             .carrier_get::<T>(id)
             .map_err(internal)?

@@ -22,7 +22,7 @@ impl PolicyState {
         }
         let now = self.now_ms();
         let c = &self.ctx;
-        c.services
+        c.runtime
             .counter(
                 &c.tenant,
                 &c.module,
@@ -38,7 +38,7 @@ impl PolicyState {
 impl Host for PolicyState {
     fn get(&mut self, key: String) -> Option<String> {
         let c = &self.ctx;
-        c.services
+        c.runtime
             .store
             .state_get(&c.tenant, &c.module, &key)
             .unwrap_or_else(|e| {
@@ -55,7 +55,7 @@ impl Host for PolicyState {
             )));
         }
         let c = &self.ctx;
-        c.services
+        c.runtime
             .store
             .state_set(&c.tenant, &c.module, &key, &value)
             .map_err(internal)
@@ -63,7 +63,7 @@ impl Host for PolicyState {
 
     fn delete(&mut self, key: String) {
         let c = &self.ctx;
-        if let Err(e) = c.services.store.state_delete(&c.tenant, &c.module, &key) {
+        if let Err(e) = c.runtime.store.state_delete(&c.tenant, &c.module, &key) {
             tracing::error!(call_id = %c.call_id, error = %e, "module state delete failed");
         }
     }

@@ -16,7 +16,7 @@ fn to_wit(rows: impl IntoIterator<Item = crate::store::Row>) -> Vec<Row> {
 impl PolicyState {
     fn index(&self, table: &str) -> Result<std::sync::Arc<TableIndex>, Error> {
         self.ctx
-            .services
+            .runtime
             .table(&self.ctx.tenant, table)
             .map_err(internal)?
             .ok_or_else(|| Error::NotFound(format!("table {table:?}")))

@@ -1,5 +1,12 @@
-//! Call-independent services behind the host imports: the store, data-table indexes,
-//! sliding-window counters and live gateway state. Shared by every invocation.
+//! Live runtime state, shared by every call and every module invocation: live
+//! gateway state (health, calls in progress), traffic windows (ASR, ACD), caller-pool
+//! loans, modules' sliding-window counters and indexed data tables, over the store
+//! and the business clock. Nothing here is durable; every map is bounded (see
+//! [`RuntimeCensus`]). It sits above `store/` and below billing, media, the policy
+//! engine and SIP, which all read and feed it.
+
+pub mod pools;
+pub mod traffic;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -7,8 +14,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::clock::Clock;
 use crate::store::{Row, Store, TableIndex};
 
-use super::limits::{MAX_COUNTER_EVENTS, MAX_COUNTER_KEYS};
-use super::traffic::{Outcome, Summary, Windows};
+use traffic::{Outcome, Summary, Windows};
+
+/// Most distinct counter keys per module.
+pub const MAX_COUNTER_KEYS: usize = 100_000;
+/// Most events a counter remembers; a count within a window saturates here.
+pub const MAX_COUNTER_EVENTS: usize = 100_000;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -28,9 +39,9 @@ pub struct GatewayLive {
     pub acd_secs: f32,
 }
 
-/// Entries the services hold; none grows with the number of calls that have ended.
+/// Entries the runtime state holds; none grows with the number of calls that have ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct ServicesCensus {
+pub struct RuntimeCensus {
     /// Gateways and accounts with traffic windows.
     pub traffic_keys: usize,
     /// Seconds kept over all windows (at most the window's length each).
@@ -46,13 +57,13 @@ pub struct ServicesCensus {
 }
 
 /// Length of the gateway statistics window reported to modules, seconds.
-pub const GATEWAY_STATS_WINDOW_SECS: u32 = super::traffic::WINDOW_SECS;
+pub const GATEWAY_STATS_WINDOW_SECS: u32 = traffic::WINDOW_SECS;
 
 /// One module's sliding-window counters: event times (ms) per counter key.
 type CounterWindows = HashMap<String, VecDeque<u64>>;
 
-/// Services shared by all invocations.
-pub struct Services {
+/// The live state of the running switch.
+pub struct Runtime {
     pub(crate) store: Store,
     /// The business clock: "now" for calendars, rates and modules.
     pub(crate) clock: Arc<Clock>,
@@ -63,13 +74,13 @@ pub struct Services {
     gateway_traffic: Mutex<Windows>,
     account_traffic: Mutex<Windows>,
     /// Caller pool numbers lent to calls.
-    pub(crate) pools: super::pools::Pools,
+    pub(crate) pools: pools::Pools,
 }
 
-impl Services {
-    /// Services over `store`.
-    pub fn new(store: Store, clock: Arc<Clock>) -> Services {
-        Services {
+impl Runtime {
+    /// Runtime state over `store`, with nothing live yet.
+    pub fn new(store: Store, clock: Arc<Clock>) -> Runtime {
+        Runtime {
             store,
             clock,
             tables: RwLock::default(),
@@ -183,12 +194,12 @@ impl Services {
         lock(&self.account_traffic).record(account, outcome);
     }
 
-    /// What these services hold in memory, for the census.
-    pub fn census(&self) -> ServicesCensus {
+    /// What the runtime state holds in memory, for the census.
+    pub fn census(&self) -> RuntimeCensus {
         let (gateway_keys, gateway_seconds) = lock(&self.gateway_traffic).census();
         let (account_keys, account_seconds) = lock(&self.account_traffic).census();
         let (calls_with_pool_numbers, pool_numbers_lent) = self.pools.loans();
-        ServicesCensus {
+        RuntimeCensus {
             traffic_keys: gateway_keys + account_keys,
             traffic_seconds: gateway_seconds + account_seconds,
             calls_with_pool_numbers,
