@@ -15,6 +15,7 @@
 
 pub mod admission;
 mod call;
+mod dialog;
 pub mod digest;
 mod health;
 pub mod live;
