@@ -28,30 +28,193 @@ pub(super) fn next_timer(a: &Option<LegTimer>, b: &Option<LegTimer>) -> Option<I
     [a, b].into_iter().flatten().map(|t| t.due).min()
 }
 
+/// What the established call's loop waits on, one variant per source; each is
+/// handled by a method of its own.
+enum Event {
+    /// A digit the relay converted, to go out as SIP INFO.
+    InfoDigit(InfoDigit),
+    /// The once-a-second check that both sides still send RTP.
+    RtpCheck,
+    /// Time to retransmit our 2xx (no ACK yet).
+    Retransmit2xx,
+    /// The maximum call duration is reached.
+    MaxDuration,
+    /// The billing quota granted so far is used up.
+    QuotaDue,
+    /// A leg's session timer is due.
+    SessionTimerDue,
+    /// An answer to our own session refresh.
+    RefreshAnswer(ClientEvent),
+    /// An answer to our re-INVITE moving the vendor's media to the relay.
+    NatReinviteAnswer(ClientEvent),
+    /// The vendor's INVITE transaction again: a retransmitted 2xx.
+    VendorRetransmission(Box<Message>),
+    /// An answer to a request relayed from one dialog to the other.
+    RelayedAnswer(ClientEvent),
+    /// A request in either dialog or the ACK of our 2xx; none when the host stops.
+    Dialog(Option<CallEvent>),
+}
+
+/// The state of an answered call between its events.
+struct Established {
+    b: Leg,
+    b_invite: mpsc::Receiver<ClientEvent>,
+    via_a: String,
+    via_b: String,
+    /// Our INVITE's CSeq: its 2xx retransmissions are ACKed again with it.
+    invite_cseq: u32,
+    /// Our ACK to the vendor, once sent (a late offer waits for the caller's ACK).
+    b_ack: Option<SdpBody>,
+    /// Our own re-INVITE moving the vendor's media to the relay, while in flight.
+    nat_reinvite: Option<mpsc::Receiver<ClientEvent>>,
+    a_timer: Option<LegTimer>,
+    b_timer: Option<LegTimer>,
+    /// Our 2xx to the caller, retransmitted until its ACK (RFC 3261 §13.3.1.4).
+    ok: Outgoing,
+    answered_at: Instant,
+    retransmit_at: Option<Instant>,
+    retransmit_interval: Duration,
+    max_duration_secs: u32,
+    max_end: Option<Instant>,
+    /// When the billing quota granted so far runs out.
+    quota_end: Option<Instant>,
+    /// The request relayed from one dialog to the other, while in flight.
+    relayed: Option<Relayed>,
+    /// Our own session refresh in flight: (on the caller's leg?, its responses).
+    refreshing: Option<(bool, mpsc::Receiver<ClientEvent>)>,
+    info_digits: Option<mpsc::UnboundedReceiver<InfoDigit>>,
+    rtp_timeout: u64,
+    published_media: LiveMedia,
+}
+
+/// The next message on an optional channel; never, when there is none.
+async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx.as_mut() {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next message on the channel `rx` finds in `slot`; never, when it is empty.
+async fn recv_in<S, T>(
+    slot: &mut Option<S>,
+    rx: fn(&mut S) -> &mut mpsc::Receiver<T>,
+) -> Option<T> {
+    match slot.as_mut() {
+        Some(s) => rx(s).recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// [`recv_opt`] for an unbounded channel.
+async fn recv_opt_unbounded<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx.as_mut() {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The status of a client transaction's event (408 for its timeout).
+fn status_of(event: &ClientEvent) -> u16 {
+    match event {
+        ClientEvent::Response(r) => r.status().unwrap_or(0),
+        ClientEvent::Timeout => 408,
+    }
+}
+
 impl CallTask {
     /// The vendor answered: ACK it, answer the caller, and relay the dialogs until the end.
     pub(super) async fn connected(
         &mut self,
-        mut b: Leg,
-        mut b_invite: mpsc::Receiver<ClientEvent>,
+        b: Leg,
+        b_invite: mpsc::Receiver<ClientEvent>,
         answer: Message,
         attempt: &Attempt,
         max_duration_secs: u32,
     ) -> EndReason {
+        let mut est = self
+            .answer(b, b_invite, answer, attempt, max_duration_secs)
+            .await;
+        let far_future = est.answered_at + Duration::from_secs(86400 * 365);
+        let watch_rtp = self.relaying && est.rtp_timeout > 0;
+        let mut rtp_check = tokio::time::interval(Duration::from_secs(1));
+        let reason = loop {
+            let next_timer = next_timer(&est.a_timer, &est.b_timer);
+            let event = tokio::select! {
+                Some(d) = recv_opt_unbounded(&mut est.info_digits) => Event::InfoDigit(d),
+                _ = rtp_check.tick(), if watch_rtp => Event::RtpCheck,
+                _ = sleep_until(est.retransmit_at.unwrap_or(far_future)), if est.retransmit_at.is_some() => Event::Retransmit2xx,
+                _ = sleep_until(est.max_end.unwrap_or(far_future)), if est.max_end.is_some() => Event::MaxDuration,
+                _ = sleep_until(est.quota_end.unwrap_or(far_future)), if est.quota_end.is_some() => Event::QuotaDue,
+                _ = sleep_until(next_timer.unwrap_or(far_future)), if next_timer.is_some() => Event::SessionTimerDue,
+                Some(e) = recv_in(&mut est.refreshing, |(_, rx)| rx) => Event::RefreshAnswer(e),
+                Some(e) = recv_opt(&mut est.nat_reinvite) => Event::NatReinviteAnswer(e),
+                Some(ClientEvent::Response(resp)) = est.b_invite.recv() => Event::VendorRetransmission(resp),
+                Some(e) = recv_in(&mut est.relayed, |r| &mut r.responses) => Event::RelayedAnswer(e),
+                event = self.events.recv() => Event::Dialog(event),
+            };
+            let end = match event {
+                Event::InfoDigit(d) => self.on_info_digit(&mut est, d).await,
+                Event::RtpCheck => self.on_rtp_check(&mut est),
+                Event::Retransmit2xx => self.on_retransmit_2xx(&mut est).await,
+                Event::MaxDuration => {
+                    tracing::info!(
+                        max_duration_secs = est.max_duration_secs,
+                        "maximum call duration reached"
+                    );
+                    Some(EndReason::MaxDuration)
+                }
+                Event::QuotaDue => self.on_quota_due(&mut est),
+                Event::SessionTimerDue => self.on_session_timer(&mut est).await,
+                Event::RefreshAnswer(e) => self.on_refresh_answer(&mut est, e),
+                Event::NatReinviteAnswer(e) => self.on_nat_reinvite_answer(&mut est, e).await,
+                Event::VendorRetransmission(resp) => {
+                    self.on_vendor_retransmission(&est, &resp).await
+                }
+                Event::RelayedAnswer(e) => self.on_relayed_answer(&mut est, e).await,
+                Event::Dialog(None) => Some(EndReason::Shutdown),
+                Event::Dialog(Some(CallEvent::Ack(msg))) => {
+                    self.on_caller_ack(&mut est, &msg).await
+                }
+                Event::Dialog(Some(CallEvent::Request { msg, tx })) => {
+                    self.on_request(&mut est, msg, tx).await
+                }
+            };
+            if let Some(reason) = end {
+                break reason;
+            }
+        };
+        // Hang up whichever side did not.
+        if reason != EndReason::CalleeHangup {
+            send_bye(&self.core, &mut est.b, &est.via_b).await;
+        }
+        if reason != EndReason::CallerHangup {
+            let mut a = self.a.clone();
+            send_bye(&self.core, &mut a, &est.via_a).await;
+        }
+        reason
+    }
+
+    /// ACK the vendor (unless the caller's ACK carries the answer to a late offer),
+    /// move its media to the relay if its NAT needs it, answer the caller, and record
+    /// the answer: the established call's first state.
+    async fn answer(
+        &mut self,
+        mut b: Leg,
+        b_invite: mpsc::Receiver<ClientEvent>,
+        answer: Message,
+        attempt: &Attempt,
+        max_duration_secs: u32,
+    ) -> Established {
         let via_b = self.via(b.peer);
-        // Our INVITE's CSeq: its 2xx retransmissions are ACKed again with it.
         let invite_cseq = b.cseq;
-        // A late offer (the caller's INVITE had no SDP; the vendor's 2xx makes the
-        // offer) is answered in the caller's ACK, so the vendor's ACK waits for it.
-        // Otherwise the vendor is ACKed now.
         let mut b_ack: Option<SdpBody> = None;
         if !self.invite.body.is_empty() {
             let body = SdpBody::default();
             send_ack_with(&self.core, &b, invite_cseq, &via_b, &body).await;
             b_ack = Some(body);
         }
-        // Our own re-INVITE moving the vendor's media to the relay, while in flight.
-        let mut nat_reinvite = match self.relay_for_vendor_nat(&answer, b.peer).await {
+        let nat_reinvite = match self.relay_for_vendor_nat(&answer, b.peer).await {
             true => Some(self.reinvite_to_relay(&mut b, &via_b).await),
             false => None,
         };
@@ -65,13 +228,13 @@ impl CallTask {
             )
         };
         // The caller's leg: its Session-Expires, refreshed by whom it asked (uac default).
-        let mut a_timer = self
+        let a_timer = self
             .invite
             .header("Session-Expires")
             .and_then(parse_session_expires)
             .map(|(secs, refresher)| timer(secs, refresher.as_deref() == Some("uas")));
         // The vendor's leg: what its 2xx says; "uac" is us.
-        let mut b_timer = answer
+        let b_timer = answer
             .header("Session-Expires")
             .and_then(parse_session_expires)
             .map(|(secs, refresher)| timer(secs, refresher.as_deref() != Some("uas")));
@@ -97,13 +260,13 @@ impl CallTask {
             (0, n) | (n, 0) => n,
             (a, b) => a.min(b),
         };
-        let ok_bytes = ok.clone();
-        self.core.txs.respond(&self.tx, ok).await;
+        let rtp_timeout = u64::from(config.media.rtp_timeout_secs);
+        self.core.txs.respond(&self.tx, ok.clone()).await;
         let now = crate::now_ms();
         self.record.answer_ms = Some(now);
         self.record.final_code = 200;
         // Each leg's codec is the one its answer chose (they differ when the relay
-        // transcodes). With a late offer the answer is the caller's ACK (below).
+        // transcodes). With a late offer the answer is the caller's ACK.
         if !self.invite.body.is_empty() {
             self.record.codec_in = answered_codec(&answer_body);
             self.record.codec_out = answered_codec(&answer.body);
@@ -117,16 +280,10 @@ impl CallTask {
         tracing::info!(gateway = %attempt.gateway, "answered");
         self.publish();
 
-        let via_a = self.via(self.a.peer);
-        // Our 2xx is retransmitted until the caller's ACK (RFC 3261 §13.3.1.4).
         let answered_at = Instant::now();
-        let mut retransmit_at = Some(answered_at + T1);
-        let mut interval = T1;
-        let max_end = (max_duration_secs > 0)
-            .then(|| answered_at + Duration::from_secs(u64::from(max_duration_secs)));
         // A billed call talks on quotas of its balance; when one runs out it asks for
         // the next, and ends when there is none.
-        let mut quota_end = match self.billing.as_mut() {
+        let quota_end = match self.billing.as_mut() {
             Some(auth) => self
                 .core
                 .billing
@@ -134,244 +291,373 @@ impl CallTask {
                 .map(|secs| answered_at + Duration::from_secs(secs)),
             None => None,
         };
-        let mut relayed: Option<Relayed> = None;
-        // Our own session refresh in flight: (on the caller's leg?, its responses).
-        let mut refreshing: Option<(bool, mpsc::Receiver<ClientEvent>)> = None;
-        let far_future = answered_at + Duration::from_secs(86400 * 365);
-        // A relayed call checks each second that both sides still send RTP.
-        let rtp_timeout = u64::from(self.core.config.media.rtp_timeout_secs);
-        let watch_rtp = self.relaying && rtp_timeout > 0;
-        let mut rtp_check = tokio::time::interval(Duration::from_secs(1));
-        let mut info_digits = self.info_digits.take().filter(|_| self.relaying);
-        let mut published_media = self.live_media();
+        Established {
+            via_a: self.via(self.a.peer),
+            via_b,
+            b,
+            b_invite,
+            invite_cseq,
+            b_ack,
+            nat_reinvite,
+            a_timer,
+            b_timer,
+            ok,
+            answered_at,
+            retransmit_at: Some(answered_at + T1),
+            retransmit_interval: T1,
+            max_duration_secs,
+            max_end: (max_duration_secs > 0)
+                .then(|| answered_at + Duration::from_secs(u64::from(max_duration_secs))),
+            quota_end,
+            relayed: None,
+            refreshing: None,
+            info_digits: self.info_digits.take().filter(|_| self.relaying),
+            rtp_timeout,
+            published_media: self.live_media(),
+        }
+    }
 
-        let reason = loop {
-            tokio::select! {
-                Some(d) = async { match info_digits.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                    let (leg, via) = if d.to == Side::Caller { (&mut self.a, &via_a) } else { (&mut b, &via_b) };
-                    send_info_digit(&self.core, leg, via, d).await;
-                }
-                _ = rtp_check.tick(), if watch_rtp => {
-                    // The live view follows the legs' DTMF methods.
-                    let media = self.live_media();
-                    if media != published_media {
-                        published_media = media;
-                        self.publish();
-                    }
-                    let relay = self.active_relay().expect("a relaying call has its relay");
-                    let silent = [Side::Caller, Side::Callee].map(|side| relay.silent_secs(side));
-                    if let Some(i) = silent.iter().position(|s| *s >= rtp_timeout) {
-                        tracing::info!(side = ["caller", "vendor"][i], silent_secs = silent[i], "RTP timeout");
-                        break EndReason::RtpTimeout;
-                    }
-                }
-                _ = sleep_until(retransmit_at.unwrap_or(far_future)), if retransmit_at.is_some() => {
-                    if answered_at.elapsed() >= TIMER_64T1 {
-                        tracing::warn!("caller never acknowledged the 200; ending the call");
-                        break EndReason::AckTimeout;
-                    }
-                    self.core.txs.send_stateless(&ok_bytes, self.a.peer).await;
-                    interval = (interval * 2).min(T2);
-                    retransmit_at = Some(Instant::now() + interval);
-                }
-                _ = sleep_until(max_end.unwrap_or(far_future)), if max_end.is_some() => {
-                    tracing::info!(max_duration_secs, "maximum call duration reached");
-                    break EndReason::MaxDuration;
-                }
-                _ = sleep_until(quota_end.unwrap_or(far_future)), if quota_end.is_some() => {
-                    let more = match self.billing.as_mut() {
-                        Some(auth) => self.core.billing.grant(auth),
-                        None => None,
-                    };
-                    match more {
-                        Some(0) => {
-                            tracing::info!(talked_secs = answered_at.elapsed().as_secs(), "balance exhausted");
-                            break EndReason::BalanceExhausted;
-                        }
-                        Some(secs) => quota_end = quota_end.map(|q| q + Duration::from_secs(secs)),
-                        None => quota_end = None,
-                    }
-                }
-                _ = sleep_until(next_timer(&a_timer, &b_timer).unwrap_or(far_future)), if next_timer(&a_timer, &b_timer).is_some() => {
-                    let on_a = a_timer.as_ref().is_some_and(|t| t.due <= Instant::now());
-                    let t = if on_a { a_timer.as_mut() } else { b_timer.as_mut() }.expect("a timer is due");
-                    if !t.we_refresh {
-                        tracing::info!(leg = if on_a { "caller" } else { "vendor" }, "session not refreshed in time");
-                        break EndReason::SessionTimeout;
-                    }
-                    t.refreshing();
-                    let header = session_expires(t, false);
-                    let (leg, via) = if on_a { (&mut self.a, &via_a) } else { (&mut b, &via_b) };
-                    let peer = leg.peer;
-                    let (mut update, branch) = leg.request("UPDATE", via);
-                    update.push("Session-Expires", header);
-                    update.push("Supported", "timer");
-                    let rx = self.core.txs.request(update, &branch, "UPDATE", peer, None).await;
-                    refreshing = Some((on_a, rx));
-                }
-                Some(event) = async { match refreshing.as_mut() { Some((_, rx)) => rx.recv().await, None => std::future::pending().await } } => {
-                    let on_a = refreshing.as_ref().is_some_and(|(a, _)| *a);
-                    let code = match &event { ClientEvent::Response(r) => r.status().unwrap_or(0), ClientEvent::Timeout => 408 };
-                    if code < 200 { continue; }
-                    refreshing = None;
-                    let t = if on_a { a_timer.as_mut() } else { b_timer.as_mut() };
-                    match (code, t) {
-                        ((200..=299), Some(t)) => t.refreshed(),
-                        // Glare: try again shortly.
-                        (491, Some(t)) => t.due = Instant::now() + Duration::from_secs(2),
-                        _ => {
-                            tracing::info!(code, leg = if on_a { "caller" } else { "vendor" }, "session refresh failed");
-                            break EndReason::SessionTimeout;
-                        }
-                    }
-                }
-                Some(event) = async { match nat_reinvite.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                    let code = match &event { ClientEvent::Response(r) => r.status().unwrap_or(0), ClientEvent::Timeout => 408 };
-                    if code < 200 { continue; }
-                    nat_reinvite = None;
-                    match event {
-                        ClientEvent::Response(resp) if code < 300 => {
-                            send_ack(&self.core, &b, resp.cseq().0, &via_b).await;
-                            // The vendor's new answer may name another address.
-                            let _ = self.carry_sdp(&resp.body, Side::Callee);
-                            if let Some(t) = b_timer.as_mut() {
-                                t.refreshed();
-                            }
-                            tracing::info!("vendor's media moved to the relay");
-                        }
-                        // The call goes on; the RTP timeout ends it if no media flows.
-                        _ => tracing::warn!(code, "vendor refused to move its media to the relay"),
-                    }
-                }
-                // The vendor retransmits its 200 when our ACK was lost.
-                Some(ClientEvent::Response(resp)) = b_invite.recv() => {
-                    if resp.status().is_some_and(|c| (200..300).contains(&c)) && resp.cseq().0 == invite_cseq {
-                        if let Some(body) = &b_ack {
-                            send_ack_with(&self.core, &b, invite_cseq, &via_b, body).await;
-                        }
-                    }
-                }
-                Some(event) = async { match relayed.as_mut() { Some(r) => r.responses.recv().await, None => std::future::pending().await } } => {
-                    let r = relayed.as_ref().expect("selected only when some");
-                    match event {
-                        ClientEvent::Timeout => {
-                            let resp = Outgoing::response(&r.origin_req, 408, "Request Timeout", None);
-                            self.core.txs.respond(&r.origin, resp).await;
-                            relayed = None;
-                        }
-                        ClientEvent::Response(resp) => {
-                            let code = resp.status().unwrap_or(0);
-                            if code == 100 { continue; }
-                            let from_a = r.from_a;
-                            let mut out = Outgoing::response(&r.origin_req, code, &resp.reason(), None)
-                                .header("Contact", self.contact(if from_a { self.a.peer } else { b.peer }));
-                            if (200..300).contains(&code) && matches!(r.method.as_str(), "INVITE" | "UPDATE") {
-                                // A successful re-INVITE / UPDATE refreshes both legs' sessions.
-                                let (origin_timer, other_timer) = if from_a { (&mut a_timer, &mut b_timer) } else { (&mut b_timer, &mut a_timer) };
-                                if let Some(t) = origin_timer.as_mut() {
-                                    t.refreshed();
-                                    out.push("Session-Expires", session_expires(t, from_a));
-                                    out.push("Require", "timer");
-                                }
-                                if let Some(t) = other_timer.as_mut() {
-                                    t.refreshed();
-                                }
-                            }
-                            let body = self.carry_sdp(&resp.body, if from_a { Side::Callee } else { Side::Caller });
-                            let out = out.body(resp.content_type(), &body);
-                            self.core.txs.respond(&r.origin, out).await;
-                            if code >= 200 {
-                                if r.method == "INVITE" && code < 300 {
-                                    // The re-INVITE's 2xx is ACKed on the leg that gave it.
-                                    let (leg, via) = if from_a { (&b, &via_b) } else { (&self.a, &via_a) };
-                                    send_ack(&self.core, leg, resp.cseq().0, via).await;
-                                }
-                                relayed = None;
-                            }
-                        }
-                    }
-                }
-                event = self.events.recv() => {
-                    let Some(event) = event else { break EndReason::Shutdown };
-                    let (msg, tx) = match event {
-                        CallEvent::Ack(msg) => {
-                            if msg.call_id() == self.a.call_id {
-                                retransmit_at = None;
-                                if b_ack.is_none() {
-                                    let mut body = SdpBody::of(&msg);
-                                    body.bytes = self.carry_sdp(&body.bytes, Side::Caller);
-                                    self.record.codec_in = answered_codec(&msg.body);
-                                    self.record.codec_out = answered_codec(&body.bytes);
-                                    send_ack_with(&self.core, &b, invite_cseq, &via_b, &body).await;
-                                    b_ack = Some(body);
-                                }
-                            }
-                            continue;
-                        }
-                        CallEvent::Request { msg, tx } => (msg, tx),
-                    };
-                    let from_a = msg.call_id() == self.a.call_id;
-                    let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
-                    match method.as_str() {
-                        "BYE" => {
-                            // Answered once the call's record is durable (see finish).
-                            self.hangup = Some((tx, msg));
-                            break if from_a { EndReason::CallerHangup } else { EndReason::CalleeHangup };
-                        }
-                        "CANCEL" => {
-                            // Too late to cancel an answered call; the CANCEL itself succeeds.
-                            self.core.txs.respond(&tx, Outgoing::response(&msg, 200, "OK", None)).await;
-                        }
-                        // A DTMF INFO the relay converted (or the leg's receive mode
-                        // refused) ends here.
-                        "INFO" if !self.info_goes_on(&msg, from_a) => {
-                            self.core.txs.respond(&tx, Outgoing::response(&msg, 200, "OK", None)).await;
-                        }
-                        // Glare with our own re-INVITE (RFC 3261 §14.2).
-                        _ if relayed.is_some() || (nat_reinvite.is_some() && !from_a && matches!(method.as_str(), "INVITE" | "UPDATE")) => {
-                            let code = if method == "INVITE" || method == "UPDATE" { 491 } else { 500 };
-                            let resp = Outgoing::response(&msg, code, "Request Pending", None).header("Retry-After", "1");
-                            self.core.txs.respond(&tx, resp).await;
-                        }
-                        _ => {
-                            let (leg, via) = if from_a { (&mut b, &via_b) } else { (&mut self.a, &via_a) };
-                            let peer = leg.peer;
-                            let (mut req, branch) = leg.request(&method, via);
-                            if matches!(method.as_str(), "INVITE" | "UPDATE") {
-                                req.push("Contact", self.contact(peer));
-                            }
-                            // Session timers are per leg: the target leg gets its own.
-                            for name in ["Supported", "Content-Disposition"] {
-                                for v in msg.headers_named(name) {
-                                    req.push(name, v);
-                                }
-                            }
-                            let target_timer = if from_a { &b_timer } else { &a_timer };
-                            if let (Some(t), true) = (target_timer, matches!(method.as_str(), "INVITE" | "UPDATE")) {
-                                req.push("Session-Expires", session_expires(t, !from_a));
-                            }
-                            let body = self.carry_sdp(&msg.body, if from_a { Side::Caller } else { Side::Callee });
-                            let req = req.body(msg.content_type(), &body);
-                            let ack = (method == "INVITE").then(|| {
-                                let (leg, via) = if from_a { (&b, &via_b) } else { (&self.a, &via_a) };
-                                leg.ack_parts(via, &branch)
-                            });
-                            let responses = self.core.txs.request(req, &branch, &method, peer, ack).await;
-                            relayed = Some(Relayed { from_a, method, origin: tx, origin_req: msg, responses });
-                        }
-                    }
-                }
-            }
+    async fn on_info_digit(&mut self, est: &mut Established, d: InfoDigit) -> Option<EndReason> {
+        let (leg, via) = match d.to {
+            Side::Caller => (&mut self.a, &est.via_a),
+            Side::Callee => (&mut est.b, &est.via_b),
         };
-        // Hang up whichever side did not.
-        if reason != EndReason::CalleeHangup {
-            send_bye(&self.core, &mut b, &via_b).await;
+        send_info_digit(&self.core, leg, via, d).await;
+        None
+    }
+
+    /// Publish a change of the legs' DTMF methods; end the call when a side has
+    /// sent no RTP for the timeout.
+    fn on_rtp_check(&mut self, est: &mut Established) -> Option<EndReason> {
+        let media = self.live_media();
+        if media != est.published_media {
+            est.published_media = media;
+            self.publish();
         }
-        if reason != EndReason::CallerHangup {
-            let mut a = self.a.clone();
-            send_bye(&self.core, &mut a, &via_a).await;
+        let relay = self.active_relay().expect("a relaying call has its relay");
+        let silent = [Side::Caller, Side::Callee].map(|side| relay.silent_secs(side));
+        let i = silent.iter().position(|s| *s >= est.rtp_timeout)?;
+        tracing::info!(
+            side = ["caller", "vendor"][i],
+            silent_secs = silent[i],
+            "RTP timeout"
+        );
+        Some(EndReason::RtpTimeout)
+    }
+
+    async fn on_retransmit_2xx(&mut self, est: &mut Established) -> Option<EndReason> {
+        if est.answered_at.elapsed() >= TIMER_64T1 {
+            tracing::warn!("caller never acknowledged the 200; ending the call");
+            return Some(EndReason::AckTimeout);
         }
-        reason
+        self.core.txs.send_stateless(&est.ok, self.a.peer).await;
+        est.retransmit_interval = (est.retransmit_interval * 2).min(T2);
+        est.retransmit_at = Some(Instant::now() + est.retransmit_interval);
+        None
+    }
+
+    /// Ask billing for the next quota; end the call when the balance has none.
+    fn on_quota_due(&mut self, est: &mut Established) -> Option<EndReason> {
+        let more = match self.billing.as_mut() {
+            Some(auth) => self.core.billing.grant(auth),
+            None => None,
+        };
+        match more {
+            Some(0) => {
+                tracing::info!(
+                    talked_secs = est.answered_at.elapsed().as_secs(),
+                    "balance exhausted"
+                );
+                return Some(EndReason::BalanceExhausted);
+            }
+            Some(secs) => est.quota_end = est.quota_end.map(|q| q + Duration::from_secs(secs)),
+            None => est.quota_end = None,
+        }
+        None
+    }
+
+    /// A leg's session timer is due: refresh it with an UPDATE when we are its
+    /// refresher, else the session has expired.
+    async fn on_session_timer(&mut self, est: &mut Established) -> Option<EndReason> {
+        let on_a = est
+            .a_timer
+            .as_ref()
+            .is_some_and(|t| t.due <= Instant::now());
+        let t = if on_a {
+            est.a_timer.as_mut()
+        } else {
+            est.b_timer.as_mut()
+        }
+        .expect("a timer is due");
+        if !t.we_refresh {
+            tracing::info!(
+                leg = if on_a { "caller" } else { "vendor" },
+                "session not refreshed in time"
+            );
+            return Some(EndReason::SessionTimeout);
+        }
+        t.refreshing();
+        let header = session_expires(t, false);
+        let (leg, via) = if on_a {
+            (&mut self.a, &est.via_a)
+        } else {
+            (&mut est.b, &est.via_b)
+        };
+        let peer = leg.peer;
+        let (mut update, branch) = leg.request("UPDATE", via);
+        update.push("Session-Expires", header);
+        update.push("Supported", "timer");
+        let rx = self
+            .core
+            .txs
+            .request(update, &branch, "UPDATE", peer, None)
+            .await;
+        est.refreshing = Some((on_a, rx));
+        None
+    }
+
+    fn on_refresh_answer(
+        &mut self,
+        est: &mut Established,
+        event: ClientEvent,
+    ) -> Option<EndReason> {
+        let code = status_of(&event);
+        if code < 200 {
+            return None;
+        }
+        let on_a = est.refreshing.take().is_some_and(|(a, _)| a);
+        let t = if on_a {
+            est.a_timer.as_mut()
+        } else {
+            est.b_timer.as_mut()
+        };
+        match (code, t) {
+            ((200..=299), Some(t)) => t.refreshed(),
+            // Glare: try again shortly.
+            (491, Some(t)) => t.due = Instant::now() + Duration::from_secs(2),
+            _ => {
+                tracing::info!(
+                    code,
+                    leg = if on_a { "caller" } else { "vendor" },
+                    "session refresh failed"
+                );
+                return Some(EndReason::SessionTimeout);
+            }
+        }
+        None
+    }
+
+    async fn on_nat_reinvite_answer(
+        &mut self,
+        est: &mut Established,
+        event: ClientEvent,
+    ) -> Option<EndReason> {
+        let code = status_of(&event);
+        if code < 200 {
+            return None;
+        }
+        est.nat_reinvite = None;
+        match event {
+            ClientEvent::Response(resp) if code < 300 => {
+                send_ack(&self.core, &est.b, resp.cseq().0, &est.via_b).await;
+                // The vendor's new answer may name another address.
+                let _ = self.carry_sdp(&resp.body, Side::Callee);
+                if let Some(t) = est.b_timer.as_mut() {
+                    t.refreshed();
+                }
+                tracing::info!("vendor's media moved to the relay");
+            }
+            // The call goes on; the RTP timeout ends it if no media flows.
+            _ => tracing::warn!(code, "vendor refused to move its media to the relay"),
+        }
+        None
+    }
+
+    /// The vendor retransmits its 200 when our ACK was lost: ACK it again.
+    async fn on_vendor_retransmission(
+        &mut self,
+        est: &Established,
+        resp: &Message,
+    ) -> Option<EndReason> {
+        if resp.status().is_some_and(|c| (200..300).contains(&c))
+            && resp.cseq().0 == est.invite_cseq
+        {
+            if let Some(body) = &est.b_ack {
+                send_ack_with(&self.core, &est.b, est.invite_cseq, &est.via_b, body).await;
+            }
+        }
+        None
+    }
+
+    /// Pass the answer to a relayed request back to the side that sent it.
+    async fn on_relayed_answer(
+        &mut self,
+        est: &mut Established,
+        event: ClientEvent,
+    ) -> Option<EndReason> {
+        let r = est.relayed.as_ref().expect("selected only when some");
+        let resp = match event {
+            ClientEvent::Timeout => {
+                let resp = Outgoing::response(&r.origin_req, 408, "Request Timeout", None);
+                self.core.txs.respond(&r.origin, resp).await;
+                est.relayed = None;
+                return None;
+            }
+            ClientEvent::Response(resp) => resp,
+        };
+        let code = resp.status().unwrap_or(0);
+        if code == 100 {
+            return None;
+        }
+        let from_a = r.from_a;
+        let mut out = Outgoing::response(&r.origin_req, code, &resp.reason(), None).header(
+            "Contact",
+            self.contact(if from_a { self.a.peer } else { est.b.peer }),
+        );
+        if (200..300).contains(&code) && matches!(r.method.as_str(), "INVITE" | "UPDATE") {
+            // A successful re-INVITE / UPDATE refreshes both legs' sessions.
+            let (origin_timer, other_timer) = if from_a {
+                (&mut est.a_timer, &mut est.b_timer)
+            } else {
+                (&mut est.b_timer, &mut est.a_timer)
+            };
+            if let Some(t) = origin_timer.as_mut() {
+                t.refreshed();
+                out.push("Session-Expires", session_expires(t, from_a));
+                out.push("Require", "timer");
+            }
+            if let Some(t) = other_timer.as_mut() {
+                t.refreshed();
+            }
+        }
+        let body = self.carry_sdp(&resp.body, if from_a { Side::Callee } else { Side::Caller });
+        let out = out.body(resp.content_type(), &body);
+        self.core.txs.respond(&r.origin, out).await;
+        if code >= 200 {
+            if r.method == "INVITE" && code < 300 {
+                // The re-INVITE's 2xx is ACKed on the leg that gave it.
+                let (leg, via) = if from_a {
+                    (&est.b, &est.via_b)
+                } else {
+                    (&self.a, &est.via_a)
+                };
+                send_ack(&self.core, leg, resp.cseq().0, via).await;
+            }
+            est.relayed = None;
+        }
+        None
+    }
+
+    /// The caller's ACK of our 2xx stops its retransmission; for a late offer it
+    /// carries the answer, which goes on in our ACK to the vendor.
+    async fn on_caller_ack(&mut self, est: &mut Established, msg: &Message) -> Option<EndReason> {
+        if msg.call_id() != self.a.call_id {
+            return None;
+        }
+        est.retransmit_at = None;
+        if est.b_ack.is_none() {
+            let mut body = SdpBody::of(msg);
+            body.bytes = self.carry_sdp(&body.bytes, Side::Caller);
+            self.record.codec_in = answered_codec(&msg.body);
+            self.record.codec_out = answered_codec(&body.bytes);
+            send_ack_with(&self.core, &est.b, est.invite_cseq, &est.via_b, &body).await;
+            est.b_ack = Some(body);
+        }
+        None
+    }
+
+    /// A request in either dialog: BYE ends the call, CANCEL is too late, glare is
+    /// refused, anything else is relayed to the other dialog.
+    async fn on_request(
+        &mut self,
+        est: &mut Established,
+        msg: Box<Message>,
+        tx: Arc<ServerTx>,
+    ) -> Option<EndReason> {
+        let from_a = msg.call_id() == self.a.call_id;
+        let method = msg.method().map(|m| m.to_string()).unwrap_or_default();
+        let refresh = matches!(method.as_str(), "INVITE" | "UPDATE");
+        match method.as_str() {
+            "BYE" => {
+                // Answered once the call's record is durable (see finish).
+                self.hangup = Some((tx, msg));
+                return Some(if from_a {
+                    EndReason::CallerHangup
+                } else {
+                    EndReason::CalleeHangup
+                });
+            }
+            "CANCEL" => {
+                // Too late to cancel an answered call; the CANCEL itself succeeds.
+                self.core
+                    .txs
+                    .respond(&tx, Outgoing::response(&msg, 200, "OK", None))
+                    .await;
+            }
+            // A DTMF INFO the relay converted (or the leg's receive mode refused) ends here.
+            "INFO" if !self.info_goes_on(&msg, from_a) => {
+                self.core
+                    .txs
+                    .respond(&tx, Outgoing::response(&msg, 200, "OK", None))
+                    .await;
+            }
+            // Glare with our own re-INVITE (RFC 3261 §14.2).
+            _ if est.relayed.is_some() || (est.nat_reinvite.is_some() && !from_a && refresh) => {
+                let code = if refresh { 491 } else { 500 };
+                let resp = Outgoing::response(&msg, code, "Request Pending", None)
+                    .header("Retry-After", "1");
+                self.core.txs.respond(&tx, resp).await;
+            }
+            _ => self.relay_request(est, msg, tx, from_a, method).await,
+        }
+        None
+    }
+
+    /// Send a request of one dialog on in the other, as our own request there.
+    async fn relay_request(
+        &mut self,
+        est: &mut Established,
+        msg: Box<Message>,
+        tx: Arc<ServerTx>,
+        from_a: bool,
+        method: String,
+    ) {
+        let refresh = matches!(method.as_str(), "INVITE" | "UPDATE");
+        let (leg, via) = if from_a {
+            (&mut est.b, &est.via_b)
+        } else {
+            (&mut self.a, &est.via_a)
+        };
+        let peer = leg.peer;
+        let (mut req, branch) = leg.request(&method, via);
+        let ack = (method == "INVITE").then(|| leg.ack_parts(via, &branch));
+        if refresh {
+            req.push("Contact", self.contact(peer));
+        }
+        // Session timers are per leg: the target leg gets its own.
+        for name in ["Supported", "Content-Disposition"] {
+            for v in msg.headers_named(name) {
+                req.push(name, v);
+            }
+        }
+        let target_timer = if from_a { &est.b_timer } else { &est.a_timer };
+        if let (Some(t), true) = (target_timer, refresh) {
+            req.push("Session-Expires", session_expires(t, !from_a));
+        }
+        let body = self.carry_sdp(&msg.body, if from_a { Side::Caller } else { Side::Callee });
+        let req = req.body(msg.content_type(), &body);
+        let responses = self
+            .core
+            .txs
+            .request(req, &branch, &method, peer, ack)
+            .await;
+        est.relayed = Some(Relayed {
+            from_a,
+            method,
+            origin: tx,
+            origin_req: msg,
+            responses,
+        });
     }
 
     /// Send the vendor (leg `b`) the caller's offer again, now through the relay, as a
