@@ -19,12 +19,16 @@ pub enum LookupError {
     NotFound(String),
     /// A rate table's rows do not read as rates.
     BadTable(String),
+    /// The store failed to read a table or calendar.
+    Store(String),
 }
 
 impl std::fmt::Display for LookupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LookupError::NotFound(m) | LookupError::BadTable(m) => f.write_str(m),
+            LookupError::NotFound(m) | LookupError::BadTable(m) | LookupError::Store(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -88,7 +92,7 @@ impl<'a> PriceList<'a> {
         for table in tables {
             let index = runtime
                 .table(self.tenant, table)
-                .map_err(|e| LookupError::BadTable(format!("rate table {table:?}: {e}")))?
+                .map_err(|e| LookupError::Store(format!("rate table {table:?}: {e}")))?
                 .ok_or_else(|| {
                     LookupError::NotFound(format!("rate table {table:?} does not exist"))
                 })?;

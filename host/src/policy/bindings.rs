@@ -6,8 +6,16 @@ mod generated {
         world: "call-policy",
         path: "../wit",
         additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+        // Host imports return `HostError`: the WIT error a module can handle, or a
+        // trap for a fault of the host's own (a store error), which ends the run so
+        // the binding's fallback applies instead of the module guessing at text.
+        imports: { default: trappable },
+        trappable_error_type: { "switchyard:callctl/types.error" => crate::policy::bindings::HostError },
     });
 }
+
+/// What a host import fails with: a WIT `error` for the module, or a trap.
+pub(crate) type HostError = wasmtime_wasi::TrappableError<types::Error>;
 
 pub(crate) use generated::switchyard::callctl::{
     carrier, clock, gateways, log, rates, state, tables, types,

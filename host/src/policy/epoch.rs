@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, EngineWeak};
 
@@ -54,6 +54,9 @@ struct Due {
     next_id: u64,
     /// What the ticker sleeps until; none while it waits for any check at all.
     sleeping_until: Option<Instant>,
+    /// Runs being watched. Each should have one entry in `checks`, except between
+    /// the ticker signalling it and its callback scheduling the next.
+    watching: usize,
     stop: bool,
 }
 
@@ -74,6 +77,7 @@ impl EpochTicker {
         let id = {
             let mut due = self.shared.lock();
             due.next_id += 1;
+            due.watching += 1;
             due.next_id
         };
         self.shared.schedule(id, None, first_check);
@@ -92,23 +96,57 @@ impl Drop for EpochTicker {
     }
 }
 
+/// The longest a watched run may go without a check scheduled before the ticker bumps
+/// the epoch anyway. A signalled run whose callback never ran (it was inside a host
+/// call when its check came) has no check left; without this the ticker would sleep
+/// for ever and the run spin past its deadline (seen once in
+/// `hostile::a_thousand_ordinary_decisions_succeed_while_hostile_guests_run`).
+const UNSCHEDULED_BACKSTOP: Duration = Duration::from_millis(50);
+
 /// The ticker thread: sleep until the earliest check, then signal every run due.
 fn tick(shared: &Shared, engine: &EngineWeak) {
     let mut due = shared.lock();
     while !due.stop {
         let now = Instant::now();
+        // A watched run without a check: look again soon, and bump if it still has none.
+        let unscheduled = due.watching > due.checks.len();
         match due.checks.first().map(|&(at, _)| at) {
+            None if unscheduled => {
+                due.sleeping_until = Some(now + UNSCHEDULED_BACKSTOP);
+                let (guard, waited) = shared
+                    .wake
+                    .wait_timeout(due, UNSCHEDULED_BACKSTOP)
+                    .unwrap_or_else(|e| e.into_inner());
+                due = guard;
+                if waited.timed_out() && due.watching > due.checks.len() {
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                }
+            }
             None => {
                 due.sleeping_until = None;
                 due = shared.wake.wait(due).unwrap_or_else(|e| e.into_inner());
             }
             Some(at) if at > now => {
-                due.sleeping_until = Some(at);
-                due = shared
+                let wait = match unscheduled {
+                    true => (at - now).min(UNSCHEDULED_BACKSTOP),
+                    false => at - now,
+                };
+                due.sleeping_until = Some(now + wait);
+                let (guard, waited) = shared
                     .wake
-                    .wait_timeout(due, at - now)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                    .wait_timeout(due, wait)
+                    .unwrap_or_else(|e| e.into_inner());
+                due = guard;
+                let still_unscheduled = due.watching > due.checks.len();
+                if waited.timed_out() && unscheduled && still_unscheduled && wait < at - now {
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                }
             }
             Some(_) => {
                 // Signalled once each; their callbacks schedule their next checks.
@@ -143,7 +181,9 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        self.shared.lock().checks.remove(&(self.at, self.id));
+        let mut due = self.shared.lock();
+        due.checks.remove(&(self.at, self.id));
+        due.watching -= 1;
     }
 }
 
@@ -211,5 +251,53 @@ mod tests {
         // The run's watch ends with its store: nothing is left for the ticker to signal.
         drop(store);
         assert!(ticker.shared.lock().checks.is_empty());
+    }
+
+    #[test]
+    fn a_run_whose_check_was_signalled_while_it_was_not_running_is_still_stopped() {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).expect("engine");
+        let ticker = EpochTicker::start(&engine);
+        let module = Module::new(&engine, SPIN).expect("module");
+        let mut store = Store::new(&engine, ());
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).expect("instance");
+        let spin = instance
+            .get_typed_func::<(), ()>(&mut store, "spin")
+            .expect("spin");
+        // The check falls due, and is signalled, before the run's deadline is armed:
+        // no callback sees that bump, so nothing schedules a next check.
+        let watch = ticker.watch(Instant::now());
+        let signalled = Instant::now() + Duration::from_secs(5);
+        while !ticker.shared.lock().checks.is_empty() {
+            assert!(
+                Instant::now() < signalled,
+                "the ticker never took the check"
+            );
+            std::thread::yield_now();
+        }
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            let _ = &watch;
+            Err(wasmtime::Error::msg("budget spent"))
+        });
+        let rescued = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, weak) = (rescued.clone(), engine.weak());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(10));
+            while let Some(engine) = weak.upgrade() {
+                flag.store(true, Ordering::SeqCst);
+                engine.increment_epoch();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        assert!(
+            spin.call(&mut store, ()).is_err(),
+            "the loop ended by itself"
+        );
+        assert!(
+            !rescued.load(Ordering::SeqCst),
+            "only the watchdog stopped the run"
+        );
     }
 }

@@ -14,6 +14,7 @@
 
 mod bindings;
 mod budget;
+mod convert;
 pub mod engine;
 mod epoch;
 mod error;

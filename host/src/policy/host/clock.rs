@@ -2,14 +2,15 @@ use chrono::{Datelike, Offset, TimeZone, Timelike};
 
 use super::super::bindings::clock::{Host, LocalTime};
 use super::super::bindings::types::Error;
+use super::super::bindings::HostError;
 use super::PolicyState;
 
 impl Host for PolicyState {
-    fn now_ms(&mut self) -> u64 {
-        PolicyState::now_ms(self)
+    fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(PolicyState::now_ms(self))
     }
 
-    fn to_local(&mut self, zone: String, at_ms: u64) -> Result<LocalTime, Error> {
+    fn to_local(&mut self, zone: String, at_ms: u64) -> Result<LocalTime, HostError> {
         let tz: chrono_tz::Tz = zone
             .parse()
             .map_err(|_| Error::NotFound(format!("time zone {zone:?}")))?;

@@ -1,5 +1,6 @@
 use super::super::bindings::gateways::{Gateway, Host};
 use super::super::bindings::types::Error;
+use super::super::bindings::HostError;
 use super::{internal, PolicyState};
 use crate::runtime::GATEWAY_STATS_WINDOW_SECS;
 use switchyard_model::RoutingGateway;
@@ -22,22 +23,22 @@ impl PolicyState {
 }
 
 impl Host for PolicyState {
-    fn snapshot(&mut self) -> Vec<Gateway> {
+    fn snapshot(&mut self) -> wasmtime::Result<Vec<Gateway>> {
         let tenant = self.ctx.tenant.clone();
         match self.ctx.runtime.store.carrier_snapshot::<RoutingGateway>() {
-            Ok(all) => all
+            Ok(all) => Ok(all
                 .iter()
                 .filter(|(_, g)| g.tenant == tenant)
                 .map(|(id, g)| self.gateway_view(id.clone(), g))
-                .collect(),
-            Err(e) => {
-                tracing::error!(call_id = %self.ctx.call_id, error = %e, "gateway snapshot failed");
-                Vec::new()
-            }
+                .collect()),
+            // An empty list would be a wrong answer: the run traps instead.
+            Err(e) => Err(wasmtime::Error::msg(format!(
+                "host fault: gateway snapshot: {e}"
+            ))),
         }
     }
 
-    fn get(&mut self, id: String) -> Result<Gateway, Error> {
+    fn get(&mut self, id: String) -> Result<Gateway, HostError> {
         let all = self
             .ctx
             .runtime
@@ -46,7 +47,7 @@ impl Host for PolicyState {
             .map_err(internal)?;
         match all.get(&id) {
             Some(g) if g.tenant == self.ctx.tenant => Ok(self.gateway_view(id, g)),
-            _ => Err(Error::NotFound(format!("routing gateway {id:?}"))),
+            _ => Err(Error::NotFound(format!("routing gateway {id:?}")).into()),
         }
     }
 }

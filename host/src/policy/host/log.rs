@@ -32,7 +32,7 @@ impl PolicyState {
 }
 
 impl Host for PolicyState {
-    fn log(&mut self, level: Level, message: String) {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let (call_id, module) = (&self.ctx.call_id, &self.ctx.module);
         let msg = message.as_str();
         match level {
@@ -43,5 +43,6 @@ impl Host for PolicyState {
             Level::Error => tracing::error!(%call_id, %module, "{msg}"),
         }
         self.push_log(level_name(level), message);
+        Ok(())
     }
 }

@@ -12,11 +12,9 @@ mod timers;
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::bindings::{types, CallPolicy};
+use super::bindings::{types, CallPolicy, HostError};
 use super::state::PolicyState;
 use crate::store::CarrierObject;
-
-impl types::Host for PolicyState {}
 
 /// Add WASI (with an empty context per store, and timers that fire at once) and our
 /// imports to `linker`.
@@ -37,7 +35,7 @@ impl PolicyState {
 
     /// The calling tenant's `T` with `id` (`what` names it in the error); another
     /// tenant's answers as unknown.
-    fn owned<T: CarrierObject>(&self, id: &str, what: &str) -> Result<T, types::Error> {
+    fn owned<T: CarrierObject>(&self, id: &str, what: &str) -> Result<T, HostError> {
         match self
             .ctx
             .runtime
@@ -46,11 +44,19 @@ impl PolicyState {
             .map_err(internal)?
         {
             Some(object) if object.tenant() == self.ctx.tenant => Ok(object),
-            _ => Err(types::Error::NotFound(format!("{what} {id:?}"))),
+            _ => Err(types::Error::NotFound(format!("{what} {id:?}")).into()),
         }
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> types::Error {
-    types::Error::Other(e.to_string())
+/// A fault of the host's own (the store failed): a trap, not an error the module
+/// could act on.
+fn internal(e: impl std::fmt::Display) -> HostError {
+    HostError::trap(wasmtime::Error::msg(format!("host fault: {e}")))
+}
+
+impl types::Host for PolicyState {
+    fn convert_error(&mut self, err: HostError) -> wasmtime::Result<types::Error> {
+        err.downcast()
+    }
 }
