@@ -3,17 +3,21 @@
 //! A programmable carrier softswitch. This crate is the native host; every per-call
 //! decision is delegated to a WebAssembly module (see `wit/` and `guest-sdk/`).
 //!
-//! | module     | owns                                                              |
-//! |------------|-------------------------------------------------------------------|
-//! | [`sip`]    | SIP transports, transactions, the B2BUA calls, admission          |
-//! | [`policy`] | wasmtime engine, sandboxed invocations, host imports, bindings    |
-//! | [`store`]  | sled: module versions, bindings, tables, tokens, carrier, CDRs    |
-//! | [`api`]    | the REST API under `/api/v1` (axum), bearer tokens with roles     |
-//! | [`server`] | starting and stopping the whole host                              |
-//! | [`cli`]    | the `switchyard` command: `serve` and the REST client commands    |
-//! | [`demo`]   | the demo carrier a first run starts with                          |
+//! Layers, lowest first; each imports only those below it (the vocabulary is the
+//! `switchyard-model` crate, below them all):
 //!
-//! Dependencies point one way: `api` → `sip` → `policy` → `store`.
+//! | module      | owns                                                              |
+//! |-------------|-------------------------------------------------------------------|
+//! | [`store`]   | persistence: sled and the call-record journal                     |
+//! | [`runtime`] | live state: gateway health and load, traffic, pools, counters     |
+//! | [`billing`] | rates, calendars, authorisation and settlement                    |
+//! | [`media`]   | media plans, the RTP relay, SDP edits, codecs, DTMF               |
+//! | [`policy`]  | wasmtime engine, sandboxed invocations, host imports, bindings    |
+//! | [`sip`]     | syntax, transport, transactions, dialogs, auth, the B2BUA phases  |
+//! | [`api`]     | the REST API under `/api/v1` (axum), bearer tokens with roles     |
+//! | [`server`]  | starting and stopping the whole host                              |
+//! | [`cli`]     | the `switchyard` command: `serve` and the REST client commands    |
+//! | [`demo`]    | the demo carrier a first run starts with                          |
 
 pub mod api;
 pub mod billing;

@@ -142,9 +142,17 @@ async fn kill_9_under_billed_load_loses_no_record_and_no_money() {
             "-trace_msg",
         ],
     );
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Load until 40 calls have ended at the caller (about 3 s), then kill mid-stream.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while calls_seen_ended(&caller_dir).len() < 40 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} calls ended within 30 s",
+            calls_seen_ended(&caller_dir).len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(served); // SIGKILL
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = caller.kill();
     let _ = caller.wait();
     let _ = vendor.kill();
@@ -152,7 +160,7 @@ async fn kill_9_under_billed_load_loses_no_record_and_no_money() {
 
     let ended = calls_seen_ended(&caller_dir);
     assert!(
-        ended.len() >= 20,
+        ended.len() >= 40,
         "too few calls ended before the kill to mean anything: {}",
         ended.len()
     );

@@ -5,6 +5,7 @@ mod api_modules;
 mod billing;
 mod bindings;
 mod dtmf;
+mod golden;
 mod host_services;
 mod hostile;
 mod media;

@@ -584,15 +584,7 @@ async fn a_caller_without_its_gateways_pinned_codec_gets_488_and_no_vendor_invit
     let vendor = Vendor::new("vendor-a");
     let pinned = json!({ "media": { "codec_mode": "specified", "codec": "G729" } });
     carrier(&s, pinned, &[&vendor]).await?;
-    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-               m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
-    let invite = switchyard_tests::sip::raw_invite("pcma-only", "442071234567").replace(
-        "Content-Length: 0\r\n\r\n",
-        &format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-            sdp.len()
-        ),
-    );
+    let invite = pcma_only_invite("pcma-only");
     // The vendor's port stays quiet: nothing is sent to it.
     let vendor_socket = UdpSocket::bind(format!("127.0.0.1:{}", vendor.port)).await?;
     let answer = switchyard_tests::sip::raw_request(
@@ -701,15 +693,7 @@ async fn a_vendor_pinned_to_g729_without_conversion_refuses_a_pcma_caller_with_4
     let s = TestServer::start(&dir.0).await?;
     let vendor = Vendor::new("vendor-a");
     vendor_pins_g729(&s, &vendor, false).await?;
-    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-               m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
-    let invite = switchyard_tests::sip::raw_invite("pcma-to-g729", "442071234567").replace(
-        "Content-Length: 0\r\n\r\n",
-        &format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-            sdp.len()
-        ),
-    );
+    let invite = pcma_only_invite("pcma-to-g729");
     let vendor_socket = UdpSocket::bind(format!("127.0.0.1:{}", vendor.port)).await?;
     let answer = switchyard_tests::sip::raw_request(
         "127.0.0.1:0",
@@ -741,6 +725,19 @@ async fn a_vendor_pinned_to_g729_without_conversion_refuses_a_pcma_caller_with_4
         "no INVITE reaches the vendor"
     );
     s.stop().await
+}
+
+/// A raw INVITE (see `raw_invite`) offering PCMA only.
+fn pcma_only_invite(call_id: &str) -> String {
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+    switchyard_tests::sip::raw_invite(call_id, "442071234567").replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
+    )
 }
 
 /// The `m=` line a SIPp scenario wrote to `file` in `dir`.

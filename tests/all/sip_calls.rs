@@ -10,7 +10,7 @@ use switchyard_tests::sip::{
     carrier, raw_invite, raw_request, received_start_lines, scenario, wait_for_no_calls,
     wait_for_records, Sipp, Vendor,
 };
-use switchyard_tests::{TempDir, TestServer};
+use switchyard_tests::{eventually, TempDir, TestServer};
 
 fn path(name: &str) -> String {
     scenario(name).to_string_lossy().into_owned()
@@ -262,7 +262,8 @@ async fn unknown_source_gets_403_or_silence() -> Result<()> {
 
     let dir = TempDir::new("sip-silent");
     let s = TestServer::start_configured(&dir.0, |c| c.sip.reply_unauthorized = false).await?;
-    carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
     let answer = raw_request(
         "127.0.0.2:0",
         s.server.sip.addr,
@@ -271,15 +272,24 @@ async fn unknown_source_gets_403_or_silence() -> Result<()> {
     )
     .await?;
     assert_eq!(answer, None, "unknown sources get no answer at all");
-    // A known source is still served by the same server.
+    // A known source is still served by the same server: its call reaches the
+    // vendor, whose 486 it hears.
+    let rejecting = Sipp::uas(vendor.port, &["-sf", &path("uas_busy.xml")], 1)?;
     let known = raw_request(
         "127.0.0.1:0",
         s.server.sip.addr,
         &raw_invite("known-1", "4420"),
+        // SIPp may still be starting: the vendor INVITE is retransmitted until it answers.
         Duration::from_secs(5),
     )
     .await?;
-    assert!(known.is_some(), "a known source gets an answer");
+    assert!(
+        known
+            .as_deref()
+            .is_some_and(|a| a.starts_with("SIP/2.0 486")),
+        "a known source's call reaches the vendor: {known:?}"
+    );
+    rejecting.succeeds().await?;
     s.stop().await
 }
 
@@ -449,15 +459,7 @@ async fn vendor_down_by_options_is_skipped_without_an_invite() -> Result<()> {
         )
         .await?;
     assert_eq!(status, 200, "{body}");
-    let mut down = false;
-    for _ in 0..100 {
-        if s.server.policy.runtime().gateway_live("vendor-dead").down {
-            down = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(down, "vendor-dead was not marked down within 10 s");
+    marked_down(&s, "vendor-dead").await?;
     let uas = Sipp::uas(alive.port, &["-sn", "uas"], 1)?;
     Sipp::uac(s.server.sip.addr, &["-sn", "uac"], 1, 1)?
         .succeeds()
@@ -473,6 +475,136 @@ async fn vendor_down_by_options_is_skipped_without_an_invite() -> Result<()> {
         "no INVITE went to the down vendor: {r}"
     );
     s.stop().await
+}
+
+/// Wait until health checks mark `gateway` down.
+async fn marked_down(s: &TestServer, gateway: &str) -> Result<()> {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{gateway} marked down"),
+        || async {
+            Ok(s.server
+                .policy
+                .runtime()
+                .gateway_live(gateway)
+                .down
+                .then_some(()))
+        },
+    )
+    .await
+}
+
+/// Ping `vendor` every second, marking it down after two silences and up after
+/// `up_after` answers.
+async fn pinged(s: &TestServer, vendor: &Vendor, up_after: u32) -> Result<()> {
+    let (status, body) = s
+        .admin(
+            "PUT",
+            &format!("/api/v1/routing-gateways/{}", vendor.id),
+            Some(json!({ "address": format!("127.0.0.1:{}", vendor.port),
+                         "options_interval_secs": 1, "down_after": 2, "up_after": up_after })),
+        )
+        .await?;
+    anyhow::ensure!(status == 200, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_host_skips_a_down_gateway_its_routes_name() -> Result<()> {
+    let dir = TempDir::new("sip-host-skips-down");
+    let s = TestServer::start(&dir.0).await?;
+    let (dead, alive) = (Vendor::new("vendor-dead"), Vendor::new("vendor-alive"));
+    carrier(&s, json!({}), &[&dead, &alive]).await?;
+    pinged(&s, &dead, 2).await?;
+    marked_down(&s, "vendor-dead").await?;
+    // A module that traps: the binding's fallback routes name the down gateway first,
+    // so no router has left it out and only the host can skip it.
+    let trap = switchyard_tests::guest("guest_trap");
+    let version = switchyard_tests::version_of(&trap);
+    let (status, body) = s.upload(switchyard_tests::ADMIN, "router", trap).await?;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/bindings/global",
+            Some(json!({ "module": "router", "version": version,
+                         "fallback": { "kind": "routes", "gateways": ["vendor-dead", "vendor-alive"] } })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let uas = Sipp::uas(alive.port, &["-sn", "uas"], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sn", "uac"], 1, 1)?
+        .succeeds()
+        .await?;
+    uas.succeeds().await?;
+    let r = &wait_for_records(&s, 1).await?[0];
+    assert_eq!(r["egress_gateway"], "vendor-alive", "{r}");
+    let first = &r["attempts"][0];
+    assert_eq!(
+        (&first["gateway"], &first["reason"], &first["leg_call_id"]),
+        (&json!("vendor-dead"), &json!("gateway down"), &json!("")),
+        "the down gateway is skipped without an INVITE: {r}"
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_down_gateway_comes_back_after_up_after_answered_pings() -> Result<()> {
+    let dir = TempDir::new("sip-up-after");
+    let s = TestServer::start(&dir.0).await?;
+    let (flaky, steady) = (Vendor::new("vendor-flaky"), Vendor::new("vendor-steady"));
+    carrier(&s, json!({}), &[&flaky, &steady]).await?;
+    pinged(&s, &flaky, 2).await?;
+    pinged(&s, &steady, 3).await?;
+    marked_down(&s, "vendor-flaky").await?;
+    marked_down(&s, "vendor-steady").await?;
+    // Each vendor answers exactly two pings, then is silent again.
+    let flaky_answers = Sipp::uas(flaky.port, &["-sf", &path("uas_options.xml")], 2)?;
+    let steady_answers = Sipp::uas(steady.port, &["-sf", &path("uas_options.xml")], 2)?;
+    flaky_answers.succeeds().await?;
+    steady_answers.succeeds().await?;
+    // Two answers are enough for up_after 2 ...
+    eventually(Duration::from_secs(5), "vendor-flaky up again", || async {
+        Ok((!s.server.policy.runtime().gateway_live("vendor-flaky").down).then_some(()))
+    })
+    .await?;
+    // ... not for up_after 3 (it was checked in the same health-check round).
+    assert!(
+        s.server.policy.runtime().gateway_live("vendor-steady").down,
+        "two answered pings must not bring back a gateway with up_after 3"
+    );
+    s.stop().await
+}
+
+/// One call whose caller runs `scenario` against a vendor answering with the stock
+/// `uas`, on a server whose Min-SE is lowered to 2 s (RFC 4028's 90 s floor would
+/// make the test take minutes); the call's record.
+async fn session_timer_call(tag: &str, scenario: &str) -> Result<Value> {
+    let dir = TempDir::new(tag);
+    let s = TestServer::start_configured(&dir.0, |c| c.sip.session_min_se_secs = 2).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sf", &path(scenario)], 1, 1)?
+        .succeeds()
+        .await?;
+    // The vendor got its BYE too (the stock uas scenario ends on it).
+    uas.succeeds().await?;
+    let r = wait_for_records(&s, 1).await?[0].clone();
+    wait_for_no_calls(&s).await?;
+    s.stop().await?;
+    Ok(r)
+}
+
+#[tokio::test]
+async fn we_refresh_the_session_when_the_caller_makes_us_the_refresher() -> Result<()> {
+    // The caller's scenario fails unless two UPDATEs arrive, each within 6 s.
+    let r = session_timer_call("sip-we-refresh", "uac_timer_refreshed.xml").await?;
+    assert_eq!(
+        r["reason"], "caller_hangup",
+        "refreshed sessions do not expire: {r}"
+    );
+    Ok(())
 }
 
 #[tokio::test]
@@ -728,31 +860,14 @@ async fn session_interval_below_min_se_gets_422() -> Result<()> {
 
 #[tokio::test]
 async fn unrefreshed_session_is_hung_up_on_both_legs() -> Result<()> {
-    let dir = TempDir::new("sip-session");
-    // RFC 4028's 90 s floor is lowered so the test takes seconds.
-    let s = TestServer::start_configured(&dir.0, |c| c.sip.session_min_se_secs = 2).await?;
-    let vendor = Vendor::new("vendor-a");
-    carrier(&s, json!({}), &[&vendor]).await?;
-    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 1)?;
-    Sipp::uac(
-        s.server.sip.addr,
-        &["-sf", &path("uac_timer_silent.xml")],
-        1,
-        1,
-    )?
-    .succeeds()
-    .await?;
-    // The vendor got its BYE too (the stock uas scenario ends on it).
-    uas.succeeds().await?;
-    let r = &wait_for_records(&s, 1).await?[0];
+    let r = session_timer_call("sip-session", "uac_timer_silent.xml").await?;
     assert_eq!(r["reason"], "session_timeout", "{r}");
     let held = r["end_ms"].as_u64().unwrap_or(0) - r["answer_ms"].as_u64().unwrap_or(0);
     assert!(
         (2_000..4_000).contains(&held),
         "hung up {held} ms after answer: {r}"
     );
-    wait_for_no_calls(&s).await?;
-    s.stop().await
+    Ok(())
 }
 
 #[tokio::test]
@@ -898,18 +1013,15 @@ async fn a_full_routing_gateway_refuses_with_503_and_a_reason() -> Result<()> {
             .is_some_and(|a| a.starts_with("SIP/2.0 180")),
         "{first:?}"
     );
-    for _ in 0..50 {
-        if s.server
-            .policy
-            .runtime()
-            .gateway_live("vendor-small")
-            .current_calls
-            == 1
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(2),
+        "the first call holds vendor-small",
+        || async {
+            let live = s.server.policy.runtime().gateway_live("vendor-small");
+            Ok((live.current_calls == 1).then_some(()))
+        },
+    )
+    .await?;
     // ... so the second is refused without an INVITE, saying why.
     let second = raw_request(
         "127.0.0.1:0",
@@ -1048,17 +1160,18 @@ async fn registers_upstream_refreshes_and_unregisters_on_removal_and_on_shutdown
         );
     }
     // Registered after the challenge, then refreshed halfway through the 2 s granted.
-    let mut upstream = Value::Null;
-    for _ in 0..100 {
-        upstream = upstream_registrations(&s).await?;
-        if [removed.id, kept.id]
-            .iter()
-            .all(|id| upstream[id]["registrations"].as_u64() >= Some(2))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let upstream = eventually(
+        Duration::from_secs(10),
+        "two registrations each",
+        || async {
+            let upstream = upstream_registrations(&s).await?;
+            let both = [removed.id, kept.id]
+                .iter()
+                .all(|id| upstream[id]["registrations"].as_u64() >= Some(2));
+            Ok(both.then_some(upstream))
+        },
+    )
+    .await?;
     for id in [removed.id, kept.id] {
         assert_eq!(upstream[id]["registered"], true, "{upstream}");
         assert_eq!(upstream[id]["granted_secs"], 3600, "{upstream}");

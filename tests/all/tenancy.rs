@@ -56,8 +56,8 @@ async fn tenants_are_isolated_from_each_other() -> Result<()> {
     .await?;
 
     // Bob sees nothing of Alice's.
-    let (_, list) = s.call("GET", "/api/v1/modules", &b, None).await?;
-    assert_eq!(list["modules"], json!([]));
+    let (status, list) = s.call("GET", "/api/v1/modules", &b, None).await?;
+    assert_eq!((status, &list["modules"]), (200, &json!([])), "{list}");
     for path in [
         "/api/v1/modules/router".to_string(),
         format!("/api/v1/modules/router/versions/{v}"),
@@ -68,8 +68,8 @@ async fn tenants_are_isolated_from_each_other() -> Result<()> {
     ] {
         assert_eq!(s.call("GET", &path, &b, None).await?.0, 404, "{path}");
     }
-    let (_, bindings) = s.call("GET", "/api/v1/bindings", &b, None).await?;
-    assert_eq!(bindings, json!([]));
+    let (status, bindings) = s.call("GET", "/api/v1/bindings", &b, None).await?;
+    assert_eq!((status, bindings), (200, json!([])));
     let sim = json!({ "call": { "callee": "44" } });
     assert_eq!(
         s.call(
@@ -116,13 +116,21 @@ async fn tenants_are_isolated_from_each_other() -> Result<()> {
     );
     assert_eq!(s.call("GET", "/api/v1/tokens", &b, None).await?.0, 403);
     // Alice's binding is untouched, and the admin sees both tenants' work.
-    let (_, still) = s
+    let (status, still) = s
         .call("GET", "/api/v1/bindings/account:acme-a", &a, None)
         .await?;
-    assert_eq!(still["tenant"], "carrier-a");
-    let (_, admin_view) = s
+    assert_eq!(
+        (status, &still["tenant"]),
+        (200, &json!("carrier-a")),
+        "{still}"
+    );
+    let (status, admin_view) = s
         .admin("GET", "/api/v1/modules?tenant=carrier-b", None)
         .await?;
-    assert_eq!(admin_view["modules"][0]["tenant"], "carrier-b");
+    assert_eq!(
+        (status, &admin_view["modules"][0]["tenant"]),
+        (200, &json!("carrier-b")),
+        "{admin_view}"
+    );
     s.stop().await
 }

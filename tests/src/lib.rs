@@ -184,3 +184,26 @@ pub fn call(call_id: &str, account: &str, callee: &str) -> switchyard::policy::C
         arrived_at_ms: switchyard::now_ms(),
     }
 }
+
+/// Poll `check` every 50 ms until it gives a value; an error naming `what` when it
+/// has not within `within`. For conditions a test must see come true.
+pub async fn eventually<T, F, Fut>(
+    within: std::time::Duration,
+    what: &str,
+    mut check: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{what}: not within {within:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
