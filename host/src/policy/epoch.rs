@@ -203,8 +203,8 @@ mod tests {
         0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop br 0
     ];
 
-    #[test]
-    fn a_spinning_run_is_signalled_when_each_check_it_schedules_falls_due() {
+    /// An engine with its ticker, and a store ready to call [`SPIN`].
+    fn spinner() -> (Engine, EpochTicker, Store<()>, wasmtime::TypedFunc<(), ()>) {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).expect("engine");
@@ -215,6 +215,28 @@ mod tests {
         let spin = instance
             .get_typed_func::<(), ()>(&mut store, "spin")
             .expect("spin");
+        (engine, ticker, store, spin)
+    }
+
+    /// Should the ticker never bump, this does after 10 s (and says so), so a test
+    /// fails instead of hanging.
+    fn watchdog(engine: &Engine) -> Arc<std::sync::atomic::AtomicBool> {
+        let rescued = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, weak) = (rescued.clone(), engine.weak());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(10));
+            while let Some(engine) = weak.upgrade() {
+                flag.store(true, Ordering::SeqCst);
+                engine.increment_epoch();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        rescued
+    }
+
+    #[test]
+    fn a_spinning_run_is_signalled_when_each_check_it_schedules_falls_due() {
+        let (engine, ticker, mut store, spin) = spinner();
 
         // Nothing else bumps the epoch: only the ticker can end this loop, and it
         // does so once per check the run schedules (two reschedules, then stop).
@@ -230,17 +252,7 @@ mod tests {
                 Err(wasmtime::Error::msg("budget spent"))
             }
         });
-        // Should the ticker never bump, a watchdog does, so the test fails, not hangs.
-        let rescued = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (flag, weak) = (rescued.clone(), engine.weak());
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(10));
-            while let Some(engine) = weak.upgrade() {
-                flag.store(true, Ordering::SeqCst);
-                engine.increment_epoch();
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
+        let rescued = watchdog(&engine);
         let stopped = spin.call(&mut store, ());
         assert!(stopped.is_err(), "the loop ended by itself");
         assert!(
@@ -255,16 +267,7 @@ mod tests {
 
     #[test]
     fn a_run_whose_check_was_signalled_while_it_was_not_running_is_still_stopped() {
-        let mut config = wasmtime::Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).expect("engine");
-        let ticker = EpochTicker::start(&engine);
-        let module = Module::new(&engine, SPIN).expect("module");
-        let mut store = Store::new(&engine, ());
-        let instance = wasmtime::Instance::new(&mut store, &module, &[]).expect("instance");
-        let spin = instance
-            .get_typed_func::<(), ()>(&mut store, "spin")
-            .expect("spin");
+        let (engine, ticker, mut store, spin) = spinner();
         // The check falls due, and is signalled, before the run's deadline is armed:
         // no callback sees that bump, so nothing schedules a next check.
         let watch = ticker.watch(Instant::now());
@@ -281,16 +284,7 @@ mod tests {
             let _ = &watch;
             Err(wasmtime::Error::msg("budget spent"))
         });
-        let rescued = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (flag, weak) = (rescued.clone(), engine.weak());
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(10));
-            while let Some(engine) = weak.upgrade() {
-                flag.store(true, Ordering::SeqCst);
-                engine.increment_epoch();
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
+        let rescued = watchdog(&engine);
         assert!(
             spin.call(&mut store, ()).is_err(),
             "the loop ended by itself"

@@ -189,3 +189,153 @@ impl Admission {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Admission decisions over a real store in a temporary folder; no sockets.
+    use super::*;
+
+    struct Fixture {
+        admission: Admission,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Admission over `gateways` (id, gateway) and an account "acct" with `max_calls`.
+    fn fixture(tag: &str, gateways: &[(&str, MappingGateway)], max_calls: u32) -> Fixture {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-admit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).expect("a store");
+        let account = Account {
+            tenant: "t".into(),
+            max_calls,
+            ..Account::default()
+        };
+        store.carrier_put("acct", &account).expect("the account");
+        for (id, g) in gateways {
+            store.carrier_put(id, g).expect("a gateway");
+        }
+        Fixture {
+            admission: Admission::new(store),
+            dir,
+        }
+    }
+
+    fn gateway(sources: &[&str], tech_prefix: Option<&str>) -> MappingGateway {
+        MappingGateway {
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            tech_prefix: tech_prefix.map(str::to_string),
+            ..MappingGateway::for_account("t", "acct")
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("an address")
+    }
+
+    fn refused(admit: &Admit) -> Option<&str> {
+        match admit {
+            Admit::Limited { why, .. } => Some(why),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_source_picks_the_gateway_and_a_matching_tech_prefix_wins() {
+        let f = fixture(
+            "prefix",
+            &[
+                ("plain", gateway(&["127.0.0.2"], None)),
+                ("prefixed", gateway(&["127.0.0.0/24"], Some("99#"))),
+            ],
+            0,
+        );
+        let Admit::Accepted {
+            gateway_id, callee, ..
+        } = f.admission.admit(ip("127.0.0.2"), "99#4420")
+        else {
+            panic!("a known source is accepted");
+        };
+        assert_eq!((gateway_id.as_str(), callee.as_str()), ("prefixed", "4420"));
+        let Admit::Accepted {
+            gateway_id, callee, ..
+        } = f.admission.admit(ip("127.0.0.2"), "4420")
+        else {
+            panic!("a known source is accepted");
+        };
+        assert_eq!((gateway_id.as_str(), callee.as_str()), ("plain", "4420"));
+        assert!(matches!(
+            f.admission.admit(ip("127.0.0.9"), "4420"),
+            Admit::Unknown
+        ));
+        assert!(matches!(
+            f.admission.admit(ip("10.0.0.1"), "99#4420"),
+            Admit::Unknown
+        ));
+    }
+
+    #[test]
+    fn a_gateways_cps_limit_refuses_the_call_past_it_within_one_second() {
+        let cps = MappingGateway {
+            cps_limit: 2,
+            ..gateway(&["127.0.0.2"], None)
+        };
+        let f = fixture("cps", &[("gw", cps)], 0);
+        let first = f.admission.admit(ip("127.0.0.2"), "1");
+        let second = f.admission.admit(ip("127.0.0.2"), "2");
+        assert!(refused(&first).is_none() && refused(&second).is_none());
+        let third = f.admission.admit(ip("127.0.0.2"), "3");
+        assert_eq!(refused(&third), Some("CPS limit 2 reached"));
+    }
+
+    #[test]
+    fn concurrent_limits_hold_until_a_slot_is_dropped() {
+        let one_at_a_time = MappingGateway {
+            max_calls: 1,
+            ..gateway(&["127.0.0.2"], None)
+        };
+        let f = fixture("concurrent", &[("gw", one_at_a_time)], 0);
+        let held = f.admission.admit(ip("127.0.0.2"), "1");
+        assert!(matches!(held, Admit::Accepted { .. }));
+        let busy = f.admission.admit(ip("127.0.0.2"), "2");
+        assert_eq!(refused(&busy), Some("concurrent call limit 1 reached"));
+        drop(held);
+        assert!(matches!(
+            f.admission.admit(ip("127.0.0.2"), "3"),
+            Admit::Accepted { .. }
+        ));
+        assert_eq!(
+            f.admission.tracked().1,
+            0,
+            "every slot dropped frees its places"
+        );
+    }
+
+    #[test]
+    fn an_accounts_limit_counts_its_calls_over_all_its_gateways() {
+        let f = fixture(
+            "account",
+            &[
+                ("gw-a", gateway(&["127.0.0.2"], None)),
+                ("gw-b", gateway(&["127.0.0.3"], None)),
+            ],
+            1,
+        );
+        let held = f.admission.admit(ip("127.0.0.2"), "1");
+        assert!(matches!(held, Admit::Accepted { .. }));
+        assert_eq!(f.admission.account_calls("acct"), 1);
+        let other = f.admission.admit(ip("127.0.0.3"), "2");
+        assert_eq!(
+            refused(&other),
+            Some("account concurrent call limit 1 reached")
+        );
+        drop(held);
+        assert_eq!(f.admission.account_calls("acct"), 0);
+    }
+}
