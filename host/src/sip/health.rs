@@ -73,7 +73,7 @@ pub(super) async fn run(core: Arc<SipCore>) {
                 streak.failures += 1;
                 streak.successes = 0;
             }
-            let runtime = core.policy.runtime();
+            let runtime = &core.runtime;
             let mut live = runtime.gateway_live(&id);
             if !live.down && streak.failures >= gateway.down_after.max(1) {
                 live.down = true;

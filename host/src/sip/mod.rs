@@ -156,6 +156,8 @@ enum CallEvent {
 pub struct SipCore {
     txs: Arc<Transactions>,
     policy: Arc<PolicyEngine>,
+    /// Live state: gateways' health and load, traffic windows, caller pools.
+    runtime: Arc<crate::runtime::Runtime>,
     store: Store,
     config: SipConfig,
     admission: admission::Admission,
@@ -248,6 +250,7 @@ impl SipServer {
             txs: Transactions::new(transports),
             admission: admission::Admission::new(store.clone()),
             billing: crate::billing::Billing::new(store.clone(), policy.runtime().clone()),
+            runtime: policy.runtime().clone(),
             auth: digest::DigestAuth::new(
                 config.digest_algorithms.clone(),
                 config.auth_max_retry,
@@ -411,7 +414,7 @@ impl SipCore {
             digest_nonces,
             digest_failure_keys,
             tcp_connections: self.txs.transports().tcp_connections(),
-            runtime: self.policy.runtime().census(),
+            runtime: self.runtime.census(),
             call_journal_active_records: self.store.call_log_stats().active_records,
         }
     }

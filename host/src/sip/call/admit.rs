@@ -23,7 +23,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
         .request_uri()
         .map(|u| user_of(u).to_string())
         .unwrap_or_default();
-    let arrived_at_ms = core.policy.runtime().clock.now_ms();
+    let arrived_at_ms = core.runtime.clock.now_ms();
     let mut admitted = core.admission.admit(peer.addr.ip(), &requested);
     if matches!(admitted, Admit::Unknown) {
         // Not a gateway's address: perhaps a phone, which must prove who it is.

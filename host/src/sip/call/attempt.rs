@@ -22,7 +22,7 @@ impl CallTask {
         if !gateway.enabled {
             return AttemptEnd::Skipped("gateway disabled".into());
         }
-        let live = core.policy.runtime().gateway_live(&attempt.gateway);
+        let live = core.runtime.gateway_live(&attempt.gateway);
         if live.down {
             return AttemptEnd::Skipped("gateway down".into());
         }
@@ -278,13 +278,13 @@ impl CallTask {
 
     pub(super) fn hold_gateway(&mut self, id: &str) {
         self.release_gateway();
-        self.core.policy.runtime().adjust_current_calls(id, 1);
+        self.core.runtime.adjust_current_calls(id, 1);
         self.busy_gateway = Some(id.to_string());
     }
 
     pub(super) fn release_gateway(&mut self) {
         if let Some(id) = self.busy_gateway.take() {
-            self.core.policy.runtime().adjust_current_calls(&id, -1);
+            self.core.runtime.adjust_current_calls(&id, -1);
         }
     }
 

@@ -16,7 +16,7 @@ impl CallTask {
     /// account.
     pub(super) fn count_traffic(&self) {
         use crate::runtime::traffic::Outcome;
-        let runtime = self.core.policy.runtime();
+        let runtime = &self.core.runtime;
         let r = &self.record;
         let at_ms = r.end_ms;
         for a in r.attempts.iter().filter(|a| !a.leg_call_id.is_empty()) {
