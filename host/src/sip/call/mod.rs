@@ -12,10 +12,12 @@
 //! | [`route`] | screen, route, failover over the attempts |
 //! | [`attempt`] | one vendor INVITE to its end |
 //! | [`media`] | the attempt's media plan, relay and SDP |
+//! | [`answer`] | the vendor's answer carried to the caller |
 //! | [`established`] | the answered call until a side hangs up |
 //! | [`finish`] | statistics, settlement, the call record |
 
 mod admit;
+mod answer;
 mod attempt;
 mod established;
 mod finish;
