@@ -50,7 +50,11 @@ fn main() -> anyhow::Result<()> {
         };
         store.carrier_put(&format!("vendor-{i}"), &gateway)?;
     }
-    let policy = PolicyEngine::start(store, Arc::new(switchyard::clock::Clock::system()))?;
+    let runtime = Arc::new(switchyard::runtime::Runtime::new(
+        store,
+        Arc::new(switchyard::clock::Clock::system()),
+    ));
+    let policy = PolicyEngine::start(runtime)?;
     println!("routes {}", rows.len());
     for name in ["prefix_router", "stock_router"] {
         let (per_sec, [p50, p90, p95, p99]) = measure(&policy, name, routes, iterations)?;

@@ -2,6 +2,7 @@
 //! engine, seed the demo carrier on an empty store, start SIP, serve the REST API until
 //! told to stop.
 
+use crate::runtime::Runtime;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -57,19 +58,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
     let generated_admin_token = install_admin_token(&store, config.admin_token.as_deref())?;
     store.commit().await?;
+    let clock = Arc::new(match config.settable_clock {
+        true => Clock::settable(),
+        false => Clock::system(),
+    });
+    // Live state, shared by the policy engine (its host imports) and the SIP layer.
+    let runtime = Arc::new(Runtime::new(store.clone(), clock));
     let policy = {
-        let store = store.clone();
-        let clock = Arc::new(match config.settable_clock {
-            true => Clock::settable(),
-            false => Clock::system(),
-        });
-        tokio::task::spawn_blocking(move || PolicyEngine::start(store, clock)).await??
+        let runtime = runtime.clone();
+        tokio::task::spawn_blocking(move || PolicyEngine::start(runtime)).await??
     };
     if config.demo {
         let (store, policy) = (store.clone(), policy.clone());
         tokio::task::spawn_blocking(move || crate::demo::seed_if_empty(&store, &policy)).await??;
     }
-    let sip = SipServer::start(config.sip.clone(), store.clone(), policy.clone()).await?;
+    let sip = SipServer::start(config.sip.clone(), store.clone(), policy.clone(), runtime).await?;
     let listener = tokio::net::TcpListener::bind(config.api_listen)
         .await
         .with_context(|| format!("binding the REST API to {}", config.api_listen))?;

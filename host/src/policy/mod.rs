@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
-pub use crate::runtime::{GatewayLive, Runtime};
+use crate::runtime::Runtime;
 pub use bindings::types::{
     Attempt, Call, Caller, CallerHeader, Decision, Header, Limits, NextStep, Outcome, Reject,
     Verdict,
@@ -43,7 +43,6 @@ pub use health::{FailureKind, HealthReport};
 pub use invoke::{Failure, HookAnswer, HookCall, Invocation, LoadedModule, RunLimits};
 pub use state::LogLine;
 
-use crate::clock::Clock;
 use crate::store::{Binding, Fallback, ModuleKey, ModuleVersion, Scope, Store};
 use health::HealthBoard;
 use limits::*;
@@ -70,9 +69,10 @@ pub struct PolicyEngine {
 }
 
 impl PolicyEngine {
-    /// Start the engine over `store`: load the bindings and compile (or load the cached
+    /// Start the engine over the runtime state's store: load the bindings and compile (or load the cached
     /// artifacts of) every bound module, so the first call does not pay for it.
-    pub fn start(store: Store, clock: Arc<Clock>) -> anyhow::Result<Arc<PolicyEngine>> {
+    pub fn start(runtime: Arc<Runtime>) -> anyhow::Result<Arc<PolicyEngine>> {
+        let store = runtime.store().clone();
         let engine = engine::build().map_err(|e| anyhow::anyhow!("starting wasmtime: {e:#}"))?;
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker)
@@ -82,7 +82,7 @@ impl PolicyEngine {
             ticker: epoch::EpochTicker::start(&engine),
             engine,
             linker,
-            runtime: Arc::new(Runtime::new(store.clone(), clock)),
+            runtime,
             health: HealthBoard::default(),
             loaded: RwLock::default(),
             bindings: RwLock::default(),

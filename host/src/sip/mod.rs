@@ -243,14 +243,15 @@ impl SipServer {
         config: SipConfig,
         store: Store,
         policy: Arc<PolicyEngine>,
+        runtime: Arc<crate::runtime::Runtime>,
     ) -> anyhow::Result<SipServer> {
         let (transports, mut inbound) = transport::Transports::bind(&config.listen).await?;
         let (addr, addrs) = (transports.advertised, transports.local_addrs());
         let core = Arc::new(SipCore {
             txs: Transactions::new(transports),
             admission: admission::Admission::new(store.clone()),
-            billing: crate::billing::Billing::new(store.clone(), policy.runtime().clone()),
-            runtime: policy.runtime().clone(),
+            billing: crate::billing::Billing::new(store.clone(), runtime.clone()),
+            runtime,
             auth: digest::DigestAuth::new(
                 config.digest_algorithms.clone(),
                 config.auth_max_retry,
