@@ -510,11 +510,6 @@ impl RoutingGateway {
     pub fn redact(&mut self) {
         self.auth_password = None;
     }
-
-    /// Whether a final failure `code` stops failover to the next gateway.
-    pub fn stops_on(&self, code: u16) -> bool {
-        self.stop_codes.contains(&code)
-    }
 }
 
 impl Phone {
