@@ -1,6 +1,6 @@
 //! Accounts, mapping gateways, routing gateways, phones, calendars and gateway
 //! groups: one generic set of handlers per kind, open to agent tokens as far as each
-//! kind allows ([`CarrierObject::agent_sees`]); payments and the sub-account tree.
+//! kind allows ([`AgentAccess::agent_sees`]); payments and the sub-account tree.
 
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
@@ -8,7 +8,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::{ApiError, ApiJson, ApiResult, AppState, ScopedCaller};
-use crate::store::{CarrierObject, Payment};
+use crate::store::{AgentAccess, CarrierObject, Payment};
 use switchyard_model::{Account, MappingGateway, Permission, Phone, RoutingGateway};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -23,7 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(kind::<switchyard_model::GatewayGroup>())
 }
 
-fn kind<T: CarrierObject>() -> Router<AppState> {
+fn kind<T: CarrierObject + AgentAccess>() -> Router<AppState> {
     Router::new()
         .route(&format!("/api/v1/{}", T::KIND), get(list::<T>))
         .route(
@@ -34,7 +34,7 @@ fn kind<T: CarrierObject>() -> Router<AppState> {
 
 /// The object `id` of kind `T` if the caller may see it: of its tenant and, for an
 /// agent, in its subtree. Others' objects answer as if they did not exist.
-fn owned<T: CarrierObject>(
+fn owned<T: CarrierObject + AgentAccess>(
     state: &AppState,
     caller: &ScopedCaller,
     id: &str,
@@ -45,7 +45,12 @@ fn owned<T: CarrierObject>(
     }
 }
 
-fn sees<T: CarrierObject>(state: &AppState, caller: &ScopedCaller, id: &str, o: &T) -> bool {
+fn sees<T: CarrierObject + AgentAccess>(
+    state: &AppState,
+    caller: &ScopedCaller,
+    id: &str,
+    o: &T,
+) -> bool {
     o.tenant() == caller.caller.tenant
         && caller
             .agent
@@ -53,11 +58,11 @@ fn sees<T: CarrierObject>(state: &AppState, caller: &ScopedCaller, id: &str, o: 
             .is_none_or(|agent| o.agent_sees(id, agent, &state.store))
 }
 
-fn not_found<T: CarrierObject>(id: &str) -> ApiError {
+fn not_found<T: CarrierObject + AgentAccess>(id: &str) -> ApiError {
     ApiError::NotFound(format!("{} {id:?}", T::KIND))
 }
 
-async fn list<T: CarrierObject>(
+async fn list<T: CarrierObject + AgentAccess>(
     State(state): State<AppState>,
     caller: ScopedCaller,
 ) -> ApiResult<ApiJson<Value>> {
@@ -74,7 +79,7 @@ async fn list<T: CarrierObject>(
     Ok(ApiJson(json!({ T::KIND: items })))
 }
 
-async fn show<T: CarrierObject>(
+async fn show<T: CarrierObject + AgentAccess>(
     State(state): State<AppState>,
     caller: ScopedCaller,
     Path(id): Path<String>,
@@ -87,7 +92,7 @@ async fn show<T: CarrierObject>(
         .ok_or_else(|| not_found::<T>(&id))
 }
 
-async fn put<T: CarrierObject>(
+async fn put<T: CarrierObject + AgentAccess>(
     State(state): State<AppState>,
     caller: ScopedCaller,
     Path(id): Path<String>,
@@ -118,7 +123,7 @@ async fn put<T: CarrierObject>(
     Ok(ApiJson(object))
 }
 
-async fn remove<T: CarrierObject>(
+async fn remove<T: CarrierObject + AgentAccess>(
     State(state): State<AppState>,
     caller: ScopedCaller,
     Path(id): Path<String>,

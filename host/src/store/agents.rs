@@ -12,6 +12,35 @@ use switchyard_model::Account;
 /// Deepest agent tree.
 pub(super) const MAX_AGENT_DEPTH: usize = 32;
 
+/// What an agent (reseller) token may do with a kind of carrier object. The rules
+/// live in this module's per-kind functions; a kind that says nothing is neither
+/// seen nor changed by agents.
+pub trait AgentAccess: super::CarrierObject {
+    /// Whether an agent token sees this object.
+    fn agent_sees(&self, _id: &str, _agent: &AgentScope, _store: &Store) -> bool {
+        false
+    }
+    /// Why an agent may not store this object as `id` (replacing `old`), if it may not.
+    fn agent_may_store(
+        &self,
+        _id: &str,
+        _old: Option<&Self>,
+        _agent: &AgentScope,
+        _store: &Store,
+    ) -> Result<(), String> {
+        Err(format!("agent tokens cannot change {}", Self::KIND))
+    }
+    /// Why an agent may not delete this object, if it may not.
+    fn agent_may_delete(
+        &self,
+        _id: &str,
+        _agent: &AgentScope,
+        _store: &Store,
+    ) -> Result<(), String> {
+        Err(format!("agent tokens cannot delete {}", Self::KIND))
+    }
+}
+
 /// What an agent token may reach: its account, the accounts below it, and its
 /// effective flags.
 #[derive(Debug, Clone)]

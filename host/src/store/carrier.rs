@@ -13,7 +13,7 @@ use switchyard_model::{
     Account, Codec, GatewayGroup, MappingGateway, MediaSettings, Permission, Phone, RoutingGateway,
 };
 
-use super::agents::{self, effective_permissions, AgentScope, MAX_AGENT_DEPTH};
+use super::agents::{self, effective_permissions, AgentAccess, AgentScope, MAX_AGENT_DEPTH};
 use super::{from_json, key, to_json, Result, Store};
 
 /// A kind of carrier object stored as JSON under its id.
@@ -43,30 +43,6 @@ pub trait CarrierObject: Serialize + DeserializeOwned + Clone + Send + Sync + 's
     fn keep_from(&mut self, _old: &Self) {}
     /// Remove secrets before the object is shown.
     fn redact(&mut self) {}
-    /// Whether an agent token sees this object; agents see no object of a kind
-    /// that does not say otherwise.
-    fn agent_sees(&self, _id: &str, _agent: &AgentScope, _store: &Store) -> bool {
-        false
-    }
-    /// Why an agent may not store this object as `id` (replacing `old`), if it may not.
-    fn agent_may_store(
-        &self,
-        _id: &str,
-        _old: Option<&Self>,
-        _agent: &AgentScope,
-        _store: &Store,
-    ) -> Result<(), String> {
-        Err(format!("agent tokens cannot change {}", Self::KIND))
-    }
-    /// Why an agent may not delete this object, if it may not.
-    fn agent_may_delete(
-        &self,
-        _id: &str,
-        _agent: &AgentScope,
-        _store: &Store,
-    ) -> Result<(), String> {
-        Err(format!("agent tokens cannot delete {}", Self::KIND))
-    }
 }
 
 impl CarrierObject for Phone {
@@ -80,6 +56,12 @@ impl CarrierObject for Phone {
     fn validate(&self) -> Result<(), String> {
         self.check()
     }
+    fn prepare(&mut self, id: &str) {
+        self.hash_password(id);
+    }
+}
+
+impl AgentAccess for Phone {
     fn agent_sees(&self, _id: &str, agent: &AgentScope, store: &Store) -> bool {
         agents::phones::sees(self, agent, store)
     }
@@ -98,12 +80,10 @@ impl CarrierObject for Phone {
     fn agent_may_delete(&self, _id: &str, agent: &AgentScope, store: &Store) -> Result<(), String> {
         agents::phones::may_change(self, agent, store)
     }
-    fn prepare(&mut self, id: &str) {
-        self.hash_password(id);
-    }
 }
 
-/// `CarrierObject` for a kind that is owned by a tenant and has no other rules
+/// `CarrierObject` (and no agent access) for a kind that is owned by a tenant and has
+/// no other rules
 /// (billing registers its calendars with it).
 #[macro_export]
 macro_rules! owned_by_tenant {
@@ -127,6 +107,8 @@ macro_rules! owned_by_tenant {
             }
             $($validate)?
         }
+        // Agents neither see nor change this kind.
+        impl $crate::store::AgentAccess for $ty {}
     };
 }
 impl CarrierObject for Account {
@@ -179,21 +161,6 @@ impl CarrierObject for Account {
             None => Ok(()),
         }
     }
-    fn agent_sees(&self, id: &str, agent: &AgentScope, _store: &Store) -> bool {
-        agents::accounts::sees(id, agent)
-    }
-    fn agent_may_store(
-        &self,
-        id: &str,
-        old: Option<&Self>,
-        agent: &AgentScope,
-        _store: &Store,
-    ) -> Result<(), String> {
-        agents::accounts::may_store(id, self, old, agent)
-    }
-    fn agent_may_delete(&self, id: &str, agent: &AgentScope, _store: &Store) -> Result<(), String> {
-        agents::accounts::may_delete(id, agent)
-    }
     fn check_delete(id: &str, store: &Store) -> Result<(), String> {
         let accounts = store
             .carrier_snapshot::<Account>()
@@ -209,6 +176,24 @@ impl CarrierObject for Account {
         }
     }
 }
+
+impl AgentAccess for Account {
+    fn agent_sees(&self, id: &str, agent: &AgentScope, _store: &Store) -> bool {
+        agents::accounts::sees(id, agent)
+    }
+    fn agent_may_store(
+        &self,
+        id: &str,
+        old: Option<&Self>,
+        agent: &AgentScope,
+        _store: &Store,
+    ) -> Result<(), String> {
+        agents::accounts::may_store(id, self, old, agent)
+    }
+    fn agent_may_delete(&self, id: &str, agent: &AgentScope, _store: &Store) -> Result<(), String> {
+        agents::accounts::may_delete(id, agent)
+    }
+}
 crate::owned_by_tenant!(GatewayGroup, "gateway-groups", GatewayGroup::check);
 impl CarrierObject for MappingGateway {
     const KIND: &'static str = "mapping-gateways";
@@ -222,6 +207,9 @@ impl CarrierObject for MappingGateway {
         self.check()?;
         this_build_converts(&self.media)
     }
+}
+
+impl AgentAccess for MappingGateway {
     fn agent_sees(&self, _id: &str, agent: &AgentScope, _store: &Store) -> bool {
         agents::mapping_gateways::sees(self, agent)
     }
@@ -248,6 +236,9 @@ impl CarrierObject for MappingGateway {
         agent.require(Permission::AddDeleteGateways)
     }
 }
+// Agents neither see nor change vendors.
+impl AgentAccess for RoutingGateway {}
+
 impl CarrierObject for RoutingGateway {
     const KIND: &'static str = "routing-gateways";
     fn tenant(&self) -> &str {

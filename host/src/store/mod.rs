@@ -30,7 +30,7 @@ mod payments;
 mod tables;
 mod tokens;
 
-pub use agents::AgentScope;
+pub use agents::{AgentAccess, AgentScope};
 pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope};
 pub use call_log::CallLogStats;
 pub use calls::CallQuery;
