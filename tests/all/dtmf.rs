@@ -161,11 +161,11 @@ async fn telephone_events_take_each_sides_payload_type_and_arrive_once() -> Resu
     call.is_relayed(&s);
     // The vendor is offered its gateway's type; the caller's answer keeps its own.
     assert_eq!(
-        written_line(&dir.0.join("vendor"), "vendor_offer")?,
+        written_line(&dir.0.join("vendor"), "vendor_offer").await?,
         format!("m=audio {} RTP/AVP 8 96", call.vendor_side.port())
     );
     assert_eq!(
-        written_line(&dir.0.join("caller"), "caller_answer")?,
+        written_line(&dir.0.join("caller"), "caller_answer").await?,
         format!("m=audio {} RTP/AVP 8 101", call.caller_side.port())
     );
     let (to_vendor, to_caller) = (

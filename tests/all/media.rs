@@ -441,10 +441,11 @@ async fn auto_mode_moves_a_vendor_behind_nat_to_the_relay_by_re_invite() -> Resu
     );
     call.is_relayed(&s);
     assert!(
-        written_line(&vendor_dir, "vendor_reoffer_origin")?
+        written_line(&vendor_dir, "vendor_reoffer_origin")
+            .await?
             .starts_with("o=user1 53655765 2353687638 "),
         "{}",
-        written_line(&vendor_dir, "vendor_reoffer_origin")?
+        written_line(&vendor_dir, "vendor_reoffer_origin").await?
     );
     for i in 0..50u8 {
         call.caller_sdp
@@ -658,7 +659,7 @@ async fn a_vendor_pinned_to_g729_alone_is_offered_g729_and_hears_the_pcma_caller
     let call = MediaCall::start(&s, &dir.0, &vendor, "8 101", ("18", "G729")).await?;
     // Auto mode relays only because the call is transcoded.
     call.is_relayed(&s);
-    let offer = written_line(&dir.0.join("vendor"), "vendor_offer")?;
+    let offer = written_line(&dir.0.join("vendor"), "vendor_offer").await?;
     let formats: Vec<&str> = offer.split(' ').skip(3).collect();
     assert_eq!(formats.first(), Some(&"18"), "{offer}");
     assert!(
@@ -741,11 +742,19 @@ fn pcma_only_invite(call_id: &str) -> String {
 }
 
 /// The `m=` line a SIPp scenario wrote to `file` in `dir`.
-pub(crate) fn written_line(dir: &Path, file: &str) -> Result<String> {
-    Ok(std::fs::read_to_string(dir.join(file))
-        .with_context(|| format!("SIPp never wrote {file}"))?
-        .trim()
-        .to_string())
+pub(crate) async fn written_line(dir: &Path, file: &str) -> Result<String> {
+    // SIPp writes these from an `exec` action, which may finish after the message
+    // the test awaited: wait for the line rather than read too early.
+    let path = dir.join(file);
+    switchyard_tests::eventually(
+        Duration::from_secs(5),
+        &format!("SIPp writing {file}"),
+        || async {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            Ok((!text.trim().is_empty()).then(|| text.trim().to_string()))
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -761,12 +770,12 @@ async fn each_side_is_offered_only_the_codec_its_gateway_pins() -> Result<()> {
     call.uas.succeeds().await?;
     let port = call.caller_sdp.local_addr()?.port();
     assert_eq!(
-        written_line(&dir.0.join("vendor"), "vendor_offer")?,
+        written_line(&dir.0.join("vendor"), "vendor_offer").await?,
         format!("m=audio {port} RTP/AVP 8 101")
     );
     let port = call.vendor_sdp.local_addr()?.port();
     assert_eq!(
-        written_line(&dir.0.join("caller"), "caller_answer")?,
+        written_line(&dir.0.join("caller"), "caller_answer").await?,
         format!("m=audio {port} RTP/AVP 8")
     );
     s.stop().await
@@ -851,7 +860,7 @@ async fn a_vendor_offered_both_g729_names_may_pick_g729a_at_a_dynamic_type() -> 
     let call =
         MediaCall::start_with(&s, &dir.0, &vendor, "8 101", ("96", "G729a"), &script).await?;
     assert_eq!(
-        written_line(&dir.0.join("vendor"), "vendor_offer")?,
+        written_line(&dir.0.join("vendor"), "vendor_offer").await?,
         format!("m=audio {} RTP/AVP 18 96 101", call.vendor_side.port())
     );
     tones_both_ways(&call, 96).await?;
