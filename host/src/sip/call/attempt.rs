@@ -172,7 +172,7 @@ impl CallTask {
                         }
                         if code < 300 {
                             let b = Leg::answered(&resp, peer, &invite);
-                            break AttemptEnd::Answered { b, b_invite: responses, answer: resp };
+                            break AttemptEnd::Answered(Answered { b, b_invite: responses, answer: resp });
                         }
                         if resends < MAX_RESENDS {
                             if let Some(change) = self.resend_change(&resp, &gateway) {
@@ -228,7 +228,7 @@ impl CallTask {
         };
         // The attempt's record and the gateway's call count follow how it ended.
         match &end {
-            AttemptEnd::Answered { answer, .. } => {
+            AttemptEnd::Answered(Answered { answer, .. }) => {
                 self.set_attempt_result(answer.status(), answer.reason(), false, pdd_ms)
             }
             AttemptEnd::Failed(o) => {
@@ -239,7 +239,7 @@ impl CallTask {
             }
             AttemptEnd::Skipped(_) | AttemptEnd::Unacceptable(_) => {}
         }
-        if !matches!(end, AttemptEnd::Answered { .. }) {
+        if !matches!(end, AttemptEnd::Answered(_)) {
             self.release_gateway();
         }
         end

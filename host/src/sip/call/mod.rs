@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
-use crate::policy::{Attempt, Call, Decision, NextStep, Outcome, Verdict};
+use crate::policy::{Attempt, Call, Decision, NextStep, Outcome, Reject, Verdict};
 use switchyard_model::{
     AttemptRecord, CallRecord, EndReason, G729Mode, MediaSettings, RoutingGateway,
 };
@@ -117,13 +117,17 @@ enum Resend {
     SessionInterval(u32),
 }
 
-/// How one attempt ended.
-enum AttemptEnd {
-    Answered {
-        b: Leg,
-        b_invite: mpsc::Receiver<ClientEvent>,
-        answer: Box<Message>,
-    },
+/// An attempt the vendor answered: its dialog, its INVITE transaction (for 2xx
+/// retransmissions) and the answer.
+struct Answered {
+    b: Leg,
+    b_invite: mpsc::Receiver<ClientEvent>,
+    answer: Box<Message>,
+}
+
+/// How one attempt ended; `A` is what an answered one carries on.
+enum AttemptEnd<A = Answered> {
+    Answered(A),
     Failed(Outcome),
     Skipped(String),
     /// Skipped because the media plan refuses the caller's codecs for this gateway.
