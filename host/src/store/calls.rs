@@ -6,6 +6,7 @@ use serde::Deserialize;
 use switchyard_model::CallRecord;
 use switchyard_model::CallResult;
 
+use super::engine::Batch;
 use super::{from_json, to_json, Error, Result, Store};
 use crate::store::CarrierObject;
 use switchyard_model::Account;
@@ -252,23 +253,16 @@ impl Store {
         accounts: &std::collections::BTreeMap<String, Account>,
         applied_to: u64,
     ) -> Result<()> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-        let values = accounts
-            .iter()
-            .map(|(id, a)| Ok((super::key(&[Account::KIND, id]), to_json(a)?)))
-            .collect::<Result<Vec<_>>>()?;
-        let result = (&self.carrier, &self.meta).transaction(|(carrier, meta)| {
-            for (k, v) in &values {
-                carrier.insert(k.as_slice(), v.as_slice())?;
-            }
-            meta.insert(CHARGES_APPLIED, &applied_to.to_be_bytes())?;
-            Ok::<_, ConflictableTransactionError<Error>>(())
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(Error::Db(e)),
+        let mut batch = Batch::default();
+        for (id, account) in accounts {
+            batch.insert(
+                &self.carrier,
+                super::key(&[Account::KIND, id]),
+                to_json(account)?,
+            );
         }
+        batch.insert(&self.meta, CHARGES_APPLIED, applied_to.to_be_bytes());
+        self.engine.apply(batch)
     }
 
     /// The first journal position whose charge is not in the balances.
@@ -323,7 +317,7 @@ impl Store {
         self.write_balances(&accounts, next)?;
         kinds.remove(Account::KIND);
         drop(kinds);
-        self.db.flush()?;
+        self.engine.flush()?;
         if calls > 0 {
             tracing::info!(calls, "replayed call charges the last run had not stored");
         }
@@ -418,12 +412,12 @@ impl Store {
             "calls_by_account",
             "calls_by_gateway",
         ];
-        let names = self.db.tree_names();
-        if !names.iter().any(|n| n.as_ref() == b"calls") {
+        let names = self.engine.tree_names()?;
+        if !names.iter().any(|n| n == "calls") {
             return Ok(());
         }
-        let old = self.db.open_tree("calls")?;
-        if self.meta.get(MIGRATED)?.is_none() && !old.is_empty() {
+        let old = self.engine.tree("calls")?;
+        if self.meta.get(MIGRATED)?.is_none() && old.key_count()? > 0 {
             if self.call_log.next_seq() > 0 {
                 // An earlier migration stopped part way: begin it again.
                 self.call_log = std::sync::Arc::new(super::call_log::CallLog::reset(
@@ -452,9 +446,9 @@ impl Store {
             }
             flush(&mut batch, &self.call_log)?;
             let next = self.call_log.next_seq();
-            self.meta.insert(CHARGES_APPLIED, &next.to_be_bytes())?;
-            self.meta.insert(MIGRATED, &[1])?;
-            self.db.flush()?;
+            self.meta.insert(CHARGES_APPLIED, next.to_be_bytes())?;
+            self.meta.insert(MIGRATED, [1])?;
+            self.engine.flush()?;
             tracing::info!(
                 records = moved,
                 "moved call records from sled to the call journal"
@@ -462,9 +456,9 @@ impl Store {
         }
         drop(old);
         for name in OLD_TREES {
-            self.db.drop_tree(name)?;
+            self.engine.drop_tree(name)?;
         }
-        self.db.flush()?;
+        self.engine.flush()?;
         Ok(())
     }
 }

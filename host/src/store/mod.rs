@@ -1,5 +1,6 @@
-//! Durable state: in sled, module versions and their compiled artifacts, bindings,
-//! data tables, tokens, carrier objects and module key-value state; call records in
+//! Durable state: through the storage [`engine`] (sled, embedded), module versions and
+//! their compiled artifacts, bindings, data tables, tokens, carrier objects and module
+//! key-value state; call records in
 //! an append-only journal of their own ([`call_log`]), since sled's memory grows with
 //! every key it holds.
 //!
@@ -14,7 +15,9 @@
 //! One flush at a time is also a necessity: many concurrent `flush_async` calls were
 //! seen to deadlock sled 0.34 (1,000 calls ending at once, each flushing its record).
 //!
-//! This layer knows nothing of wasmtime or HTTP.
+//! This layer knows nothing of wasmtime or HTTP, and no type of sled leaves it: the
+//! layers above see [`Store`]'s methods and the model's types, so another engine is a
+//! change inside `store/` alone.
 
 use std::sync::Arc;
 
@@ -23,6 +26,7 @@ mod bindings;
 mod call_log;
 mod calls;
 mod carrier;
+pub mod engine;
 mod error;
 mod module_state;
 mod modules;
@@ -35,6 +39,7 @@ pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope}
 pub use call_log::CallLogStats;
 pub use calls::CallQuery;
 pub use carrier::{CarrierObject, Snapshot};
+use engine::{Engine, SledEngine, Tree};
 pub use error::{Error, Result};
 pub use modules::{ModuleKey, ModuleVersion};
 pub use payments::Payment;
@@ -44,20 +49,20 @@ pub use tokens::{Principal, Role, TokenInfo};
 /// Handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    modules: sled::Tree,
-    module_bytes: sled::Tree,
-    artifacts: sled::Tree,
-    bindings: sled::Tree,
-    binding_history: sled::Tree,
-    tables: sled::Tree,
-    tokens: sled::Tree,
-    module_state: sled::Tree,
-    carrier: sled::Tree,
+    engine: Arc<dyn Engine>,
+    modules: Tree,
+    module_bytes: Tree,
+    artifacts: Tree,
+    bindings: Tree,
+    binding_history: Tree,
+    tables: Tree,
+    tokens: Tree,
+    module_state: Tree,
+    carrier: Tree,
     /// Payments by account, then time.
-    payments: sled::Tree,
+    payments: Tree,
     /// Bookkeeping of the store itself (how far call charges are applied).
-    meta: sled::Tree,
+    meta: Tree,
     carrier_cache: Arc<carrier::CarrierCache>,
     flusher: std::sync::mpsc::Sender<FlushRequest>,
     call_log: Arc<call_log::CallLog>,
@@ -97,7 +102,7 @@ impl Default for StoreOptions {
 /// A commit waiting for the next flush. It carries its own handle on the database,
 /// so the flusher thread holds none while idle and ends with the last `Store`.
 struct FlushRequest {
-    db: sled::Db,
+    engine: Arc<dyn Engine>,
     done: Box<dyn FnOnce(Result<()>) + Send>,
 }
 
@@ -106,7 +111,7 @@ fn run_flusher(requests: std::sync::mpsc::Receiver<FlushRequest>) {
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         batch.extend(requests.try_iter());
-        let outcome = batch[0].db.flush().map(drop).map_err(|e| e.to_string());
+        let outcome = batch[0].engine.flush().map_err(|e| e.to_string());
         // Let go of the database before answering: a caller that closes its store
         // once committed must be able to reopen it at once.
         let waiting: Vec<_> = batch.into_iter().map(|request| request.done).collect();
@@ -132,10 +137,7 @@ impl Store {
             path: dir.display().to_string(),
             source: e,
         })?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(options.cache_bytes)
-            .open()?;
+        let db: Arc<dyn Engine> = Arc::new(SledEngine::open(&dir.join("db"), options.cache_bytes)?);
         // Opened after sled, whose lock keeps a second process out of both.
         let call_log = Arc::new(call_log::CallLog::open(
             &dir.join(CALL_LOG_DIR),
@@ -159,19 +161,19 @@ impl Store {
             })?;
         let mut store = Store {
             flusher,
-            modules: db.open_tree("modules")?,
-            module_bytes: db.open_tree("module_bytes")?,
-            artifacts: db.open_tree("artifacts")?,
-            bindings: db.open_tree("bindings")?,
-            binding_history: db.open_tree("binding_history")?,
-            tables: db.open_tree("tables")?,
-            tokens: db.open_tree("tokens")?,
-            module_state: db.open_tree("module_state")?,
-            carrier: db.open_tree("carrier")?,
-            payments: db.open_tree("payments")?,
-            meta: db.open_tree("meta")?,
+            modules: db.tree("modules")?,
+            module_bytes: db.tree("module_bytes")?,
+            artifacts: db.tree("artifacts")?,
+            bindings: db.tree("bindings")?,
+            binding_history: db.tree("binding_history")?,
+            tables: db.tree("tables")?,
+            tokens: db.tree("tokens")?,
+            module_state: db.tree("module_state")?,
+            carrier: db.tree("carrier")?,
+            payments: db.tree("payments")?,
+            meta: db.tree("meta")?,
             carrier_cache: Arc::default(),
-            db,
+            engine: db,
             call_log,
             call_writer,
             options,
@@ -203,13 +205,13 @@ impl Store {
         Store::open_with(dir, options)
     }
 
-    /// Keys in every sled tree: what sled's memory grows with. Nothing is written
+    /// Keys in every tree of the engine: what sled's memory grows with. Nothing is written
     /// there per call (a leak check counts it before and after calls). Reads every
     /// key: for tests and diagnostics, not for a hot path.
     pub fn sled_keys(&self) -> Result<usize> {
         let mut keys = 0;
-        for name in self.db.tree_names() {
-            keys += self.db.open_tree(name)?.len();
+        for name in self.engine.tree_names()? {
+            keys += self.engine.tree(&name)?.key_count()?;
         }
         Ok(keys)
     }
@@ -252,7 +254,7 @@ impl Store {
     fn request_flush(&self, done: Box<dyn FnOnce(Result<()>) + Send>) -> Result<()> {
         self.flusher
             .send(FlushRequest {
-                db: self.db.clone(),
+                engine: self.engine.clone(),
                 done,
             })
             .map_err(|_| flusher_gone())

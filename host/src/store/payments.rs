@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{from_json, key, to_json, CarrierObject, Error, Result, Store};
+use super::engine::Batch;
+use super::{from_json, key, to_json, CarrierObject, Result, Store};
 use switchyard_model::Account;
 use switchyard_model::Money;
 
@@ -42,39 +43,32 @@ impl Store {
         by: &str,
         note: &str,
     ) -> Result<Option<Payment>> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
         let account_key = key(&[Account::KIND, account]);
         let at_ms = crate::now_ms();
         let mut payment_key = account_prefix(account);
         payment_key.extend_from_slice(&at_ms.to_be_bytes());
-        payment_key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+        payment_key.extend_from_slice(&self.engine.generate_id()?.to_be_bytes());
         // Under the cache lock, as calls settle: no stale account snapshot lands.
         let mut kinds = self.carrier_cache_lock();
-        let result = (&self.carrier, &self.payments).transaction(|(carrier, payments)| {
-            let abort = |e: Error| ConflictableTransactionError::Abort(e);
-            let Some(v) = carrier.get(&account_key)? else {
-                return Ok(None);
-            };
-            let mut stored: Account = from_json(&v).map_err(abort)?;
-            stored.balance = stored.balance + amount;
-            carrier.insert(account_key.as_slice(), to_json(&stored).map_err(abort)?)?;
-            let payment = Payment {
-                account: account.into(),
-                amount,
-                balance_after: stored.balance,
-                at_ms,
-                by: by.into(),
-                note: note.into(),
-            };
-            payments.insert(payment_key.as_slice(), to_json(&payment).map_err(abort)?)?;
-            Ok(Some(payment))
-        });
+        let Some(v) = self.carrier.get(&account_key)? else {
+            return Ok(None);
+        };
+        let mut stored: Account = from_json(&v)?;
+        stored.balance = stored.balance + amount;
+        let payment = Payment {
+            account: account.into(),
+            amount,
+            balance_after: stored.balance,
+            at_ms,
+            by: by.into(),
+            note: note.into(),
+        };
+        let mut batch = Batch::default();
+        batch.insert(&self.carrier, account_key, to_json(&stored)?);
+        batch.insert(&self.payments, payment_key, to_json(&payment)?);
+        let result = self.engine.apply(batch);
         kinds.remove(Account::KIND);
-        match result {
-            Ok(payment) => Ok(payment),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(Error::Db(e)),
-        }
+        result.map(|()| Some(payment))
     }
 
     /// An account's payments, newest first, at most `limit`.

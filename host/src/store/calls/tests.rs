@@ -317,7 +317,12 @@ fn records_of_the_sled_trees_of_earlier_versions_move_to_the_journal_once() {
         ids(&found),
         ["call-4", "call-3", "call-2", "call-1", "call-0"]
     );
-    assert!(!store.db.tree_names().iter().any(|n| n.as_ref() == b"calls"));
+    assert!(!store
+        .engine
+        .tree_names()
+        .unwrap()
+        .iter()
+        .any(|n| n == "calls"));
     store.commit_blocking().unwrap();
     drop(store);
     // Their charges were in the balance already: reopening replays none of them.
