@@ -3,11 +3,12 @@
 //! The vocabulary every layer of the switch shares, with the rules that need nothing
 //! but the values themselves: carrier objects and their validation, media settings
 //! (one codec and one DTMF vocabulary), dial-plan number rules, identity settings,
-//! call records and money. No I/O: it builds for `wasm32-wasip2` too, and the guest
+//! the call and the decisions made on it, call records and money. No I/O: it builds for `wasm32-wasip2` too, and the guest
 //! SDK uses its number rules. Because it cannot name the host, nothing here can
 //! depend on storage, SIP or the policy engine.
 
 pub mod address;
+pub mod call;
 pub mod call_record;
 pub mod carrier;
 pub mod credentials;

@@ -177,18 +177,7 @@ pub fn fallback_decision(fallback: &Fallback, call: &Call) -> Decision {
         Fallback::Routes { gateways } => Decision::Attempts(
             gateways
                 .iter()
-                .map(|gw| Attempt {
-                    gateway: gw.clone(),
-                    callee: call.callee.clone(),
-                    caller: None,
-                    display: None,
-                    p_asserted_identity: None,
-                    privacy: None,
-                    p_preferred_identity: None,
-                    add_headers: Vec::new(),
-                    remove_headers: Vec::new(),
-                    timeout_ms: None,
-                })
+                .map(|gw| Attempt::to(gw.clone(), call.callee.clone()))
                 .collect(),
         ),
     }

@@ -11,9 +11,9 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::bindings::types::{Attempt, Call, Decision, NextStep, Outcome, Verdict};
 use super::bindings::CallPolicyPre;
 use super::budget::{Overrun, RunBudget};
+use super::convert;
 use super::epoch::EpochTicker;
 use super::health::FailureKind;
 use super::limits::MAX_STDIO_BYTES;
@@ -21,6 +21,7 @@ use super::state::{CallContext, LogLine, MemoryCap, PolicyState};
 use super::validate;
 use crate::runtime::Runtime;
 use crate::store::ModuleVersion;
+use switchyard_model::call::{Attempt, Call, Decision, NextStep, Outcome, Verdict};
 
 /// A compiled, pre-linked module version, ready to instantiate.
 pub struct LoadedModule {
@@ -204,21 +205,30 @@ fn call_hook(
     let policy = instance.switchyard_callctl_policy();
     let trap = |e| (FailureKind::Trap, e);
     Ok(match hook {
-        HookCall::Screen { call } => {
-            HookAnswer::Verdict(policy.call_screen(&mut *store, call).map_err(trap)?)
-        }
-        HookCall::Route { call } => {
-            HookAnswer::Decision(policy.call_route(&mut *store, call).map_err(trap)?)
-        }
+        HookCall::Screen { call } => HookAnswer::Verdict(convert::model_verdict(
+            policy
+                .call_screen(&mut *store, &convert::wit_call(call))
+                .map_err(trap)?,
+        )),
+        HookCall::Route { call } => HookAnswer::Decision(convert::model_decision(
+            policy
+                .call_route(&mut *store, &convert::wit_call(call))
+                .map_err(trap)?,
+        )),
         HookCall::OnAttemptFailed {
             call,
             attempt,
             outcome,
-        } => HookAnswer::NextStep(
+        } => HookAnswer::NextStep(convert::model_next_step(
             policy
-                .call_on_attempt_failed(&mut *store, call, attempt, outcome)
+                .call_on_attempt_failed(
+                    &mut *store,
+                    &convert::wit_call(call),
+                    &convert::wit_attempt(attempt),
+                    &convert::wit_outcome(outcome),
+                )
                 .map_err(trap)?,
-        ),
+        )),
     })
 }
 

@@ -34,16 +34,16 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
 use crate::runtime::Runtime;
-pub use bindings::types::{
-    Attempt, Call, Caller, CallerHeader, Decision, Header, Limits, NextStep, Outcome, Reject,
-    Verdict,
-};
 pub use bindings::{POLICY_INTERFACE, WORLD};
 pub use bound::{fallback_decision, stock_next_step, BoundPolicy, Decided};
 pub use error::{BindError, UploadError};
 pub use health::{FailureKind, HealthReport};
 pub use invoke::{Failure, HookAnswer, HookCall, Invocation, LoadedModule, RunLimits};
 pub use state::LogLine;
+pub use switchyard_model::call::{
+    Attempt, Call, Caller, CallerHeader, Decision, Header, Limits, NextStep, Outcome, Reject,
+    Verdict,
+};
 
 use crate::store::{Binding, Fallback, ModuleKey, ModuleVersion, Scope, Store};
 use health::HealthBoard;

@@ -1,8 +1,8 @@
 //! A module's answer is untrusted input: check it before the SIP layer uses it. Header
 //! values must not smuggle line breaks (header injection), sizes are bounded, codes valid.
 
-use super::bindings::types::{Attempt, Decision, Header, NextStep, Reject, Verdict};
 use super::limits::*;
+use switchyard_model::call::{Attempt, Decision, Header, NextStep, Reject, Verdict};
 
 /// Why an answer was refused.
 pub type Malformed = String;

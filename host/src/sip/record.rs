@@ -1,6 +1,6 @@
 //! The WIT call record a module sees, built from the customer's INVITE.
 
-use crate::policy::{Call, Caller, CallerHeader, Header};
+use switchyard_model::call::{Call, Caller, CallerHeader, Header};
 use switchyard_model::{apply_number_rules, CallerSource, NumberRule};
 
 use super::message::{display_of, uri_of, user_of, Message};
@@ -47,8 +47,8 @@ impl<'a> Origin<'a> {
     }
 }
 
-/// The call record for `invite`.
-pub(super) fn call_record(invite: &Message, origin: &Origin<'_>, arrived_at_ms: u64) -> Call {
+/// The call `invite` offers, as the policy sees it.
+pub(super) fn offered_call(invite: &Message, origin: &Origin<'_>, arrived_at_ms: u64) -> Call {
     let headers = invite
         .headers
         .iter()

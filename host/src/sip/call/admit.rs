@@ -65,8 +65,8 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
             // A refusal on a known gateway is the customer's call: it leaves a record.
             if let Some((gateway_id, gateway)) = gateway.map(|g| *g) {
                 let origin = Origin::on(&gateway_id, &gateway, &requested, peer);
-                let wit = call_record(&invite, &origin, arrived_at_ms);
-                let record = new_call_record(&origin, &wit, &requested);
+                let call = offered_call(&invite, &origin, arrived_at_ms);
+                let record = new_call_record(&origin, &call, &requested);
                 save_refusal(&core.store, record, 503, &why, EndReason::Limit).await;
             }
             return;
@@ -87,8 +87,8 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
     // The gateway's callee dial plan: routing, billing and the module see its result.
     let callee = switchyard_model::apply_number_rules(&gateway.callee_rules, &callee);
     let origin = Origin::on(&gateway_id, &gateway, &callee, peer);
-    let wit = call_record(&invite, &origin, arrived_at_ms);
-    let record = new_call_record(&origin, &wit, &requested);
+    let call = offered_call(&invite, &origin, arrived_at_ms);
+    let record = new_call_record(&origin, &call, &requested);
     // A codec the caller's gateway pins must be in the offer: refused at once,
     // before any vendor INVITE.
     if let Err(why) =
@@ -153,7 +153,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
         events,
         events_tx,
         keys: vec![key],
-        wit,
+        call,
         record,
         relayed_ringing: false,
         relayed_sdp: false,
@@ -175,18 +175,18 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
 
 /// The record of a call as it arrives; `callee_in` is the number as dialled (before
 /// the tech prefix is stripped).
-pub(super) fn new_call_record(origin: &Origin<'_>, wit: &Call, callee_in: &str) -> CallRecord {
+pub(super) fn new_call_record(origin: &Origin<'_>, call: &Call, callee_in: &str) -> CallRecord {
     CallRecord {
-        call_id: wit.call_id.clone(),
+        call_id: call.call_id.clone(),
         tenant: origin.tenant.to_string(),
         account: origin.account.to_string(),
         ingress_gateway: origin.ingress_gateway.to_string(),
         egress_gateway: None,
-        caller_in: wit.caller.user.clone(),
+        caller_in: call.caller.user.clone(),
         callee_in: callee_in.to_string(),
         caller_out: None,
         callee_out: None,
-        invite_ms: wit.arrived_at_ms,
+        invite_ms: call.arrived_at_ms,
         ring_ms: None,
         answer_ms: None,
         end_ms: 0,

@@ -8,14 +8,14 @@ impl CallTask {
         attempt
             .caller
             .clone()
-            .unwrap_or_else(|| self.wit.caller.user.clone())
+            .unwrap_or_else(|| self.call.caller.user.clone())
     }
 
     /// Send one vendor INVITE and follow it to an answer, a failure or the caller's CANCEL.
     pub(super) async fn attempt(&mut self, attempt: &Attempt, index: u32) -> AttemptEnd {
         let core = self.core.clone();
         let gateway = match core.store.carrier_get::<RoutingGateway>(&attempt.gateway) {
-            Ok(Some(g)) if g.tenant == self.wit.tenant => g,
+            Ok(Some(g)) if g.tenant == self.call.tenant => g,
             Ok(_) => return AttemptEnd::Skipped("unknown routing gateway".into()),
             Err(e) => return AttemptEnd::Skipped(format!("store error: {e}")),
         };
@@ -47,7 +47,7 @@ impl CallTask {
         let display = attempt
             .display
             .clone()
-            .or_else(|| self.wit.caller.display.clone());
+            .or_else(|| self.call.caller.display.clone());
         let from_addr = format!("<sip:{caller}@{}>", host_of(advertised));
         let from = match display {
             Some(d) => format!("\"{}\" {from_addr};tag={tag}", d.replace('"', "")),

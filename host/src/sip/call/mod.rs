@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tracing::Instrument;
 
-use crate::policy::{Attempt, Call, Decision, NextStep, Outcome, Reject, Verdict};
+use switchyard_model::call::{Attempt, Call, Decision, NextStep, Outcome, Reject, Verdict};
 use switchyard_model::{
     AttemptRecord, CallRecord, EndReason, G729Mode, MediaSettings, RoutingGateway,
 };
@@ -43,7 +43,7 @@ use super::dialog::*;
 use super::digest::Challenge;
 use super::live::{LiveCall, LiveMedia};
 use super::message::{param, uri_of, user_of, Message, Outgoing};
-use super::record::{answered_codec, call_record, Origin};
+use super::record::{answered_codec, offered_call, Origin};
 use super::session_timer::{parse_session_expires, LegTimer};
 use super::transaction::{AckParts, ClientEvent, ServerTx, T1, T2, TIMER_64T1};
 use super::transport::Peer;
@@ -72,7 +72,8 @@ struct CallTask {
     events: mpsc::Receiver<CallEvent>,
     events_tx: mpsc::Sender<CallEvent>,
     keys: Vec<String>,
-    wit: Call,
+    /// The call as the policy sees it.
+    call: Call,
     record: CallRecord,
     relayed_ringing: bool,
     relayed_sdp: bool,

@@ -7,7 +7,7 @@ use super::*;
 impl CallTask {
     /// Screen, route, try the attempts; then, if answered, carry the call to its end.
     pub(super) async fn decide_and_connect(&mut self) -> EndReason {
-        let Some(policy) = self.core.policy.for_call(&self.wit) else {
+        let Some(policy) = self.core.policy.for_call(&self.call) else {
             tracing::warn!("no routing module bound; refusing the call");
             self.reply(503, "No Routing Policy").await;
             return EndReason::NoPolicy;
@@ -18,7 +18,7 @@ impl CallTask {
 
         // The screen's limit holds whatever the session timers do.
         let mut max_duration = 0;
-        match policy.screen(&self.wit).await.value {
+        match policy.screen(&self.call).await.value {
             Verdict::Allow => {}
             Verdict::AllowWithLimits(l) => max_duration = l.max_duration_secs,
             Verdict::Reject(r) => {
@@ -27,7 +27,7 @@ impl CallTask {
                 return EndReason::RejectedByModule;
             }
         }
-        let attempts = match policy.route(&self.wit).await.value {
+        let attempts = match policy.route(&self.call).await.value {
             Decision::Reject(r) => {
                 self.reply(r.code, &r.reason).await;
                 return EndReason::RejectedByModule;
@@ -110,7 +110,7 @@ impl AttemptRunner for CallTask {
     type Answered = Answered;
 
     fn call(&self) -> &Call {
-        &self.wit
+        &self.call
     }
 
     fn recorded(&self) -> &[AttemptRecord] {

@@ -1,6 +1,7 @@
 use super::*;
-use crate::policy::{stock_next_step, Caller, CallerHeader};
+use crate::policy::stock_next_step;
 use std::collections::HashMap;
+use switchyard_model::call::{Caller, CallerHeader};
 
 /// A call whose attempts end as scripted per gateway, recording what it tried.
 struct Scripted {
@@ -99,18 +100,7 @@ const STOCK: FakePolicy<fn(&Attempt, &Outcome) -> NextStep> =
     FakePolicy(|_, outcome| stock_next_step(outcome));
 
 fn to(gateway: &str) -> Attempt {
-    Attempt {
-        gateway: gateway.into(),
-        callee: "4420".into(),
-        caller: None,
-        display: None,
-        p_asserted_identity: None,
-        privacy: None,
-        p_preferred_identity: None,
-        add_headers: vec![],
-        remove_headers: vec![],
-        timeout_ms: None,
-    }
+    Attempt::to(gateway, "4420")
 }
 
 fn failed(code: Option<u16>, timed_out: bool) -> AttemptEnd<&'static str> {
