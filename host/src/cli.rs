@@ -44,6 +44,25 @@ struct ServeArgs {
     /// Stay silent to unknown sources instead of answering 403 (SS_REPLY_UNAUTHORIZED off).
     #[arg(long, env = "SWITCHYARD_SIP_SILENT_TO_UNKNOWN")]
     silent_to_unknown: bool,
+    /// Name the software in the User-Agent and Server headers we send; by default we
+    /// send neither (SS_SIP_USER_AGENT_PRIVACY).
+    #[arg(long, env = "SWITCHYARD_SIP_USER_AGENT")]
+    sip_user_agent: Option<String>,
+    /// Packets one source may send per `--flood-window-ms` before it is banned; 0 = no limit.
+    #[arg(long, env = "SWITCHYARD_FLOOD_LIMIT", default_value_t = crate::sip::shield::ShieldConfig::default().flood_limit)]
+    flood_limit: u32,
+    /// The flood-control window, ms.
+    #[arg(long, env = "SWITCHYARD_FLOOD_WINDOW_MS", default_value_t = crate::sip::shield::ShieldConfig::default().flood_window_ms)]
+    flood_window_ms: u32,
+    /// How long a flooding source is banned, s.
+    #[arg(long, env = "SWITCHYARD_FLOOD_BAN_SECS", default_value_t = crate::sip::shield::ShieldConfig::default().flood_ban_secs)]
+    flood_ban_secs: u32,
+    /// Sources (addresses or CIDR) whose SIP packets are dropped unread, comma-separated.
+    #[arg(long, env = "SWITCHYARD_SIP_DENY", value_delimiter = ',')]
+    sip_deny: Vec<ipnet::IpNet>,
+    /// Sources never banned, comma-separated.
+    #[arg(long, env = "SWITCHYARD_SIP_ALLOW", value_delimiter = ',')]
+    sip_allow: Vec<ipnet::IpNet>,
     /// Do not create the demo carrier in an empty data directory.
     #[arg(long, env = "SWITCHYARD_NO_DEMO")]
     no_demo: bool,
@@ -202,6 +221,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         sip: crate::sip::SipConfig {
             listen: a.sip_listen,
             reply_unauthorized: !a.silent_to_unknown,
+            user_agent: a.sip_user_agent,
+            shield: crate::sip::shield::ShieldConfig {
+                flood_limit: a.flood_limit,
+                flood_window_ms: a.flood_window_ms,
+                flood_ban_secs: a.flood_ban_secs,
+                deny: a.sip_deny,
+                allow: a.sip_allow,
+                ..Default::default()
+            },
             media: crate::media::MediaConfig {
                 proxy_mode: a.media_proxy,
                 port_start: a.media_ports.0,

@@ -116,6 +116,7 @@ async fn openapi_document_describes_every_route() -> Result<()> {
         include_str!("../../host/src/api/carrier.rs"),
         include_str!("../../host/src/api/calls.rs"),
         include_str!("../../host/src/api/clock.rs"),
+        include_str!("../../host/src/api/security.rs"),
     ]
     .concat();
     let mut routes: Vec<String> = router_src

@@ -10,6 +10,7 @@ mod host_services;
 mod hostile;
 mod media;
 mod memory;
+mod shield;
 mod sip_calls;
 mod stock_router;
 mod tenancy;

@@ -9,6 +9,7 @@ mod carrier;
 mod clock;
 mod error;
 mod modules;
+mod security;
 mod tables;
 mod tokens;
 
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(calls::routes())
         .merge(tokens::routes())
         .merge(clock::routes())
+        .merge(security::routes())
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
         })

@@ -23,6 +23,7 @@ pub mod message;
 mod record;
 pub mod registrar;
 mod session_timer;
+pub mod shield;
 pub mod transaction;
 pub mod transport;
 pub mod upstream;
@@ -103,6 +104,11 @@ pub struct SipConfig {
     /// Wait before registering again after a failure, s (SS_SIP_USER_AGENT_RETRY_DELAY,
     /// 30-600).
     pub ua_register_retry_delay_secs: u32,
+    /// The User-Agent (and Server) we send; none sends neither, so nothing we send
+    /// names the software (SS_SIP_USER_AGENT_PRIVACY).
+    pub user_agent: Option<String>,
+    /// Bans, flood control, scanners, address lists.
+    pub shield: shield::ShieldConfig,
     /// RTP relay settings.
     pub media: crate::media::MediaConfig,
 }
@@ -135,6 +141,8 @@ impl Default for SipConfig {
             ua_send_unregister: true,
             ua_register_expires_secs: 3_600,
             ua_register_retry_delay_secs: 60,
+            user_agent: None,
+            shield: shield::ShieldConfig::default(),
             media: crate::media::MediaConfig::default(),
         }
     }
@@ -192,6 +200,8 @@ pub struct SipStats {
     pub media_ports_free: usize,
     /// Voice packets dropped because transcoding fell behind.
     pub media_transcode_drops: usize,
+    /// Bans and what the shield dropped.
+    pub shield: shield::ShieldStats,
     /// What is held in memory per call, per peer and per key.
     pub memory: Census,
 }
@@ -245,7 +255,9 @@ impl SipServer {
         policy: Arc<PolicyEngine>,
         runtime: Arc<crate::runtime::Runtime>,
     ) -> anyhow::Result<SipServer> {
-        let (transports, mut inbound) = transport::Transports::bind(&config.listen).await?;
+        let shield = Arc::new(shield::Shield::new(config.shield.clone()));
+        let (transports, mut inbound) =
+            transport::Transports::bind(&config.listen, shield, !config.reply_unauthorized).await?;
         let (addr, addrs) = (transports.advertised, transports.local_addrs());
         let core = Arc::new(SipCore {
             txs: Transactions::new(transports),
@@ -268,6 +280,13 @@ impl SipServer {
             dialogs: Mutex::default(),
             upstream: Mutex::default(),
         });
+        if let Some(name) = &core.config.user_agent {
+            core.txs.identify_as(name.clone());
+        }
+        let known = Arc::downgrade(&core);
+        core.shield().set_known_peers(Arc::new(move |ip| {
+            known.upgrade().is_some_and(|core| core.is_known_peer(ip))
+        }));
         let dispatcher = core.clone();
         let task = tokio::spawn(async move {
             while let Some(msg) = inbound.recv().await {
@@ -344,6 +363,36 @@ impl SipCore {
         format!("<sip:{user}@{us}{t}>")
     }
 
+    /// The shield in front of the transports.
+    pub fn shield(&self) -> &Arc<shield::Shield> {
+        &self.txs.transports().shield
+    }
+
+    /// Whether `ip` is a peer the switch knows: a mapping gateway's source, a routing
+    /// gateway's address, or a registered phone's. Gateways named by host name are
+    /// not resolved here (no DNS on the packet path).
+    pub fn is_known_peer(&self, ip: IpAddr) -> bool {
+        let mapping = self
+            .store
+            .carrier_snapshot::<switchyard_model::MappingGateway>()
+            .is_ok_and(|all| all.values().any(|g| g.matches_source(ip)));
+        mapping
+            || self
+                .store
+                .carrier_snapshot::<switchyard_model::RoutingGateway>()
+                .is_ok_and(|all| {
+                    all.values().any(|g| {
+                        g.address.as_deref().and_then(|a| {
+                            a.parse::<SocketAddr>()
+                                .map(|s| s.ip())
+                                .or_else(|_| a.parse::<IpAddr>())
+                                .ok()
+                        }) == Some(ip)
+                    })
+                })
+            || self.registrar.has_peer(ip)
+    }
+
     /// A fresh Call-ID of ours.
     fn new_call_id(&self) -> String {
         format!(
@@ -399,6 +448,7 @@ impl SipCore {
             registrations: self.registrar.count(),
             media_ports_free: self.media.free_ports(),
             media_transcode_drops: self.media.transcode_drops(),
+            shield: self.shield().stats(crate::now_ms()),
             memory: self.census(),
         }
     }
@@ -448,12 +498,16 @@ impl SipCore {
                             tx,
                         })
                         .await;
+                } else if method == rsip::Method::Register {
+                    registrar::handle(self, msg, tx).await;
+                } else if !self.txs.transports().answers(tx.peer.addr.ip()) {
+                    // Silence means silence: an unknown source learns nothing, not
+                    // even that a SIP stack listens here.
+                    self.txs.abandon(&tx);
                 } else if method == rsip::Method::Options {
                     let ok = Outgoing::response(&msg, 200, "OK", Some(&new_tag()))
                         .header("Allow", call::ALLOW);
                     self.txs.respond(&tx, ok).await;
-                } else if method == rsip::Method::Register {
-                    registrar::handle(self, msg, tx).await;
                 } else {
                     let resp =
                         Outgoing::response(&msg, 481, "Call/Transaction Does Not Exist", None);

@@ -41,6 +41,14 @@ impl Registrar {
             .cloned()
     }
 
+    /// Whether a phone registered from `ip` is live.
+    pub fn has_peer(&self, ip: std::net::IpAddr) -> bool {
+        let now = Instant::now();
+        let regs = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
+        regs.values()
+            .any(|r| r.peer.addr.ip() == ip && r.expires_at > now)
+    }
+
     /// Number of live registrations.
     pub fn count(&self) -> usize {
         let now = Instant::now();

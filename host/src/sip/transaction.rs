@@ -77,6 +77,8 @@ pub struct Transactions {
     transports: Arc<Transports>,
     clients: Mutex<HashMap<String, ClientEntry>>,
     servers: Mutex<HashMap<String, Arc<ServerTx>>>,
+    /// What we call ourselves in User-Agent and Server; none by default.
+    identity: std::sync::OnceLock<String>,
 }
 
 struct ClientEntry {
@@ -105,7 +107,14 @@ impl Transactions {
             transports,
             clients: Mutex::default(),
             servers: Mutex::default(),
+            identity: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Name the software in every request (User-Agent) and response (Server) from now
+    /// on; unset, we send neither.
+    pub fn identify_as(&self, user_agent: String) {
+        let _ = self.identity.set(user_agent);
     }
 
     /// The transports.
@@ -174,7 +183,10 @@ impl Transactions {
     }
 
     /// Send a response on a server transaction and run its timers.
-    pub async fn respond(self: &Arc<Self>, tx: &Arc<ServerTx>, response: Outgoing) {
+    pub async fn respond(self: &Arc<Self>, tx: &Arc<ServerTx>, mut response: Outgoing) {
+        if let Some(name) = self.identity.get() {
+            response.push("Server", name);
+        }
         let bytes = response.to_bytes();
         let code = status_of(&bytes);
         {
@@ -238,7 +250,7 @@ impl Transactions {
     /// answered, and report responses and the timeout on the returned channel.
     pub async fn request(
         self: &Arc<Self>,
-        req: Outgoing,
+        mut req: Outgoing,
         branch: &str,
         method: &str,
         peer: Peer,
@@ -256,6 +268,9 @@ impl Transactions {
                 peer,
             },
         );
+        if let Some(name) = self.identity.get() {
+            req.push("User-Agent", name);
+        }
         let bytes = req.to_bytes();
         self.transports.send(bytes.clone(), peer).await;
         let me = self.clone();

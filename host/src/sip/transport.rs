@@ -1,6 +1,7 @@
 //! UDP and TCP listeners (IPv4 and IPv6) and sending. Every complete message that
-//! arrives is parsed by [`super::wire`] and handed up as an [`Inbound`]; what does
-//! not parse is answered with 400 when it can be, and dropped when it cannot.
+//! arrives meets the [`Shield`] first, is parsed by [`super::wire`] and handed up as
+//! an [`Inbound`]; what does not parse is answered with 400 when it can be and its
+//! source may be answered, and dropped otherwise.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
+use super::shield::Shield;
 use super::wire;
 
 /// Where a message came from or goes to.
@@ -44,12 +46,18 @@ pub struct Transports {
     inbound: mpsc::Sender<Inbound>,
     /// The address put in our Via and Contact headers.
     pub advertised: SocketAddr,
+    /// Bans, flood control and address lists, before parsing.
+    pub shield: Arc<Shield>,
+    /// Unknown sources get no answer at all, not even a 400.
+    silent: bool,
 }
 
 impl Transports {
     /// Bind UDP and TCP on every address. The first address is advertised.
     pub async fn bind(
         listen: &[SocketAddr],
+        shield: Arc<Shield>,
+        silent: bool,
     ) -> anyhow::Result<(Arc<Transports>, mpsc::Receiver<Inbound>)> {
         anyhow::ensure!(!listen.is_empty(), "no SIP listen address");
         let (inbound, rx) = mpsc::channel(4096);
@@ -66,6 +74,8 @@ impl Transports {
             memory: None,
             tcp: Mutex::default(),
             inbound,
+            shield,
+            silent,
         });
         for socket in &transports.udp {
             tokio::spawn(read_udp(transports.clone(), socket.clone()));
@@ -88,6 +98,11 @@ impl Transports {
             tcp: Mutex::default(),
             inbound,
             advertised,
+            shield: Arc::new(Shield::new(super::shield::ShieldConfig {
+                flood_limit: 0,
+                ..Default::default()
+            })),
+            silent: false,
         });
         (transports, sent_rx, inbound_rx)
     }
@@ -211,15 +226,33 @@ impl Transports {
         tx
     }
 
+    /// Whether a source may be answered at all.
+    pub fn answers(&self, ip: std::net::IpAddr) -> bool {
+        !self.silent || self.shield.is_known(ip)
+    }
+
     async fn deliver(self: &Arc<Self>, raw: &[u8], peer: Peer) {
+        let now_ms = crate::now_ms();
+        let ip = peer.addr.ip();
+        if !self.shield.admit(ip, now_ms) {
+            return;
+        }
         match wire::parse(raw) {
             Ok(msg) => {
+                if msg.status().is_none()
+                    && self.shield.is_scanner(ip, msg.header("User-Agent"), now_ms)
+                {
+                    return;
+                }
                 if self.inbound.send(Inbound { msg, peer }).await.is_err() {
                     tracing::debug!("SIP core stopped; message dropped");
                 }
             }
             Err(e) => {
                 tracing::info!(source = %peer.addr, error = %e, "malformed SIP message");
+                if !self.answers(ip) {
+                    return;
+                }
                 if let Some(reply) = wire::bad_request_reply(raw, &e.0) {
                     self.send(reply, peer).await;
                 }

@@ -208,8 +208,7 @@ impl Registration {
                 self.cseq,
             )
             .header("Contact", &self.contact)
-            .header("Expires", expires.to_string())
-            .header("User-Agent", "switchyard");
+            .header("Expires", expires.to_string());
             if let Some(c) = &mut self.challenge {
                 c.authorize(&mut req, &self.user, &self.password, "REGISTER", &self.uri);
             }

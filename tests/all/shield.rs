@@ -1,0 +1,246 @@
+//! The shield against a running switch: silence for unknown sources, flood bans
+//! (listed, lifted and lapsing over REST), operators' bans, scanners' User-Agents, and
+//! a real SIPVicious scan. Distinct loopback addresses play the customer (127.0.0.1,
+//! the mapping gateway's source), scanners and flooders (127.0.0.3 …).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+use switchyard_tests::sip::{carrier, raw_request, Vendor};
+use switchyard_tests::{eventually, TempDir, TestServer};
+use tokio::net::UdpSocket;
+
+/// A request of `method` outside any dialog (`LOCAL` becomes the sender).
+fn request(method: &str, call_id: &str, user_agent: Option<&str>) -> String {
+    let agent = user_agent.map_or(String::new(), |a| format!("User-Agent: {a}\r\n"));
+    format!(
+        "{method} sip:100@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP LOCAL;branch=z9hG4bK{call_id}\r\n\
+         From: <sip:scan@LOCAL>;tag=t{call_id}\r\n\
+         To: <sip:100@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 {method}\r\n\
+         Max-Forwards: 70\r\n\
+         {agent}Content-Length: 0\r\n\r\n"
+    )
+}
+
+const QUIET: Duration = Duration::from_millis(800);
+
+async fn options(s: &TestServer, from: &str, call_id: &str) -> Result<Option<String>> {
+    raw_request(
+        from,
+        s.server.sip.addr,
+        &request("OPTIONS", call_id, None),
+        QUIET,
+    )
+    .await
+}
+
+fn answered_200(answer: &Option<String>) -> bool {
+    answer
+        .as_deref()
+        .is_some_and(|a| a.starts_with("SIP/2.0 200"))
+}
+
+async fn bans(s: &TestServer) -> Result<Vec<Value>> {
+    let (status, body) = s.admin("GET", "/api/v1/security/bans", None).await?;
+    anyhow::ensure!(status == 200, "bans: {status} {body}");
+    Ok(body.as_array().cloned().unwrap_or_default())
+}
+
+fn ban_of<'a>(bans: &'a [Value], address: &str) -> Option<&'a Value> {
+    bans.iter().find(|b| b["address"] == address)
+}
+
+/// Send `count` OPTIONS from `from` as fast as one socket can.
+async fn flood(from: &str, switch: std::net::SocketAddr, count: usize) -> Result<()> {
+    let socket = UdpSocket::bind(from).await?;
+    let local = socket.local_addr()?.to_string();
+    for i in 0..count {
+        let msg = request("OPTIONS", &format!("flood-{i}"), None).replace("LOCAL", &local);
+        socket.send_to(msg.as_bytes(), switch).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn silence_means_no_answer_to_anything_from_an_unknown_source() -> Result<()> {
+    let dir = TempDir::new("shield-silent");
+    let s = TestServer::start_configured(&dir.0, |c| c.sip.reply_unauthorized = false).await?;
+    carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
+    let switch = s.server.sip.addr;
+    for method in ["OPTIONS", "BYE", "INFO", "REGISTER", "MESSAGE"] {
+        let answer = raw_request(
+            "127.0.0.3:0",
+            switch,
+            &request(method, &format!("unknown-{method}"), None),
+            QUIET,
+        )
+        .await?;
+        assert_eq!(answer, None, "{method} from an unknown source");
+    }
+    let garbage = raw_request("127.0.0.3:0", switch, "GARBAGE\r\n\r\n", QUIET).await?;
+    assert_eq!(garbage, None, "not even a 400");
+    // The mapping gateway's source (a known peer) is answered: 200 to OPTIONS, 481
+    // to a BYE of no dialog.
+    assert!(answered_200(
+        &options(&s, "127.0.0.1:0", "known-options").await?
+    ));
+    let bye = raw_request(
+        "127.0.0.1:0",
+        switch,
+        &request("BYE", "known-bye", None),
+        QUIET,
+    )
+    .await?;
+    assert!(
+        bye.as_deref().is_some_and(|a| a.starts_with("SIP/2.0 481")),
+        "{bye:?}"
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_flooding_source_is_banned_and_listed_until_lifted_or_lapsed() -> Result<()> {
+    let dir = TempDir::new("shield-flood");
+    let s = TestServer::start_configured(&dir.0, |c| {
+        c.sip.shield.flood_limit = 50;
+        c.sip.shield.flood_window_ms = 1_000;
+        c.sip.shield.flood_ban_secs = 2;
+    })
+    .await?;
+    carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
+    let switch = s.server.sip.addr;
+    // Not answering unknown sources is off: a source not banned gets 200 to OPTIONS.
+    assert!(answered_200(&options(&s, "127.0.0.3:0", "before").await?));
+
+    flood("127.0.0.3:0", switch, 300).await?;
+    let listed = eventually(Duration::from_secs(5), "the flooder's ban", || async {
+        Ok(ban_of(&bans(&s).await?, "127.0.0.3").cloned())
+    })
+    .await?;
+    assert!(
+        listed["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("flood"),
+        "{listed}"
+    );
+    assert!(listed["since_ms"].as_u64().is_some() && listed["until_ms"].as_u64().is_some());
+    assert_eq!(options(&s, "127.0.0.3:0", "banned").await?, None);
+
+    // The known customer may send as much as it likes.
+    flood("127.0.0.1:0", switch, 300).await?;
+    assert!(answered_200(&options(&s, "127.0.0.1:0", "customer").await?));
+    assert!(ban_of(&bans(&s).await?, "127.0.0.1").is_none());
+
+    // An operator lifts the ban...
+    let (status, _) = s
+        .admin("DELETE", "/api/v1/security/bans/127.0.0.3", None)
+        .await?;
+    assert_eq!(status, 204);
+    assert!(answered_200(&options(&s, "127.0.0.3:0", "lifted").await?));
+    let (status, _) = s
+        .admin("DELETE", "/api/v1/security/bans/127.0.0.3", None)
+        .await?;
+    assert_eq!(status, 404, "no ban left to lift");
+
+    // ...or it lapses by itself after its 2 s.
+    flood("127.0.0.3:0", switch, 300).await?;
+    eventually(Duration::from_secs(5), "the second ban", || async {
+        Ok(ban_of(&bans(&s).await?, "127.0.0.3").map(drop))
+    })
+    .await?;
+    eventually(Duration::from_secs(8), "the ban to lapse", || async {
+        Ok(answered_200(&options(&s, "127.0.0.3:0", "lapsed").await?).then_some(()))
+    })
+    .await?;
+    assert!(ban_of(&bans(&s).await?, "127.0.0.3").is_none());
+    s.stop().await
+}
+
+#[tokio::test]
+async fn an_operators_ban_and_a_scanners_user_agent_silence_their_source() -> Result<()> {
+    let dir = TempDir::new("shield-operator");
+    let s = TestServer::start(&dir.0).await?;
+    carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/api/v1/security/bans",
+            Some(json!({ "address": "127.0.0.4", "reason": "abuse report 17", "secs": 600 })),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(options(&s, "127.0.0.4:0", "operator").await?, None);
+    let reason = ban_of(&bans(&s).await?, "127.0.0.4").map(|b| b["reason"].clone());
+    assert_eq!(reason, Some(json!("abuse report 17 (by env-admin)")));
+    let (status, body) = s
+        .admin(
+            "POST",
+            "/api/v1/security/bans",
+            Some(json!({ "address": "not-an-address", "reason": "x", "secs": 1 })),
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+
+    // A scanner's OPTIONS gets nothing, and its source stays banned for what follows.
+    let scan = raw_request(
+        "127.0.0.5:0",
+        s.server.sip.addr,
+        &request("OPTIONS", "scan-1", Some("friendly-scanner")),
+        QUIET,
+    )
+    .await?;
+    assert_eq!(scan, None);
+    let ban = ban_of(&bans(&s).await?, "127.0.0.5").cloned();
+    assert!(
+        ban.as_ref()
+            .and_then(|b| b["reason"].as_str())
+            .is_some_and(|r| r.contains("friendly-scanner")),
+        "{ban:?}"
+    );
+    assert_eq!(options(&s, "127.0.0.5:0", "after-scan").await?, None);
+    let (status, stats) = s.admin("GET", "/api/v1/sip/stats", None).await?;
+    assert_eq!(status, 200);
+    assert!(
+        stats["sip"]["shield"]["dropped_scanner"].as_u64() >= Some(1),
+        "{stats}"
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_sipvicious_scan_from_an_unknown_source_finds_nothing() -> Result<()> {
+    let dir = TempDir::new("shield-svmap");
+    let s = TestServer::start_configured(&dir.0, |c| c.sip.reply_unauthorized = false).await?;
+    carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
+    let port = s.server.sip.addr.port().to_string();
+    // svmap probes with OPTIONS and lists every address that answers.
+    let scan = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("svmap")
+            .args(["-p", &port, "-b", "127.0.0.3", "127.0.0.1"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await??;
+    let out = String::from_utf8_lossy(&scan.stdout);
+    assert!(
+        scan.status.success(),
+        "svmap failed: {out} {}",
+        String::from_utf8_lossy(&scan.stderr)
+    );
+    assert!(
+        !out.contains(&format!("127.0.0.1:{port}")),
+        "the scan found the switch:\n{out}"
+    );
+    let listed = bans(&s).await?;
+    assert!(
+        ban_of(&listed, "127.0.0.3").is_some(),
+        "the scanner is banned: {listed:?}"
+    );
+    s.stop().await
+}
