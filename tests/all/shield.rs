@@ -244,3 +244,187 @@ async fn a_sipvicious_scan_from_an_unknown_source_finds_nothing() -> Result<()> 
     );
     s.stop().await
 }
+
+/// A carrier with phones 1001..=1003 (1001's password is `password`), scanned from an
+/// unknown source by a SIPVicious tool with `args`; its output. The scanner
+/// User-Agent list is emptied: a careful scanner sends its own, and what is tested
+/// here is what the switch answers. svwar 0.3.3 ignores `-b` and sends from
+/// 127.0.0.1, so here the customers' gateway is 127.0.0.2 and the vendor 127.0.0.9:
+/// 127.0.0.1 is nobody the switch knows.
+async fn scanned_by(
+    tool: &str,
+    args: &[&str],
+    password: &str,
+    configure: impl FnOnce(&mut switchyard::config::Config),
+) -> Result<String> {
+    let dir = TempDir::new(&format!("shield-{tool}"));
+    let s = TestServer::start_configured(&dir.0, |c| {
+        c.sip.shield.scanner_user_agents.clear();
+        c.sip.shield.flood_limit = 0;
+        configure(c);
+    })
+    .await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({ "sources": ["127.0.0.2/32"] }), &[&vendor]).await?;
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/routing-gateways/vendor-a",
+            Some(json!({ "address": format!("127.0.0.9:{}", vendor.port) })),
+        )
+        .await?;
+    anyhow::ensure!(status == 200, "vendor: {status} {body}");
+    for (phone, secret) in [
+        ("1001", password),
+        ("1002", "x-92jd-7fk1"),
+        ("1003", "y-k2n8-0qpz"),
+    ] {
+        let (status, body) = s
+            .admin(
+                "PUT",
+                &format!("/api/v1/phones/{phone}"),
+                Some(json!({ "mapping_gateway": "customers", "password": secret })),
+            )
+            .await?;
+        anyhow::ensure!(
+            status == 200 || status == 201,
+            "phone {phone}: {status} {body}"
+        );
+    }
+    let port = s.server.sip.addr.port().to_string();
+    let mut all_args = vec!["-p", &port];
+    all_args.extend_from_slice(args);
+    all_args.push("127.0.0.1");
+    // Bounded: a locked-out cracker may keep trying; what it found by then counts.
+    let run = tokio::process::Command::new("timeout")
+        .arg("15")
+        .arg(tool)
+        .args(&all_args)
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    s.stop().await?;
+    if std::env::var_os("SHIELD_DEBUG").is_some() {
+        eprintln!(
+            "{tool} {all_args:?}:\n{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    ))
+}
+
+/// svwar 0.3.3 gives up at the first answer it cannot place (it expects 404 for
+/// nobody), so this shows only that a real enumerator comes away empty; the
+/// comparison of answers below is what would catch a leak.
+#[tokio::test]
+async fn enumeration_finds_no_extension() -> Result<()> {
+    for method in ["REGISTER", "INVITE"] {
+        let out = scanned_by(
+            "svwar",
+            &["-e", "1000-1010", "-m", method, "--force"],
+            "pw-1001-secret",
+            |_| {},
+        )
+        .await?;
+        for phone in ["1001", "1002", "1003"] {
+            assert!(
+                !out.lines().any(|l| l.contains(&format!("| {phone} "))),
+                "svwar -m {method} found {phone}:\n{out}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What a scanner compares: the status line and the header names of the answer to a
+/// request naming `user` (tags, nonces and branches differ anyway).
+fn shape(answer: &str) -> (String, Vec<String>) {
+    let mut lines = answer.lines();
+    let status = lines.next().unwrap_or_default().to_string();
+    let names = lines
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split(':').next())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    (status, names)
+}
+
+#[tokio::test]
+async fn a_phones_answers_cannot_be_told_from_an_unknown_users() -> Result<()> {
+    let dir = TempDir::new("shield-decoy");
+    let s = TestServer::start(&dir.0).await?;
+    carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
+    let (status, body) = s
+        .admin(
+            "PUT",
+            "/api/v1/phones/1001",
+            Some(json!({ "mapping_gateway": "customers", "password": "pw-1001-secret" })),
+        )
+        .await?;
+    anyhow::ensure!(status == 200 || status == 201, "phone: {status} {body}");
+    let ask = |method: &'static str, user: &'static str| {
+        let request = request(method, &format!("decoy-{method}-{user}"), None)
+            .replace("sip:scan@LOCAL", &format!("sip:{user}@127.0.0.1"))
+            .replace("sip:100@127.0.0.1", &format!("sip:{user}@127.0.0.1"));
+        let switch = s.server.sip.addr;
+        async move { raw_request("127.0.0.3:0", switch, &request, QUIET).await }
+    };
+    for method in ["REGISTER", "INVITE"] {
+        let phone = ask(method, "1001").await?.unwrap_or_default();
+        let nobody = ask(method, "1999").await?.unwrap_or_default();
+        assert!(
+            phone.starts_with("SIP/2.0 40"),
+            "{method} for the phone: {phone}"
+        );
+        assert_eq!(
+            shape(&phone),
+            shape(&nobody),
+            "{method}:\n{phone}\n---\n{nobody}"
+        );
+    }
+    s.stop().await
+}
+
+#[tokio::test]
+async fn password_cracking_hits_the_lockout_before_the_password() -> Result<()> {
+    // The password is the 20th of 200 words; the lockout (6 failures) comes first.
+    // svcrack 0.3.3 answers only MD5 challenges.
+    let dir = TempDir::new("shield-words");
+    let words: Vec<String> = (1..=200).map(|i| format!("password{i:03}")).collect();
+    let list = dir.0.join("words.txt");
+    std::fs::write(&list, words.join("\n") + "\n")?;
+    let list = list.to_string_lossy().into_owned();
+    let crack = |max_retry: u32| {
+        let list = list.clone();
+        async move {
+            scanned_by(
+                "svcrack",
+                &["-u", "1001", "-d", &list],
+                "password020",
+                move |c| {
+                    c.sip.digest_algorithms = vec![switchyard_model::credentials::Algorithm::Md5];
+                    c.sip.auth_max_retry = max_retry;
+                },
+            )
+            .await
+        }
+    };
+    // Without a lockout the cracker finds it: the scan is real...
+    let open = crack(0).await?;
+    assert!(
+        open.contains("password020"),
+        "svcrack should find it unlocked:\n{open}"
+    );
+    // ...with the default lockout it never gets there.
+    let locked = crack(6).await?;
+    assert!(
+        !locked.contains("password020"),
+        "svcrack found the password:\n{locked}"
+    );
+    Ok(())
+}

@@ -57,6 +57,42 @@ impl Registrar {
     }
 }
 
+/// Whose credentials a request naming `user` is checked against.
+pub(super) enum Credentials {
+    /// A phone of ours.
+    Phone(Box<Phone>),
+    /// No phone, but phones exist and unknown sources are answered: a decoy no
+    /// password matches, so an unknown user is challenged, refused and suspended
+    /// exactly as a known one with a wrong password, and scanning for extensions
+    /// learns nothing.
+    Decoy,
+    /// No phone, and nothing to hide: the caller is an unknown source.
+    Unknown,
+}
+
+pub(super) fn credentials_of(core: &SipCore, user: &str) -> Credentials {
+    match core.store.carrier_get::<Phone>(user) {
+        Ok(Some(phone)) => Credentials::Phone(Box::new(phone)),
+        _ if core.config.reply_unauthorized
+            && core
+                .store
+                .carrier_snapshot::<Phone>()
+                .is_ok_and(|phones| !phones.is_empty()) =>
+        {
+            Credentials::Decoy
+        }
+        _ => Credentials::Unknown,
+    }
+}
+
+/// The stored HA1 for an algorithm of a phone (none for a decoy).
+pub(super) fn ha1_for(credentials: &Credentials) -> impl Fn(Algorithm) -> Option<String> + '_ {
+    move |a| match credentials {
+        Credentials::Phone(phone) => ha1_of(phone)(a),
+        _ => None,
+    }
+}
+
 /// The stored HA1 of a phone for an algorithm.
 pub(super) fn ha1_of(phone: &Phone) -> impl Fn(Algorithm) -> Option<String> + '_ {
     move |a| {
@@ -75,24 +111,22 @@ pub(super) async fn handle(core: &Arc<SipCore>, req: Message, tx: Arc<ServerTx>)
     let user = user_of(uri_of(to)).to_string();
     let reply =
         |code: u16, reason: &str| Outgoing::response(&req, code, reason, Some(&super::new_tag()));
-    let phone = match core.store.carrier_get::<Phone>(&user) {
-        Ok(Some(p)) => p,
-        _ => {
-            // Spec decision 1: an unknown user from an unknown source is an unknown source.
-            if core.config.reply_unauthorized {
-                core.txs.respond(&tx, reply(403, "Forbidden")).await;
-            } else {
-                core.txs.abandon(&tx);
-            }
-            return;
+    let credentials = credentials_of(core, &user);
+    if let Credentials::Unknown = credentials {
+        // Spec decision 1: an unknown user from an unknown source is an unknown source.
+        if core.config.reply_unauthorized {
+            core.txs.respond(&tx, reply(403, "Forbidden")).await;
+        } else {
+            core.txs.abandon(&tx);
         }
-    };
+        return;
+    }
     match core.auth.verify(
         req.header("Authorization"),
         "REGISTER",
         peer.addr.ip(),
         &user,
-        ha1_of(&phone),
+        ha1_for(&credentials),
     ) {
         Ok(()) => {}
         Err(Refusal::Suspended) => {

@@ -234,9 +234,11 @@ pub(super) async fn authenticate_phone(
     tx: &Arc<ServerTx>,
 ) -> PhoneAuth {
     let user = user_of(uri_of(invite.header("From").unwrap_or_default())).to_string();
-    let Ok(Some(phone)) = core.store.carrier_get::<switchyard_model::Phone>(&user) else {
+    use crate::sip::registrar::{credentials_of, ha1_for, Credentials};
+    let checked_against = credentials_of(core, &user);
+    if let Credentials::Unknown = checked_against {
         return PhoneAuth::NotAPhone;
-    };
+    }
     let proxy = core.config.auth_challenge_code != 401;
     let credentials = invite.header(if proxy {
         "Proxy-Authorization"
@@ -249,11 +251,12 @@ pub(super) async fn authenticate_phone(
         "INVITE",
         source,
         &user,
-        crate::sip::registrar::ha1_of(&phone),
+        ha1_for(&checked_against),
     );
-    let refusal = match verified {
-        Ok(()) => return PhoneAuth::Admitted(phone.mapping_gateway),
-        Err(r) => r,
+    let refusal = match (verified, checked_against) {
+        (Ok(()), Credentials::Phone(phone)) => return PhoneAuth::Admitted(phone.mapping_gateway),
+        (Ok(()), _) => crate::sip::digest::Refusal::Wrong,
+        (Err(r), _) => r,
     };
     let tag = new_tag();
     let resp = match refusal {
