@@ -63,6 +63,10 @@ struct ServeArgs {
     /// Sources never banned, comma-separated.
     #[arg(long, env = "SWITCHYARD_SIP_ALLOW", value_delimiter = ',')]
     sip_allow: Vec<ipnet::IpNet>,
+    /// Bad API tokens from one address within a minute before it is locked out for
+    /// 5 minutes (429); 0 = never.
+    #[arg(long, env = "SWITCHYARD_API_LOCKOUT_FAILURES", default_value_t = crate::api::lockout::LockoutConfig::default().max_failures)]
+    api_lockout_failures: u32,
     /// Do not create the demo carrier in an empty data directory.
     #[arg(long, env = "SWITCHYARD_NO_DEMO")]
     no_demo: bool,
@@ -244,6 +248,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             cache_mb: a.store_cache_mb,
             cdr_segment_mb: a.cdr_segment_mb,
             cdr_retention_days: a.cdr_retention_days,
+        },
+        api_lockout: crate::api::lockout::LockoutConfig {
+            max_failures: a.api_lockout_failures,
+            ..Default::default()
         },
     };
     let server = crate::server::start(config).await?;

@@ -39,6 +39,9 @@ pub struct Config {
     /// What the store may hold in memory and how long it keeps call records.
     #[serde(default)]
     pub store: StoreConfig,
+    /// Lockout of API clients that keep presenting bad tokens.
+    #[serde(default)]
+    pub api_lockout: crate::api::lockout::LockoutConfig,
 }
 
 /// The store's bounds (`--store-cache-mb`, `--cdr-segment-mb`, `--cdr-retention-days`).
@@ -91,6 +94,7 @@ impl Default for Config {
             demo: true,
             settable_clock: false,
             store: StoreConfig::default(),
+            api_lockout: Default::default(),
         }
     }
 }

@@ -80,7 +80,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let state = AppState::new(store, policy.clone(), Some(sip.core.clone()), config);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, api::router(state))
+        // The peer's address reaches the handlers: lockouts are per source.
+        let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })

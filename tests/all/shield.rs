@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::{json, Value};
 use switchyard_tests::sip::{carrier, raw_request, Vendor};
-use switchyard_tests::{eventually, TempDir, TestServer};
+use switchyard_tests::{eventually, TempDir, TestServer, ADMIN};
 use tokio::net::UdpSocket;
 
 /// A request of `method` outside any dialog (`LOCAL` becomes the sender).
@@ -427,4 +427,45 @@ async fn password_cracking_hits_the_lockout_before_the_password() -> Result<()> 
         "svcrack found the password:\n{locked}"
     );
     Ok(())
+}
+
+#[tokio::test]
+async fn an_address_that_keeps_sending_bad_tokens_is_locked_out_then_let_back() -> Result<()> {
+    let dir = TempDir::new("shield-api-lockout");
+    let s = TestServer::start_configured(&dir.0, |c| {
+        c.api_lockout.max_failures = 5;
+        c.api_lockout.lock_secs = 2;
+    })
+    .await?;
+    let url = format!("http://{}/api/v1/tokens", s.server.api_addr);
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+    };
+    let guesser = from([127, 0, 0, 2])?;
+    let get = |client: &reqwest::Client, token: &str| client.get(&url).bearer_auth(token).send();
+    for guess in 1..5 {
+        let status = get(&guesser, &format!("guess-{guess}"))
+            .await?
+            .status()
+            .as_u16();
+        assert_eq!(status, 401, "guess {guess}");
+    }
+    let fifth = get(&guesser, "guess-5").await?;
+    assert_eq!(fifth.status().as_u16(), 429);
+    assert!(fifth.headers().contains_key("retry-after"));
+    // Locked out: even the right token is refused from there...
+    assert_eq!(get(&guesser, ADMIN).await?.status().as_u16(), 429);
+    // ...while another address is served.
+    assert_eq!(
+        get(&from([127, 0, 0, 1])?, ADMIN).await?.status().as_u16(),
+        200
+    );
+    // The lockout lapses after its 2 s.
+    eventually(Duration::from_secs(6), "the lockout to lapse", || async {
+        Ok((get(&guesser, ADMIN).await?.status().as_u16() == 200).then_some(()))
+    })
+    .await?;
+    s.stop().await
 }

@@ -73,6 +73,7 @@ impl TestServer {
             demo: false,
             settable_clock: false,
             store: Default::default(),
+            api_lockout: Default::default(),
         };
         configure(&mut config);
         Ok(TestServer {

@@ -112,18 +112,42 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The token the request carries.
+/// The token the request carries. A source that keeps presenting bad tokens is
+/// locked out (429), good token or not, until its lockout lapses.
 fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let source = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let now_ms = crate::now_ms();
+    if let Some(secs) = source.and_then(|ip| state.lockout.locked_for(ip, now_ms)) {
+        return Err(ApiError::LockedOut(secs));
+    }
     let secret = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized)?;
-    state
-        .store
-        .token_by_secret(secret.trim())?
-        .ok_or(ApiError::Unauthorized)
+    match state.store.token_by_secret(secret.trim())? {
+        Some(principal) => {
+            if let Some(ip) = source {
+                state.lockout.succeeded(ip);
+            }
+            Ok(principal)
+        }
+        None => {
+            if let Some(ip) = source {
+                tracing::info!(source = %ip, "API request with a bad token");
+                if state.lockout.failed(ip, now_ms) {
+                    return Err(ApiError::LockedOut(
+                        state.lockout.locked_for(ip, now_ms).unwrap_or(1),
+                    ));
+                }
+            }
+            Err(ApiError::Unauthorized)
+        }
+    }
 }
 
 /// The tenant an admin acts for: `?tenant=`, else its own.

@@ -22,6 +22,8 @@ pub enum ApiError {
     Conflict(String),
     /// 413: body too large.
     TooLarge(String),
+    /// 429: the source is locked out for this many more seconds.
+    LockedOut(u64),
     /// 422: a module upload was refused for what it is.
     Unprocessable(String),
     /// 500: our fault; details go to the log only.
@@ -42,6 +44,14 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected", m),
+            ApiError::LockedOut(secs) => {
+                let body = axum::Json(serde_json::json!({ "error": {
+                    "code": "locked_out",
+                    "message": format!("too many bad tokens from this address; try again in {secs} s"),
+                }}));
+                let retry = [(axum::http::header::RETRY_AFTER, secs.to_string())];
+                return (StatusCode::TOO_MANY_REQUESTS, retry, body).into_response();
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error answering an API request");
                 (

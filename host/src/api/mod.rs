@@ -8,6 +8,7 @@ mod calls;
 mod carrier;
 mod clock;
 mod error;
+pub mod lockout;
 mod modules;
 mod security;
 mod tables;
@@ -37,6 +38,8 @@ pub struct AppState {
     policy: Arc<PolicyEngine>,
     config: Arc<Config>,
     sip: Option<Arc<SipCore>>,
+    /// Sources locked out after bad tokens.
+    lockout: Arc<lockout::Lockout>,
 }
 
 impl AppState {
@@ -50,6 +53,7 @@ impl AppState {
         AppState {
             store,
             policy,
+            lockout: Arc::new(lockout::Lockout::new(config.api_lockout)),
             config: Arc::new(config),
             sip,
         }
