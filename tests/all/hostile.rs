@@ -146,3 +146,52 @@ async fn a_thousand_ordinary_decisions_succeed_while_hostile_guests_run() -> Res
     assert_eq!(status, 200, "API still answers");
     s.stop().await
 }
+
+#[tokio::test]
+async fn a_greedy_module_is_held_to_its_state_quota_and_log_rate() -> Result<()> {
+    let dir = TempDir::new("hostile-state-hog");
+    let s = TestServer::start(&dir.0).await?;
+    let v = version_of(&guest("guest_state_hog"));
+    let (status, body) = s.upload(ADMIN, "hog", guest("guest_state_hog")).await?;
+    assert_eq!(status, 201, "{body}");
+    let path = format!("/api/v1/modules/hog/versions/{v}/simulate");
+    let mut stored = 0u64;
+    let mut refusals = Vec::new();
+    for n in 0..5 {
+        let request = json!({ "deadline_ms": 1000, "call": { "call_id": format!("hog-{n}"), "callee": "4420" } });
+        let (status, sim) = s.admin("POST", &path, Some(request)).await?;
+        assert_eq!(status, 200, "{sim}");
+        // The refusal is the module's to handle: its decision stands.
+        assert_eq!(sim["failure"], serde_json::Value::Null, "{sim}");
+        let report = sim["answer"]["decision"]["Attempts"][0]["add_headers"][0]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (count, refusal) = report
+            .strip_prefix("stored=")
+            .and_then(|r| r.split_once(";refusal="))
+            .unwrap_or_else(|| panic!("report {report:?}"));
+        stored += count.parse::<u64>()?;
+        refusals.push(refusal.to_string());
+        // Kept for the call within its bound (100 lines), whatever the log rate.
+        assert_eq!(sim["logs"].as_array().map(Vec::len), Some(100), "n={n}");
+    }
+    // 4 MiB of 64 KiB values (each with its key) is 63 writes, over all decisions.
+    assert_eq!(stored, 63, "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|r| r.contains("LimitExceeded") && r.contains("4194304 bytes for the module")),
+        "{refusals:?}"
+    );
+    let (_, health) = s
+        .admin(
+            "GET",
+            &format!("/api/v1/modules/hog/versions/{v}/health"),
+            None,
+        )
+        .await?;
+    assert_eq!(health["health"]["quota_refusals"], 5, "{health}");
+    assert_eq!(health["health"]["failures"]["trap"], 0, "{health}");
+    s.stop().await
+}

@@ -52,6 +52,9 @@ pub struct HealthReport {
     pub p50_us: u64,
     /// 99th percentile of the same, microseconds.
     pub p99_us: u64,
+    /// Host calls refused because a quota (state keys or bytes) was reached; the
+    /// decisions went on, the writes did not happen.
+    pub quota_refusals: u64,
     /// Recent log lines, oldest first.
     pub recent_logs: Vec<LogLine>,
 }
@@ -63,6 +66,7 @@ const RECENT_OUTCOMES: usize = 10_000;
 struct VersionHealth {
     invocations: u64,
     failures: Failures,
+    quota_refusals: u64,
     times_us: VecDeque<u64>,
     logs: VecDeque<LogLine>,
     /// (Unix ms, failed) of recent decisions.
@@ -100,10 +104,12 @@ impl HealthBoard {
         elapsed_us: u64,
         failure: Option<FailureKind>,
         logs: &[LogLine],
+        quota_refusals: u32,
     ) {
         let entry = self.entry(key);
         let mut h = entry.lock().unwrap_or_else(|e| e.into_inner());
         h.invocations += 1;
+        h.quota_refusals += u64::from(quota_refusals);
         if let Some(kind) = failure {
             let f = &mut h.failures;
             *match kind {
@@ -154,6 +160,7 @@ impl HealthBoard {
         HealthReport {
             invocations: h.invocations,
             failures: h.failures.clone(),
+            quota_refusals: h.quota_refusals,
             p50_us: pct(0.50),
             p99_us: pct(0.99),
             recent_logs: h.logs.iter().cloned().collect(),

@@ -110,6 +110,8 @@ pub struct Invocation {
     pub logs: Vec<LogLine>,
     /// Lines beyond the per-call bound that were not kept.
     pub dropped_logs: usize,
+    /// Host calls refused because the module or its tenant reached a quota.
+    pub quota_refusals: u32,
     /// Instantiate + hook, microseconds.
     pub elapsed_us: u64,
     /// CPU time of the same, microseconds (what the deadline counts).
@@ -151,6 +153,7 @@ pub(crate) fn run(
             now_ms: limits.now_ms,
             logs: Vec::new(),
             dropped_logs: 0,
+            quota_refusals: 0,
         },
     };
     let mut store = Store::new(engine, state);
@@ -186,6 +189,7 @@ pub(crate) fn run(
         answer,
         logs: state.ctx.logs,
         dropped_logs: state.ctx.dropped_logs,
+        quota_refusals: state.ctx.quota_refusals,
         elapsed_us: started.elapsed().as_micros() as u64,
         cpu_us: budget.cpu_used().as_micros() as u64,
     }

@@ -41,6 +41,17 @@ pub const RECENT_LOG_LINES: usize = 200;
 pub const MAX_STATE_KEY_BYTES: usize = 256;
 /// Longest module state value, bytes.
 pub const MAX_STATE_VALUE_BYTES: usize = 64 * 1024;
+/// Module state totals: per module and per tenant over all its modules. A hostile
+/// module once wrote 23 MiB in five decisions; now it stops at 4 MiB.
+pub const STATE_QUOTA: crate::store::StateQuota = crate::store::StateQuota {
+    module_keys: 10_000,
+    module_bytes: 4 << 20,
+    tenant_keys: 100_000,
+    tenant_bytes: 64 << 20,
+};
+/// Bytes of log lines one module may send to the switch's log per second; past
+/// it, lines are still kept for the call (within its bound) but not logged.
+pub const MAX_LOG_BYTES_PER_SEC: u64 = 64 * 1024;
 /// Counter bounds: the counters are runtime state.
 pub use crate::runtime::{MAX_COUNTER_EVENTS, MAX_COUNTER_KEYS};
 /// Longest counter window, seconds (one day).

@@ -273,6 +273,7 @@ impl PolicyEngine {
             inv.elapsed_us,
             inv.answer.as_ref().err().map(|f| f.kind),
             &inv.logs,
+            inv.quota_refusals,
         );
         Ok(inv)
     }
@@ -402,6 +403,7 @@ impl PolicyEngine {
             inv.elapsed_us,
             failure.map(|f| f.kind),
             &inv.logs,
+            inv.quota_refusals,
         );
         if bound.is_canary && failure.is_some() {
             self.judge_canary(&bound.binding, &bound.key);

@@ -42,6 +42,8 @@ pub(crate) struct CallContext {
     pub(crate) now_ms: Option<u64>,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) dropped_logs: usize,
+    /// Host calls refused because a quota was reached.
+    pub(crate) quota_refusals: u32,
 }
 
 /// Denies memory growth past a cap and remembers that it did, so the failure is

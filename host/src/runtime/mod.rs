@@ -75,9 +75,36 @@ pub struct Runtime {
     account_traffic: Mutex<Windows>,
     /// Caller pool numbers lent to calls.
     pub(crate) pools: pools::Pools,
+    /// By (tenant, module): (the second, bytes logged in it).
+    log_budget: Mutex<HashMap<(String, String), (u64, u64)>>,
 }
 
 impl Runtime {
+    /// Whether a module may send `bytes` more to the switch's log this second,
+    /// at most `per_sec` a second; counts them if so.
+    pub fn may_log(
+        &self,
+        tenant: &str,
+        module: &str,
+        bytes: u64,
+        per_sec: u64,
+        now_ms: u64,
+    ) -> bool {
+        let second = now_ms / 1_000;
+        let mut budget = self.log_budget.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = budget
+            .entry((tenant.to_string(), module.to_string()))
+            .or_insert((second, 0));
+        if entry.0 != second {
+            *entry = (second, 0);
+        }
+        if entry.1 + bytes > per_sec {
+            return false;
+        }
+        entry.1 += bytes;
+        true
+    }
+
     /// Runtime state over `store`, with nothing live yet.
     pub fn new(store: Store, clock: Arc<Clock>) -> Runtime {
         Runtime {
@@ -85,6 +112,7 @@ impl Runtime {
             clock,
             tables: RwLock::default(),
             counters: Mutex::default(),
+            log_budget: Mutex::default(),
             live: RwLock::default(),
             gateway_traffic: Mutex::default(),
             account_traffic: Mutex::default(),
@@ -232,5 +260,26 @@ impl Runtime {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.into(), live);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_modules_log_rate_holds_per_second_and_per_module() {
+        let dir = std::env::temp_dir().join(format!("sy-log-rate-{}", std::process::id()));
+        let store = crate::store::Store::open(&dir).unwrap();
+        let runtime = super::Runtime::new(store, std::sync::Arc::default());
+        let took = |module: &str, at_ms: u64| {
+            (0..100)
+                .filter(|_| runtime.may_log("t", module, 4_096, 65_536, at_ms))
+                .count()
+        };
+        assert_eq!(took("a", 1_000), 16, "64 KiB of 4 KiB lines");
+        assert_eq!(took("a", 1_999), 0, "the same second");
+        assert_eq!(took("b", 1_999), 16, "another module has its own");
+        assert_eq!(took("a", 2_000), 16, "a new second");
+        drop(runtime);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -26,6 +26,9 @@ pub enum Error {
     /// Writing call records failed; nothing of the batch was acknowledged.
     #[error("writing call records: {0}")]
     Write(String),
+    /// A write would pass a quota; nothing was written.
+    #[error("{0}")]
+    Quota(String),
     /// A stored value could not be decoded (written by an incompatible version?).
     #[error("decoding a stored value: {0}")]
     Decode(serde_json::Error),

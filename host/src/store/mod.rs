@@ -41,6 +41,7 @@ pub use calls::CallQuery;
 pub use carrier::{CarrierObject, Snapshot};
 use engine::{Engine, SledEngine, Tree};
 pub use error::{Error, Result};
+pub use module_state::{StateQuota, StateUsage};
 pub use modules::{ModuleKey, ModuleVersion};
 pub use payments::Payment;
 pub use tables::{Row, TableIndex, TableInfo};
@@ -64,6 +65,8 @@ pub struct Store {
     /// Bookkeeping of the store itself (how far call charges are applied).
     meta: Tree,
     carrier_cache: Arc<carrier::CarrierCache>,
+    /// Module state held, per tenant and module (for the quotas).
+    state_usage: Arc<std::sync::Mutex<module_state::StateUsageBook>>,
     flusher: std::sync::mpsc::Sender<FlushRequest>,
     call_log: Arc<call_log::CallLog>,
     call_writer: std::sync::mpsc::Sender<calls::CallJob>,
@@ -173,6 +176,7 @@ impl Store {
             payments: db.tree("payments")?,
             meta: db.tree("meta")?,
             carrier_cache: Arc::default(),
+            state_usage: Arc::default(),
             engine: db,
             call_log,
             call_writer,

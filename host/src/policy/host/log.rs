@@ -1,17 +1,20 @@
 use super::super::bindings::log::{Host, Level};
-use super::super::limits::{MAX_LOG_LINES_PER_CALL, MAX_LOG_LINE_BYTES};
+use super::super::limits::{MAX_LOG_BYTES_PER_SEC, MAX_LOG_LINES_PER_CALL, MAX_LOG_LINE_BYTES};
 use super::super::state::{level_name, LogLine};
 use super::PolicyState;
 
+/// The byte length of `s` cut to at most `max` on a character boundary.
+fn truncate_at(s: &str, max: usize) -> usize {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
 /// Cut `s` to at most `max` bytes on a character boundary.
 pub(crate) fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    s.truncate(truncate_at(&s, max));
     s
 }
 
@@ -33,8 +36,22 @@ impl PolicyState {
 
 impl Host for PolicyState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        let (call_id, module) = (&self.ctx.call_id, &self.ctx.module);
+        let c = &self.ctx;
+        let (call_id, module) = (&c.call_id, &c.module);
         let msg = message.as_str();
+        let logged = (msg.len().min(MAX_LOG_LINE_BYTES) as u64).max(1);
+        if !c.runtime.may_log(
+            &c.tenant,
+            module,
+            logged,
+            MAX_LOG_BYTES_PER_SEC,
+            crate::now_ms(),
+        ) {
+            // Over the module's log rate: kept for the call, not written to our log.
+            self.push_log(level_name(level), message);
+            return Ok(());
+        }
+        let msg = &msg[..truncate_at(msg, MAX_LOG_LINE_BYTES)];
         match level {
             Level::Trace => tracing::trace!(%call_id, %module, "{msg}"),
             Level::Debug => tracing::debug!(%call_id, %module, "{msg}"),

@@ -1,7 +1,9 @@
 use super::super::bindings::state::Host;
 use super::super::bindings::types::Error;
 use super::super::bindings::HostError;
-use super::super::limits::{MAX_COUNTER_WINDOW_SECS, MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES};
+use super::super::limits::{
+    MAX_COUNTER_WINDOW_SECS, MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES, STATE_QUOTA,
+};
 use super::{internal, PolicyState};
 
 fn check_key(key: &str) -> Result<(), HostError> {
@@ -59,11 +61,18 @@ impl Host for PolicyState {
             ))
             .into());
         }
-        let c = &self.ctx;
-        c.runtime
+        let c = &mut self.ctx;
+        match c
+            .runtime
             .store
-            .state_set(&c.tenant, &c.module, &key, &value)
-            .map_err(internal)
+            .state_set(&c.tenant, &c.module, &key, &value, &STATE_QUOTA)
+        {
+            Err(crate::store::Error::Quota(why)) => {
+                c.quota_refusals += 1;
+                Err(Error::LimitExceeded(why).into())
+            }
+            other => other.map_err(internal),
+        }
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
