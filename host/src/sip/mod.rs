@@ -202,6 +202,10 @@ pub struct SipStats {
     pub media_transcode_drops: usize,
     /// Bans and what the shield dropped.
     pub shield: shield::ShieldStats,
+    /// Messages read past the shield since start.
+    pub messages_read: u64,
+    /// Of those, messages that did not parse.
+    pub messages_malformed: u64,
     /// What is held in memory per call, per peer and per key.
     pub memory: Census,
 }
@@ -449,6 +453,8 @@ impl SipCore {
             media_ports_free: self.media.free_ports(),
             media_transcode_drops: self.media.transcode_drops(),
             shield: self.shield().stats(crate::now_ms()),
+            messages_read: self.txs.transports().read_counts().0,
+            messages_malformed: self.txs.transports().read_counts().1,
             memory: self.census(),
         }
     }

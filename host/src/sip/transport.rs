@@ -50,6 +50,9 @@ pub struct Transports {
     pub shield: Arc<Shield>,
     /// Unknown sources get no answer at all, not even a 400.
     silent: bool,
+    /// Messages read off the wire (after the shield), and those that did not parse.
+    read: std::sync::atomic::AtomicU64,
+    malformed: std::sync::atomic::AtomicU64,
 }
 
 impl Transports {
@@ -76,6 +79,8 @@ impl Transports {
             inbound,
             shield,
             silent,
+            read: Default::default(),
+            malformed: Default::default(),
         });
         for socket in &transports.udp {
             tokio::spawn(read_udp(transports.clone(), socket.clone()));
@@ -103,6 +108,8 @@ impl Transports {
                 ..Default::default()
             })),
             silent: false,
+            read: Default::default(),
+            malformed: Default::default(),
         });
         (transports, sent_rx, inbound_rx)
     }
@@ -226,6 +233,12 @@ impl Transports {
         tx
     }
 
+    /// (messages read past the shield, of which malformed).
+    pub fn read_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.read.load(Relaxed), self.malformed.load(Relaxed))
+    }
+
     /// Whether a source may be answered at all.
     pub fn answers(&self, ip: std::net::IpAddr) -> bool {
         !self.silent || self.shield.is_known(ip)
@@ -237,6 +250,7 @@ impl Transports {
         if !self.shield.admit(ip, now_ms) {
             return;
         }
+        self.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match wire::parse(raw) {
             Ok(msg) => {
                 if msg.status().is_none()
@@ -249,6 +263,8 @@ impl Transports {
                 }
             }
             Err(e) => {
+                self.malformed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(source = %peer.addr, error = %e, "malformed SIP message");
                 if !self.answers(ip) {
                     return;
