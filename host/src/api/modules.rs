@@ -221,7 +221,7 @@ async fn simulate(
     };
     let policy = state.policy.clone();
     let k = key.clone();
-    let inv = tokio::task::spawn_blocking(move || policy.simulate(&k, &hook, limits)).await??;
+    let inv = tokio::task::spawn_blocking(move || policy.simulate(&k, hook, limits)).await??;
     let (answer, failure) = match inv.answer {
         Ok(a) => (Some(a), None),
         Err(f) => (None, Some(f)),

@@ -71,7 +71,7 @@ impl BoundPolicy {
                 &engine.ticker,
                 &engine.runtime,
                 &module,
-                &hook,
+                hook,
                 limits,
             )
         })

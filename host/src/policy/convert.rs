@@ -100,12 +100,12 @@ fn number_rule(rule: &model::NumberRule) -> NumberRule {
 
 use super::bindings::types as wit;
 
-fn wit_headers(headers: &[model::call::Header]) -> Vec<wit::Header> {
+fn wit_headers(headers: Vec<model::call::Header>) -> Vec<wit::Header> {
     headers
-        .iter()
+        .into_iter()
         .map(|h| wit::Header {
-            name: h.name.clone(),
-            value: h.value.clone(),
+            name: h.name,
+            value: h.value,
         })
         .collect()
 }
@@ -121,17 +121,17 @@ fn model_headers(headers: Vec<wit::Header>) -> Vec<model::call::Header> {
 }
 
 /// The call as a module sees it.
-pub(crate) fn wit_call(call: &model::call::Call) -> wit::Call {
+pub(crate) fn wit_call(call: model::call::Call) -> wit::Call {
     use model::call::CallerHeader as Source;
     wit::Call {
-        call_id: call.call_id.clone(),
-        account: call.account.clone(),
-        tenant: call.tenant.clone(),
-        ingress_gateway: call.ingress_gateway.clone(),
-        source_address: call.source_address.clone(),
+        call_id: call.call_id,
+        account: call.account,
+        tenant: call.tenant,
+        ingress_gateway: call.ingress_gateway,
+        source_address: call.source_address,
         caller: wit::Caller {
-            user: call.caller.user.clone(),
-            display: call.caller.display.clone(),
+            user: call.caller.user,
+            display: call.caller.display,
             source: match call.caller.source {
                 Source::From => CallerHeader::From,
                 Source::RemotePartyId => CallerHeader::RemotePartyId,
@@ -139,34 +139,34 @@ pub(crate) fn wit_call(call: &model::call::Call) -> wit::Call {
                 Source::PAssertedIdentity => CallerHeader::PAssertedIdentity,
             },
         },
-        callee: call.callee.clone(),
-        request_uri: call.request_uri.clone(),
-        headers: wit_headers(&call.headers),
-        codecs: call.codecs.clone(),
+        callee: call.callee,
+        request_uri: call.request_uri,
+        headers: wit_headers(call.headers),
+        codecs: call.codecs,
         arrived_at_ms: call.arrived_at_ms,
     }
 }
 
-pub(crate) fn wit_attempt(a: &model::call::Attempt) -> wit::Attempt {
+pub(crate) fn wit_attempt(a: model::call::Attempt) -> wit::Attempt {
     wit::Attempt {
-        gateway: a.gateway.clone(),
-        callee: a.callee.clone(),
-        caller: a.caller.clone(),
-        display: a.display.clone(),
-        p_asserted_identity: a.p_asserted_identity.clone(),
-        privacy: a.privacy.clone(),
-        p_preferred_identity: a.p_preferred_identity.clone(),
-        add_headers: wit_headers(&a.add_headers),
-        remove_headers: a.remove_headers.clone(),
+        gateway: a.gateway,
+        callee: a.callee,
+        caller: a.caller,
+        display: a.display,
+        p_asserted_identity: a.p_asserted_identity,
+        privacy: a.privacy,
+        p_preferred_identity: a.p_preferred_identity,
+        add_headers: wit_headers(a.add_headers),
+        remove_headers: a.remove_headers,
         timeout_ms: a.timeout_ms,
     }
 }
 
-pub(crate) fn wit_outcome(o: &model::call::Outcome) -> wit::Outcome {
+pub(crate) fn wit_outcome(o: model::call::Outcome) -> wit::Outcome {
     wit::Outcome {
         index: o.index,
         code: o.code,
-        reason: o.reason.clone(),
+        reason: o.reason,
         pdd_ms: o.pdd_ms,
         timed_out: o.timed_out,
     }
@@ -260,11 +260,11 @@ mod tests {
     /// records' did, field for field.
     #[test]
     fn the_models_json_is_the_wit_records_json() {
-        assert_eq!(json(&call()), json(&wit_call(&call())));
+        assert_eq!(json(&call()), json(&wit_call(call())));
         let mut attempt = m::Attempt::to("vendor", "4420");
         attempt.add_headers = call().headers;
         attempt.timeout_ms = Some(900);
-        assert_eq!(json(&attempt), json(&wit_attempt(&attempt)));
+        assert_eq!(json(&attempt), json(&wit_attempt(attempt.clone())));
         let outcome = m::Outcome {
             index: 1,
             code: Some(503),
@@ -272,12 +272,12 @@ mod tests {
             pdd_ms: None,
             timed_out: false,
         };
-        assert_eq!(json(&outcome), json(&wit_outcome(&outcome)));
+        assert_eq!(json(&outcome), json(&wit_outcome(outcome.clone())));
     }
 
     #[test]
     fn a_modules_answers_arrive_whole() {
-        let wit_attempt = wit_attempt(&m::Attempt {
+        let wit_attempt = wit_attempt(m::Attempt {
             caller: Some("200".into()),
             p_asserted_identity: Some("<sip:200@x>".into()),
             remove_headers: vec!["Diversion".into()],

@@ -124,7 +124,7 @@ pub(crate) fn run(
     ticker: &EpochTicker,
     runtime: &Arc<Runtime>,
     module: &LoadedModule,
-    hook: &HookCall,
+    hook: HookCall,
     limits: RunLimits,
 ) -> Invocation {
     let started = Instant::now();
@@ -197,10 +197,11 @@ pub(crate) fn run(
 
 type HookError = (FailureKind, wasmtime::Error);
 
+/// Run the hook; its arguments move into the WIT records the module is given.
 fn call_hook(
     store: &mut Store<PolicyState>,
     module: &LoadedModule,
-    hook: &HookCall,
+    hook: HookCall,
 ) -> Result<HookAnswer, HookError> {
     let instance = module
         .pre

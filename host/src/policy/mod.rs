@@ -254,10 +254,11 @@ impl PolicyEngine {
     pub fn simulate(
         &self,
         key: &ModuleKey,
-        hook: &HookCall,
+        hook: HookCall,
         limits: RunLimits,
     ) -> Result<Invocation, BindError> {
         let module = self.load(key)?;
+        let call_id = hook.call().call_id.clone();
         let inv = invoke::run(
             &self.engine,
             &self.ticker,
@@ -267,7 +268,7 @@ impl PolicyEngine {
             limits,
         );
         // A simulated call ends here: caller pool numbers it borrowed come back.
-        self.runtime.pools.release(&hook.call().call_id);
+        self.runtime.pools.release(&call_id);
         self.health.record(
             key,
             inv.elapsed_us,

@@ -38,26 +38,20 @@ impl Host for PolicyState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let c = &self.ctx;
         let (call_id, module) = (&c.call_id, &c.module);
-        let msg = message.as_str();
-        let logged = (msg.len().min(MAX_LOG_LINE_BYTES) as u64).max(1);
-        if !c.runtime.may_log(
-            &c.tenant,
-            module,
-            logged,
-            MAX_LOG_BYTES_PER_SEC,
-            crate::now_ms(),
-        ) {
-            // Over the module's log rate: kept for the call, not written to our log.
-            self.push_log(level_name(level), message);
-            return Ok(());
-        }
-        let msg = &msg[..truncate_at(msg, MAX_LOG_LINE_BYTES)];
-        match level {
-            Level::Trace => tracing::trace!(%call_id, %module, "{msg}"),
-            Level::Debug => tracing::debug!(%call_id, %module, "{msg}"),
-            Level::Info => tracing::info!(%call_id, %module, "{msg}"),
-            Level::Warn => tracing::warn!(%call_id, %module, "{msg}"),
-            Level::Error => tracing::error!(%call_id, %module, "{msg}"),
+        let msg = &message[..truncate_at(&message, MAX_LOG_LINE_BYTES)];
+        // Past the module's log rate a line is still kept for the call, not logged.
+        let bytes = (msg.len() as u64).max(1);
+        let now_ms = crate::now_ms();
+        if c.runtime
+            .may_log(&c.tenant, module, bytes, MAX_LOG_BYTES_PER_SEC, now_ms)
+        {
+            match level {
+                Level::Trace => tracing::trace!(%call_id, %module, "{msg}"),
+                Level::Debug => tracing::debug!(%call_id, %module, "{msg}"),
+                Level::Info => tracing::info!(%call_id, %module, "{msg}"),
+                Level::Warn => tracing::warn!(%call_id, %module, "{msg}"),
+                Level::Error => tracing::error!(%call_id, %module, "{msg}"),
+            }
         }
         self.push_log(level_name(level), message);
         Ok(())
