@@ -386,12 +386,11 @@ impl SipCore {
                 .carrier_snapshot::<switchyard_model::RoutingGateway>()
                 .is_ok_and(|all| {
                     all.values().any(|g| {
-                        g.address.as_deref().and_then(|a| {
-                            a.parse::<SocketAddr>()
-                                .map(|s| s.ip())
-                                .or_else(|_| a.parse::<IpAddr>())
-                                .ok()
-                        }) == Some(ip)
+                        g.address
+                            .as_deref()
+                            .and_then(literal_address)
+                            .map(|a| a.ip())
+                            == Some(ip)
                     })
                 })
             || self.registrar.has_peer(ip)
@@ -443,6 +442,7 @@ impl SipCore {
     /// Live counts.
     pub fn stats(&self) -> SipStats {
         let (client_transactions, server_transactions) = self.txs.counts();
+        let (messages_read, messages_malformed) = self.txs.transports().read_counts();
         let dialogs = self.dialogs();
         SipStats {
             calls: dialogs.keys().filter(|k| k.starts_with("a:")).count(),
@@ -453,8 +453,8 @@ impl SipCore {
             media_ports_free: self.media.free_ports(),
             media_transcode_drops: self.media.transcode_drops(),
             shield: self.shield().stats(crate::now_ms()),
-            messages_read: self.txs.transports().read_counts().0,
-            messages_malformed: self.txs.transports().read_counts().1,
+            messages_read,
+            messages_malformed,
             memory: self.census(),
         }
     }
@@ -542,13 +542,20 @@ fn b_key(call_id: &str) -> String {
     format!("b:{call_id}")
 }
 
+/// A gateway address `ip[:port]` without resolving names (port defaults to 5060).
+pub fn literal_address(address: &str) -> Option<SocketAddr> {
+    address.parse::<SocketAddr>().ok().or_else(|| {
+        address
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 5060))
+    })
+}
+
 /// A gateway address `host:port` (host may be a name; port defaults to 5060).
 pub fn parse_address(address: &str) -> Option<SocketAddr> {
-    if let Ok(a) = address.parse::<SocketAddr>() {
+    if let Some(a) = literal_address(address) {
         return Some(a);
-    }
-    if let Ok(ip) = address.parse::<IpAddr>() {
-        return Some(SocketAddr::new(ip, 5060));
     }
     let with_port = if address.contains(':') {
         address.to_string()

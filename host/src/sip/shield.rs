@@ -181,19 +181,21 @@ impl Shield {
             return false;
         }
         let mut sources = self.lock();
-        let source = sources.entry(ip).or_default();
-        if let Some(ban) = &mut source.ban {
+        if let Some(ban) = sources.get_mut(&ip).and_then(|s| s.ban.as_mut()) {
             if ban.until_ms > now_ms {
                 ban.dropped += 1;
                 self.dropped_banned.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
             tracing::info!(source = %ip, reason = %ban.reason, dropped = ban.dropped, "ban lapsed");
-            source.ban = None;
+            // Forgotten with its ban: its count starts afresh.
+            sources.remove(&ip);
         }
+        // Without flood control a source is tracked only once banned.
         if self.config.flood_limit == 0 {
             return true;
         }
+        let source = sources.entry(ip).or_default();
         if now_ms.saturating_sub(source.window_start_ms) >= u64::from(self.config.flood_window_ms) {
             source.window_start_ms = now_ms;
             source.packets = 0;
@@ -404,6 +406,19 @@ mod tests {
         assert!(shield.unban(scanner));
         assert!(shield.admit(scanner, 2));
         assert!(!shield.unban(scanner));
+    }
+
+    #[test]
+    fn without_flood_control_only_banned_sources_are_tracked() {
+        let shield = shield(0);
+        for i in 0..1_000u32 {
+            assert!(shield.admit(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)), 0));
+        }
+        assert_eq!(shield.stats(0).tracked_sources, 0);
+        shield.ban(ip("127.0.0.7"), "by hand".into(), 1, 0);
+        assert!(!shield.admit(ip("127.0.0.7"), 500));
+        assert!(shield.admit(ip("127.0.0.7"), 1_000), "lapsed");
+        assert_eq!(shield.stats(1_000).tracked_sources, 0);
     }
 
     #[test]
