@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{json, Value};
-use switchyard_tests::sip::{carrier, raw_request, Vendor};
+use switchyard_tests::sip::{carrier, put, raw_request, Vendor};
 use switchyard_tests::{eventually, TempDir, TestServer, ADMIN};
 use tokio::net::UdpSocket;
 
@@ -266,30 +266,23 @@ async fn scanned_by(
     .await?;
     let vendor = Vendor::new("vendor-a");
     carrier(&s, json!({ "sources": ["127.0.0.2/32"] }), &[&vendor]).await?;
-    let (status, body) = s
-        .admin(
-            "PUT",
-            "/api/v1/routing-gateways/vendor-a",
-            Some(json!({ "address": format!("127.0.0.9:{}", vendor.port) })),
-        )
-        .await?;
-    anyhow::ensure!(status == 200, "vendor: {status} {body}");
+    put(
+        &s,
+        "/api/v1/routing-gateways/vendor-a",
+        json!({ "address": format!("127.0.0.9:{}", vendor.port) }),
+    )
+    .await?;
     for (phone, secret) in [
         ("1001", password),
         ("1002", "x-92jd-7fk1"),
         ("1003", "y-k2n8-0qpz"),
     ] {
-        let (status, body) = s
-            .admin(
-                "PUT",
-                &format!("/api/v1/phones/{phone}"),
-                Some(json!({ "mapping_gateway": "customers", "password": secret })),
-            )
-            .await?;
-        anyhow::ensure!(
-            status == 200 || status == 201,
-            "phone {phone}: {status} {body}"
-        );
+        put(
+            &s,
+            &format!("/api/v1/phones/{phone}"),
+            json!({ "mapping_gateway": "customers", "password": secret }),
+        )
+        .await?;
     }
     let port = s.server.sip.addr.port().to_string();
     let mut all_args = vec!["-p", &port];
@@ -359,14 +352,12 @@ async fn a_phones_answers_cannot_be_told_from_an_unknown_users() -> Result<()> {
     let dir = TempDir::new("shield-decoy");
     let s = TestServer::start(&dir.0).await?;
     carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
-    let (status, body) = s
-        .admin(
-            "PUT",
-            "/api/v1/phones/1001",
-            Some(json!({ "mapping_gateway": "customers", "password": "pw-1001-secret" })),
-        )
-        .await?;
-    anyhow::ensure!(status == 200 || status == 201, "phone: {status} {body}");
+    put(
+        &s,
+        "/api/v1/phones/1001",
+        json!({ "mapping_gateway": "customers", "password": "pw-1001-secret" }),
+    )
+    .await?;
     let ask = |method: &'static str, user: &'static str| {
         let request = request(method, &format!("decoy-{method}-{user}"), None)
             .replace("sip:scan@LOCAL", &format!("sip:{user}@127.0.0.1"))
