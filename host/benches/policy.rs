@@ -114,14 +114,14 @@ fn measure(
         },
     };
     for i in 0..1_000 {
-        policy.simulate(&key, &hook(i), limits)?; // warm-up
+        policy.simulate(&key, hook(i), limits)?; // warm-up
     }
     let mut times = Vec::with_capacity(iterations);
     let started = Instant::now();
     for i in 0..iterations {
         let h = hook(i);
         let t = Instant::now();
-        let inv = policy.simulate(&key, &h, limits)?;
+        let inv = policy.simulate(&key, h, limits)?;
         times.push(t.elapsed().as_nanos() as u64);
         anyhow::ensure!(
             matches!(&inv.answer, Ok(switchyard::policy::HookAnswer::Decision(switchyard::policy::Decision::Attempts(a))) if !a.is_empty()),
