@@ -1,6 +1,7 @@
-//! Embeds the stock router (examples/stock-router), when it has been built, as the module
-//! of the demo carrier `switchyard serve` creates on an empty data directory.
-//! Without it (`scripts/build-guests` not run) the demo carrier has no module bound.
+//! Embeds the stock router (examples/stock-router) and the stock fraud rules
+//! (examples/fraud-guard), when they have been built, as the modules of the demo
+//! carrier `switchyard serve` creates on an empty data directory. Without them
+//! (`scripts/build-guests` not run) the demo carrier has no module bound.
 
 use std::path::PathBuf;
 
@@ -13,10 +14,17 @@ fn main() {
             PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"))
                 .join("../target")
         });
-    let module = target.join("wasm32-wasip2/release/stock_router.wasm");
-    println!("cargo:rerun-if-changed={}", module.display());
-    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let bytes = std::fs::read(&module).unwrap_or_default();
-    std::fs::write(out.join("demo-module.wasm"), bytes).expect("writing OUT_DIR/demo-module.wasm");
+    // The stock router serves the demo carrier's calls; the stock fraud rules screen them.
+    for (built, embedded) in [
+        ("stock_router.wasm", "demo-module.wasm"),
+        ("fraud_guard.wasm", "fraud-module.wasm"),
+    ] {
+        let module = target.join("wasm32-wasip2/release").join(built);
+        println!("cargo:rerun-if-changed={}", module.display());
+        let bytes = std::fs::read(&module).unwrap_or_default();
+        std::fs::write(out.join(embedded), bytes)
+            .unwrap_or_else(|e| panic!("writing OUT_DIR/{embedded}: {e}"));
+    }
+    println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 }

@@ -39,6 +39,22 @@ pub struct FakeHost {
     state: RefCell<BTreeMap<String, String>>,
     counters: RefCell<HashMap<String, Vec<u64>>>,
     logs: RefCell<Vec<(Level, String)>>,
+    /// Calls in progress per account: callees.
+    live: RefCell<HashMap<String, Vec<String>>>,
+    events: RefCell<Vec<FakeEvent>>,
+}
+
+/// An event a module raised on the fake host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeEvent {
+    /// Its level.
+    pub level: Level,
+    /// What happened.
+    pub kind: String,
+    /// Whom it concerns.
+    pub subject: String,
+    /// In words.
+    pub detail: String,
 }
 
 impl FakeHost {
@@ -169,6 +185,19 @@ impl FakeHost {
     /// Every line logged so far.
     pub fn logs(&self) -> Vec<(Level, String)> {
         self.logs.borrow().clone()
+    }
+
+    /// Set the calls of `account` in progress (their callees), as `live_calls` counts them.
+    pub fn set_live_calls(&self, account: &str, callees: &[&str]) {
+        self.live.borrow_mut().insert(
+            account.into(),
+            callees.iter().map(|c| c.to_string()).collect(),
+        );
+    }
+
+    /// Every event raised so far.
+    pub fn events(&self) -> Vec<FakeEvent> {
+        self.events.borrow().clone()
     }
 }
 
@@ -312,6 +341,22 @@ impl Host for FakeHost {
     }
     fn log(&self, level: Level, message: &str) {
         self.logs.borrow_mut().push((level, message.into()));
+    }
+    fn live_calls(&self, account: &str, callee_prefix: &str) -> u32 {
+        self.live.borrow().get(account).map_or(0, |calls| {
+            calls
+                .iter()
+                .filter(|c| c.starts_with(callee_prefix))
+                .count() as u32
+        })
+    }
+    fn event(&self, level: Level, kind: &str, subject: &str, detail: &str) {
+        self.events.borrow_mut().push(FakeEvent {
+            level,
+            kind: kind.into(),
+            subject: subject.into(),
+            detail: detail.into(),
+        });
     }
     fn routing_gateway(&self, id: &str) -> Result<RoutingSettings, Error> {
         self.routing

@@ -68,6 +68,16 @@ pub trait Host {
         let _ = (account, at_ms);
         Vec::new()
     }
+    /// Calls of `account` in progress whose callee starts with `callee_prefix`, this
+    /// one included. Default: none.
+    fn live_calls(&self, account: &str, callee_prefix: &str) -> u32 {
+        let _ = (account, callee_prefix);
+        0
+    }
+    /// Raise an event for operators (listed by `GET /api/v1/events`). Default: a log line.
+    fn event(&self, level: Level, kind: &str, subject: &str, detail: &str) {
+        self.log(level, &format!("event {kind} {subject}: {detail}"));
+    }
 }
 
 /// The real host: each method is a WIT import. Only usable inside the switch.
@@ -137,5 +147,11 @@ impl Host for WasmHost {
     }
     fn account_periods(&self, account: &str, at_ms: u64) -> Vec<String> {
         imports::carrier::account_periods(account, at_ms)
+    }
+    fn live_calls(&self, account: &str, callee_prefix: &str) -> u32 {
+        imports::carrier::live_calls(account, callee_prefix)
+    }
+    fn event(&self, level: Level, kind: &str, subject: &str, detail: &str) {
+        imports::log::event(level, kind, subject, detail)
     }
 }

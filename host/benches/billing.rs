@@ -313,5 +313,6 @@ fn record(call_id: &str) -> CallRecord {
             profit: Money::from_units(0.01),
             balance_after: Money::ZERO,
         }),
+        refused_by: None,
     }
 }

@@ -1,17 +1,19 @@
 //! The demo carrier `switchyard serve` creates in an empty data directory, so a first
 //! run completes calls with nothing configured: customers on 127.0.0.0/8, one vendor
-//! `demo-vendor` at 127.0.0.1:5090, a catch-all route to it, and the prefix-router
-//! example bound globally.
+//! `demo-vendor` at 127.0.0.1:5090, a catch-all route to it, the stock router bound
+//! globally and the stock fraud rules bound globally for `screen`.
 
 use std::sync::Arc;
 
 use crate::policy::limits::{DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB};
 use crate::policy::PolicyEngine;
-use crate::store::{Binding, Fallback, Row, Scope, Store, TableInfo};
+use crate::store::{Binding, Fallback, Hook, Row, Scope, Store, TableInfo};
 use switchyard_model::{Account, MappingGateway, RoutingGateway};
 
-/// The prefix-router example, embedded at build time (empty when it was not built).
+/// The stock router, embedded at build time (empty when it was not built).
 const DEMO_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo-module.wasm"));
+/// The stock fraud rules, bound for `screen` (empty when not built).
+const FRAUD_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fraud-module.wasm"));
 
 /// Tenant of the demo objects.
 pub const DEMO_TENANT: &str = "default";
@@ -76,38 +78,57 @@ pub fn seed_if_empty(store: &Store, policy: &Arc<PolicyEngine>) -> anyhow::Resul
         },
         &rows,
     )?;
-    if DEMO_MODULE.is_empty() {
-        tracing::warn!("demo carrier created without a module: run scripts/build-guests before building switchyard");
+    if DEMO_MODULE.is_empty() || FRAUD_MODULE.is_empty() {
+        tracing::warn!("demo carrier created without its modules: run scripts/build-guests before building switchyard");
     } else {
-        let version = policy
-            .upload(
-                DEMO_TENANT,
-                "stock-router",
-                "the stock router (demo carrier)",
-                "demo",
-                DEMO_MODULE,
-                usize::MAX,
-            )
-            .map_err(|e| anyhow::anyhow!("demo module: {e}"))?;
-        let binding = Binding {
-            scope: Scope::Global,
-            tenant: DEMO_TENANT.into(),
-            module: "stock-router".into(),
-            version: version.version,
-            canary: None,
-            deadline_ms: DEFAULT_DEADLINE_MS,
-            memory_mib: DEFAULT_MEMORY_MIB,
-            fallback: Fallback::default(),
-            updated_by: "demo".into(),
-            updated_at_ms: crate::now_ms(),
-        };
-        policy
-            .set_binding(&Scope::Global, Some(binding), "put")
-            .map_err(|e| anyhow::anyhow!("binding the demo module: {e}"))?;
+        bind_stock(
+            policy,
+            "stock-router",
+            "the stock router (demo carrier)",
+            DEMO_MODULE,
+            Hook::Call,
+        )?;
+        bind_stock(
+            policy,
+            "fraud-guard",
+            "the stock fraud rules (tables fraud-accounts, fraud-destinations, fraud-high-risk)",
+            FRAUD_MODULE,
+            Hook::Screen,
+        )?;
     }
     store.commit_blocking()?;
     tracing::info!(
         "created the demo carrier: customers 127.0.0.0/8 -> demo-vendor at 127.0.0.1:5090"
     );
     Ok(true)
+}
+
+/// Upload one of the embedded stock modules and bind it globally for `hook`.
+fn bind_stock(
+    policy: &Arc<PolicyEngine>,
+    name: &str,
+    description: &str,
+    bytes: &[u8],
+    hook: Hook,
+) -> anyhow::Result<()> {
+    let version = policy
+        .upload(DEMO_TENANT, name, description, "demo", bytes, usize::MAX)
+        .map_err(|e| anyhow::anyhow!("stock module {name}: {e}"))?;
+    let binding = Binding {
+        scope: Scope::Global,
+        hook,
+        tenant: DEMO_TENANT.into(),
+        module: name.into(),
+        version: version.version,
+        canary: None,
+        deadline_ms: DEFAULT_DEADLINE_MS,
+        memory_mib: DEFAULT_MEMORY_MIB,
+        fallback: Fallback::default(),
+        updated_by: "demo".into(),
+        updated_at_ms: crate::now_ms(),
+    };
+    let slot = binding.slot();
+    policy
+        .set_binding(&slot, Some(binding), "put")
+        .map_err(|e| anyhow::anyhow!("binding {name}: {e}"))
 }

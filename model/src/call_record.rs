@@ -50,6 +50,8 @@ pub enum EndReason {
     /// The caller's offer lacks the codec its mapping gateway requires, or every
     /// vendor gateway tried requires a codec it could not be given (488).
     CodecNotOffered,
+    /// A number list refused the caller or the callee (the record's `refused_by` says which).
+    NumberListed,
 }
 
 /// One outbound attempt.
@@ -151,6 +153,9 @@ pub struct CallRecord {
     /// What the call was billed, when its account is billed.
     #[serde(default)]
     pub billing: Option<CallCharges>,
+    /// The number list and entry that refused the call, when one did.
+    #[serde(default)]
+    pub refused_by: Option<crate::ListHit>,
 }
 
 /// How a call turned out, for queries.

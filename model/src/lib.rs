@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod gateway;
 pub mod media;
 pub mod money;
+pub mod number_lists;
 pub mod numbers;
 
 pub use address::Transport;
@@ -26,4 +27,5 @@ pub use gateway::{
 };
 pub use media::{Codec, CodecMode, DtmfReceive, DtmfSend, G729Mode, MediaProxy, MediaSettings};
 pub use money::Money;
+pub use number_lists::{ListHit, ListKind, ListScope, NumberList, NumberSide};
 pub use numbers::{apply_number_rules, NumberRule, RuleAction};

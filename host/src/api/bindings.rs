@@ -1,6 +1,6 @@
 //! Bindings: which module version serves which scope, canaries, rollback.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{ApiError, ApiJson, ApiResult, AppState, Caller};
 use crate::policy::limits::{DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB};
-use crate::store::{Binding, BindingEvent, Canary, CarrierObject, Fallback, Scope};
+use crate::store::{Binding, BindingEvent, Canary, CarrierObject, Fallback, Hook, Scope, Slot};
 use switchyard_model::{Account, MappingGateway};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -22,20 +22,33 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/bindings/{scope}/history", get(history))
 }
 
-fn parse_scope(s: &str) -> ApiResult<Scope> {
-    s.parse().map_err(ApiError::BadRequest)
+/// `?hook=screen` addresses a scope's screen binding; without it, its call binding.
+#[derive(Deserialize)]
+struct HookQuery {
+    #[serde(default)]
+    hook: Option<String>,
+}
+
+fn parse_slot(scope: &str, query: &HookQuery) -> ApiResult<Slot> {
+    let hook = match &query.hook {
+        Some(h) => h.parse().map_err(ApiError::BadRequest)?,
+        None => Hook::Call,
+    };
+    let scope = scope.parse().map_err(ApiError::BadRequest)?;
+    Ok(Slot { hook, scope })
 }
 
 /// Whether the caller may bind `scope` for its tenant: the global scope is the admin's;
 /// an account or mapping gateway must not belong to another tenant, nor may an existing
 /// binding. A refusal looks like absence.
-fn check_scope_owner(state: &AppState, caller: &Caller, scope: &Scope) -> ApiResult<()> {
+fn check_scope_owner(state: &AppState, caller: &Caller, slot: &Slot) -> ApiResult<()> {
     fn owner<T: CarrierObject>(state: &AppState, id: &str) -> ApiResult<Option<String>> {
         Ok(state
             .store
             .carrier_get::<T>(id)?
             .map(|o| o.tenant().to_string()))
     }
+    let scope = &slot.scope;
     let object_owner = match scope {
         Scope::Global => {
             return caller
@@ -45,7 +58,7 @@ fn check_scope_owner(state: &AppState, caller: &Caller, scope: &Scope) -> ApiRes
         Scope::Account(id) => owner::<Account>(state, id)?,
         Scope::Gateway(id) => owner::<MappingGateway>(state, id)?,
     };
-    let bound_owner = state.policy.binding(scope).map(|b| b.tenant.clone());
+    let bound_owner = state.policy.binding(slot).map(|b| b.tenant.clone());
     if object_owner
         .into_iter()
         .chain(bound_owner)
@@ -76,8 +89,9 @@ async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(scope): Path<String>,
+    Query(query): Query<HookQuery>,
 ) -> ApiResult<ApiJson<Binding>> {
-    let scope = parse_scope(&scope)?;
+    let scope = parse_slot(&scope, &query)?;
     match state.policy.binding(&scope) {
         Some(b) if visible(&caller, &b) => Ok(ApiJson((*b).clone())),
         _ => Err(ApiError::NotFound(format!("binding for {scope}"))),
@@ -103,12 +117,14 @@ async fn put(
     State(state): State<AppState>,
     caller: Caller,
     Path(scope): Path<String>,
+    Query(query): Query<HookQuery>,
     ApiJson(req): ApiJson<BindRequest>,
 ) -> ApiResult<ApiJson<Binding>> {
-    let scope = parse_scope(&scope)?;
+    let scope = parse_slot(&scope, &query)?;
     check_scope_owner(&state, &caller, &scope)?;
     let binding = Binding {
-        scope: scope.clone(),
+        scope: scope.scope.clone(),
+        hook: scope.hook,
         tenant: caller.tenant.clone(),
         module: req.module,
         version: req.version,
@@ -130,8 +146,9 @@ async fn remove(
     State(state): State<AppState>,
     caller: Caller,
     Path(scope): Path<String>,
+    Query(query): Query<HookQuery>,
 ) -> ApiResult<ApiJson<Value>> {
-    let scope = parse_scope(&scope)?;
+    let scope = parse_slot(&scope, &query)?;
     match state.policy.binding(&scope) {
         Some(b) if visible(&caller, &b) => {}
         _ => return Err(ApiError::NotFound(format!("binding for {scope}"))),
@@ -139,15 +156,16 @@ async fn remove(
     let policy = state.policy.clone();
     let s = scope.clone();
     tokio::task::spawn_blocking(move || policy.set_binding(&s, None, "delete")).await??;
-    Ok(ApiJson(json!({ "deleted": scope })))
+    Ok(ApiJson(json!({ "deleted": scope.to_string() })))
 }
 
 async fn rollback(
     State(state): State<AppState>,
     caller: Caller,
     Path(scope): Path<String>,
+    Query(query): Query<HookQuery>,
 ) -> ApiResult<ApiJson<Value>> {
-    let scope = parse_scope(&scope)?;
+    let scope = parse_slot(&scope, &query)?;
     let owned = state.policy.binding(&scope).map(|b| visible(&caller, &b));
     let history = state.store.binding_history(&scope)?;
     let last_owner_ok = history
@@ -162,7 +180,9 @@ async fn rollback(
     let s = scope.clone();
     let restored = tokio::task::spawn_blocking(move || policy.rollback(&s)).await??;
     match restored {
-        Some(binding) => Ok(ApiJson(json!({ "scope": scope, "binding": binding }))),
+        Some(binding) => Ok(ApiJson(
+            json!({ "scope": scope.to_string(), "binding": binding }),
+        )),
         None => Err(ApiError::NotFound(format!(
             "nothing to roll back for {scope}"
         ))),
@@ -173,8 +193,9 @@ async fn history(
     State(state): State<AppState>,
     caller: Caller,
     Path(scope): Path<String>,
+    Query(query): Query<HookQuery>,
 ) -> ApiResult<ApiJson<Vec<BindingEvent>>> {
-    let scope = parse_scope(&scope)?;
+    let scope = parse_slot(&scope, &query)?;
     let events = state.store.binding_history(&scope)?;
     let visible_events: Vec<_> = events
         .into_iter()

@@ -21,6 +21,7 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(kind::<Phone>())
         .merge(kind::<crate::billing::Calendar>())
         .merge(kind::<switchyard_model::GatewayGroup>())
+        .merge(kind::<switchyard_model::NumberList>())
 }
 
 fn kind<T: CarrierObject + AgentAccess>() -> Router<AppState> {

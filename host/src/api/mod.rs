@@ -8,6 +8,7 @@ mod calls;
 mod carrier;
 mod clock;
 mod error;
+mod events;
 pub mod lockout;
 mod modules;
 mod security;
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::routes())
         .merge(clock::routes())
         .merge(security::routes())
+        .merge(events::routes())
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
         })

@@ -28,6 +28,44 @@ pub(super) fn routes() -> Router<AppState> {
             "/api/v1/modules/{name}/versions/{version}/simulate",
             post(simulate),
         )
+        .route("/api/v1/modules/{name}/reset", post(reset))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    /// Counter and state keys starting with this go (`a:<account>:` for one account
+    /// of the stock fraud rules); empty resets everything the module keeps.
+    prefix: String,
+}
+
+/// Forget a module's sliding-window counters and persisted state under a prefix,
+/// for every version of it: an operator clearing one account's fraud counters.
+async fn reset(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<ResetRequest>,
+) -> ApiResult<ApiJson<Value>> {
+    if state
+        .store
+        .module_versions(&caller.tenant, Some(&name))?
+        .is_empty()
+    {
+        return Err(ApiError::NotFound(format!("module {name:?}")));
+    }
+    let counters = state
+        .policy
+        .runtime()
+        .reset_counters(&caller.tenant, &name, &req.prefix);
+    let state_keys = state
+        .store
+        .state_delete_prefix(&caller.tenant, &name, &req.prefix)?;
+    state.store.commit().await?;
+    tracing::info!(module = %name, prefix = %req.prefix, counters, state_keys, by = %caller.principal.name, "module counters reset");
+    Ok(ApiJson(
+        json!({ "module": name, "prefix": req.prefix, "counters": counters, "state_keys": state_keys }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -45,7 +45,7 @@ pub use switchyard_model::call::{
     Verdict,
 };
 
-use crate::store::{Binding, Fallback, ModuleKey, ModuleVersion, Scope, Store};
+use crate::store::{Binding, Fallback, Hook, ModuleKey, ModuleVersion, Scope, Slot, Store};
 use health::HealthBoard;
 use limits::*;
 use state::PolicyState;
@@ -58,7 +58,7 @@ pub struct PolicyEngine {
     runtime: Arc<Runtime>,
     health: HealthBoard,
     loaded: RwLock<HashMap<ModuleKey, Arc<LoadedModule>>>,
-    bindings: RwLock<HashMap<Scope, Arc<Binding>>>,
+    bindings: RwLock<HashMap<Slot, Arc<Binding>>>,
     /// Serialises binding changes (API, rollback, auto-rollback) against each other.
     binding_changes: Mutex<()>,
     /// One running guest per core, so guests are not time-sliced against each other
@@ -102,7 +102,7 @@ impl PolicyEngine {
             }
             policy
                 .write_bindings()
-                .insert(binding.scope.clone(), Arc::new(binding));
+                .insert(binding.slot(), Arc::new(binding));
         }
         Ok(policy)
     }
@@ -116,7 +116,7 @@ impl PolicyEngine {
         &self.runtime.store
     }
 
-    fn write_bindings(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Scope, Arc<Binding>>> {
+    fn write_bindings(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Slot, Arc<Binding>>> {
         self.bindings.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -295,12 +295,12 @@ impl PolicyEngine {
             .values()
             .cloned()
             .collect();
-        all.sort_by(|a, b| a.scope.cmp(&b.scope));
+        all.sort_by_key(|b| b.slot());
         all
     }
 
-    /// The binding of a scope.
-    pub fn binding(&self, scope: &Scope) -> Option<Arc<Binding>> {
+    /// The binding of a slot.
+    pub fn binding(&self, scope: &Slot) -> Option<Arc<Binding>> {
         self.bindings
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -313,7 +313,7 @@ impl PolicyEngine {
     /// Blocking (may compile; flushes before returning).
     pub fn set_binding(
         &self,
-        scope: &Scope,
+        scope: &Slot,
         binding: Option<Binding>,
         action: &str,
     ) -> Result<(), BindError> {
@@ -333,7 +333,7 @@ impl PolicyEngine {
         Ok(())
     }
 
-    fn install(&self, scope: &Scope, binding: Option<Binding>) {
+    fn install(&self, scope: &Slot, binding: Option<Binding>) {
         let mut bindings = self.write_bindings();
         match binding {
             Some(b) => bindings.insert(scope.clone(), Arc::new(b)),
@@ -343,7 +343,7 @@ impl PolicyEngine {
 
     /// Restore the binding the scope's last change replaced. `Ok(None)` when the scope
     /// has no history. Blocking (flushes before returning).
-    pub fn rollback(&self, scope: &Scope) -> Result<Option<Option<Binding>>, BindError> {
+    pub fn rollback(&self, scope: &Slot) -> Result<Option<Option<Binding>>, BindError> {
         let _serial = self
             .binding_changes
             .lock()
@@ -361,10 +361,20 @@ impl PolicyEngine {
         Ok(Some(restored))
     }
 
-    /// The policy for a new call: the most specific binding (mapping gateway, then
-    /// account, then global), with the canary chosen by a hash of the Call-ID. `None`
-    /// when nothing is bound.
+    /// The policy for a new call's routing and failover: the most specific call
+    /// binding (mapping gateway, then account, then global), with the canary chosen
+    /// by a hash of the Call-ID. `None` when nothing is bound.
     pub fn for_call(self: &Arc<Self>, call: &Call) -> Option<BoundPolicy> {
+        self.bound(Hook::Call, call)
+    }
+
+    /// The policy that screens a new call when a screen binding applies to it; other
+    /// calls are screened by their [`for_call`](Self::for_call) module.
+    pub fn screen_for(self: &Arc<Self>, call: &Call) -> Option<BoundPolicy> {
+        self.bound(Hook::Screen, call)
+    }
+
+    fn bound(self: &Arc<Self>, hook: Hook, call: &Call) -> Option<BoundPolicy> {
         let scopes = [
             (!call.ingress_gateway.is_empty())
                 .then(|| Scope::Gateway(call.ingress_gateway.clone())),
@@ -374,7 +384,7 @@ impl PolicyEngine {
         let binding = scopes
             .into_iter()
             .flatten()
-            .find_map(|s| self.binding(&s))?;
+            .find_map(|scope| self.binding(&Slot { hook, scope }))?;
         let canary = binding
             .canary
             .as_ref()
@@ -432,7 +442,7 @@ impl PolicyEngine {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         // Another call may have rolled it back (or an operator changed it) meanwhile.
-        let Some(current) = self.binding(&binding.scope) else {
+        let Some(current) = self.binding(&binding.slot()) else {
             return;
         };
         if current.canary.as_ref().map(|c| &c.version) != Some(&key.version) {
@@ -444,12 +454,12 @@ impl PolicyEngine {
         rolled.updated_by = "auto-rollback".into();
         let stored = self
             .store()
-            .set_binding(&binding.scope, Some(&rolled), "auto-rollback")
+            .set_binding(&binding.slot(), Some(&rolled), "auto-rollback")
             .and_then(|()| self.store().commit_blocking());
         match stored {
             Ok(()) => {
                 tracing::warn!(scope = %binding.scope, canary = %key, decisions = n, failures = failed, "canary rolled back automatically");
-                self.install(&binding.scope, Some(rolled));
+                self.install(&binding.slot(), Some(rolled));
             }
             Err(e) => {
                 tracing::error!(scope = %binding.scope, error = %e, "canary auto-rollback could not be stored")

@@ -5,6 +5,9 @@
 //! [`RuntimeCensus`]). It sits above `store/` and below billing, media, the policy
 //! engine and SIP, which all read and feed it.
 
+pub mod events;
+pub mod live_calls;
+pub mod number_lists;
 pub mod pools;
 pub mod traffic;
 
@@ -54,6 +57,10 @@ pub struct RuntimeCensus {
     pub module_counter_keys: usize,
     /// Routing gateways with live state.
     pub gateways_live: usize,
+    /// Accounts with calls in progress (ended calls leave nothing).
+    pub accounts_with_live_calls: usize,
+    /// Module events kept (bounded by `events::MAX_EVENTS`).
+    pub events: usize,
 }
 
 /// Length of the gateway statistics window reported to modules, seconds.
@@ -77,6 +84,10 @@ pub struct Runtime {
     pub(crate) pools: pools::Pools,
     /// By (tenant, module): (the second, bytes logged in it).
     log_budget: Mutex<HashMap<(String, String), (u64, u64)>>,
+    /// Calls in progress per account, for modules' concurrency rules.
+    pub(crate) live_calls: live_calls::LiveCalls,
+    /// Events modules raised for operators.
+    pub(crate) events: events::Events,
 }
 
 impl Runtime {
@@ -117,6 +128,8 @@ impl Runtime {
             gateway_traffic: Mutex::default(),
             account_traffic: Mutex::default(),
             pools: Default::default(),
+            live_calls: Default::default(),
+            events: Default::default(),
         }
     }
 
@@ -197,6 +210,18 @@ impl Runtime {
         Ok(events.iter().filter(|&&t| t > since && t <= now_ms).count() as u64)
     }
 
+    /// Forget a module's counters whose key starts with `prefix` (an operator resetting
+    /// one account's fraud counters, say); returns how many went.
+    pub fn reset_counters(&self, tenant: &str, module: &str, prefix: &str) -> usize {
+        let mut all = lock(&self.counters);
+        let Some(counters) = all.get_mut(&(tenant.to_string(), module.to_string())) else {
+            return 0;
+        };
+        let before = counters.len();
+        counters.retain(|key, _| !key.starts_with(prefix));
+        before - counters.len()
+    }
+
     /// The live state of a routing gateway, its ASR and ACD over the traffic window.
     pub fn gateway_live(&self, id: &str) -> GatewayLive {
         let mut live = self
@@ -234,6 +259,8 @@ impl Runtime {
             pool_numbers_lent,
             module_counter_keys: lock(&self.counters).values().map(|c| c.len()).sum(),
             gateways_live: self.live.read().unwrap_or_else(|e| e.into_inner()).len(),
+            accounts_with_live_calls: self.live_calls.accounts(),
+            events: self.events.len(),
         }
     }
 

@@ -55,6 +55,69 @@ impl<'de> Deserialize<'de> for Scope {
     }
 }
 
+/// Which hooks a binding serves. A carrier can keep the stock fraud rules bound for
+/// `screen` while its own router serves the call.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    /// `route` and `on-attempt-failed`; `screen` too where no screen binding applies.
+    #[default]
+    Call,
+    /// `screen` only.
+    Screen,
+}
+
+impl std::str::FromStr for Hook {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "call" => Ok(Hook::Call),
+            "screen" => Ok(Hook::Screen),
+            _ => Err(format!("hook {s:?} is not \"call\" or \"screen\"")),
+        }
+    }
+}
+
+/// What one binding occupies: a hook at a scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Slot {
+    /// The hooks it serves.
+    pub hook: Hook,
+    /// Where.
+    pub scope: Scope,
+}
+
+impl Slot {
+    /// The call hooks at `scope`.
+    pub fn call(scope: Scope) -> Slot {
+        Slot {
+            hook: Hook::Call,
+            scope,
+        }
+    }
+
+    /// The screen hook at `scope`.
+    pub fn screen(scope: Scope) -> Slot {
+        Slot {
+            hook: Hook::Screen,
+            scope,
+        }
+    }
+}
+
+/// The store's key: the scope alone for the call hooks (as bindings were first
+/// stored), `screen/<scope>` for screen.
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.hook {
+            Hook::Call => write!(f, "{}", self.scope),
+            Hook::Screen => write!(f, "screen/{}", self.scope),
+        }
+    }
+}
+
 /// What the host does when the module fails (trap, deadline, memory, malformed answer).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -110,6 +173,9 @@ pub struct Canary {
 pub struct Binding {
     /// Where it applies.
     pub scope: Scope,
+    /// Which hooks it serves.
+    #[serde(default)]
+    pub hook: Hook,
     /// Tenant that owns it (and the module).
     pub tenant: String,
     /// Module name.
@@ -132,6 +198,16 @@ pub struct Binding {
     pub updated_by: String,
 }
 
+impl Binding {
+    /// The hook and scope it occupies.
+    pub fn slot(&self) -> Slot {
+        Slot {
+            hook: self.hook,
+            scope: self.scope.clone(),
+        }
+    }
+}
+
 /// An entry of a scope's history: the binding that was replaced, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BindingEvent {
@@ -152,8 +228,8 @@ impl Store {
         self.bindings.iter().map(|kv| from_json(&kv?.1)).collect()
     }
 
-    /// The binding of one scope.
-    pub fn binding(&self, scope: &Scope) -> Result<Option<Binding>> {
+    /// The binding of one slot.
+    pub fn binding(&self, scope: &Slot) -> Result<Option<Binding>> {
         self.bindings
             .get(scope.to_string())?
             .map(|v| from_json(&v))
@@ -162,7 +238,7 @@ impl Store {
 
     /// Replace (or with `None`, remove) the binding of `scope`, pushing the old one
     /// onto its history. `action` names the change in the history.
-    pub fn set_binding(&self, scope: &Scope, new: Option<&Binding>, action: &str) -> Result<()> {
+    pub fn set_binding(&self, scope: &Slot, new: Option<&Binding>, action: &str) -> Result<()> {
         let previous = self.binding(scope)?;
         let mut history = self.binding_history(scope)?;
         history.push(BindingEvent {
@@ -183,7 +259,7 @@ impl Store {
     }
 
     /// A scope's history, oldest first.
-    pub fn binding_history(&self, scope: &Scope) -> Result<Vec<BindingEvent>> {
+    pub fn binding_history(&self, scope: &Slot) -> Result<Vec<BindingEvent>> {
         Ok(self
             .binding_history
             .get(scope.to_string())?
@@ -194,7 +270,7 @@ impl Store {
 
     /// Undo the last change of `scope`: restore the binding it replaced, and drop that
     /// entry from the history. `None` when there is nothing to roll back to.
-    pub fn rollback_binding(&self, scope: &Scope) -> Result<Option<Option<Binding>>> {
+    pub fn rollback_binding(&self, scope: &Slot) -> Result<Option<Option<Binding>>> {
         let mut history = self.binding_history(scope)?;
         let Some(last) = history.pop() else {
             return Ok(None);

@@ -195,6 +195,11 @@ impl AgentAccess for Account {
     }
 }
 crate::owned_by_tenant!(GatewayGroup, "gateway-groups", GatewayGroup::check);
+crate::owned_by_tenant!(
+    switchyard_model::NumberList,
+    "number-lists",
+    switchyard_model::NumberList::check
+);
 impl CarrierObject for MappingGateway {
     const KIND: &'static str = "mapping-gateways";
     fn tenant(&self) -> &str {

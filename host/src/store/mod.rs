@@ -35,7 +35,7 @@ mod tables;
 mod tokens;
 
 pub use agents::{AgentAccess, AgentScope};
-pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Scope};
+pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Hook, Scope, Slot};
 pub use call_log::CallLogStats;
 pub use calls::CallQuery;
 pub use carrier::{CarrierObject, Snapshot};

@@ -107,6 +107,21 @@ impl Store {
         Ok(())
     }
 
+    /// Remove every key of a module that starts with `prefix` (an operator's reset);
+    /// returns how many went.
+    pub fn state_delete_prefix(&self, tenant: &str, module: &str, prefix: &str) -> Result<usize> {
+        let base = key(&[tenant, module, ""]).len();
+        let keys = self
+            .module_state
+            .scan_prefix(key(&[tenant, module, prefix]))
+            .map(|kv| Ok(String::from_utf8_lossy(&kv?.0[base..]).into_owned()))
+            .collect::<Result<Vec<_>>>()?;
+        for k in &keys {
+            self.state_delete(tenant, module, k)?;
+        }
+        Ok(keys.len())
+    }
+
     /// What a module and its tenant hold.
     pub fn state_usage(&self, tenant: &str, module: &str) -> Result<(StateUsage, StateUsage)> {
         let mut book = self.state_usage.lock().unwrap_or_else(|e| e.into_inner());

@@ -36,6 +36,13 @@ impl Host for PolicyState {
         }))
     }
 
+    fn live_calls(&mut self, account: String, callee_prefix: String) -> wasmtime::Result<u32> {
+        let c = &self.ctx;
+        Ok(c.runtime
+            .live_calls
+            .count(&c.tenant, &account, &callee_prefix))
+    }
+
     fn gateway_group(&mut self, id: String) -> Result<GroupSettings, HostError> {
         let g: model::GatewayGroup = self.owned(&id, "gateway group")?;
         Ok(GroupSettings {

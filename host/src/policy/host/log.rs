@@ -56,4 +56,49 @@ impl Host for PolicyState {
         self.push_log(level_name(level), message);
         Ok(())
     }
+
+    fn event(
+        &mut self,
+        level: Level,
+        kind: String,
+        subject: String,
+        detail: String,
+    ) -> wasmtime::Result<()> {
+        let c = &self.ctx;
+        let bytes = (kind.len() + subject.len() + detail.len()) as u64;
+        if !c.runtime.may_log(
+            &c.tenant,
+            &c.module,
+            bytes.max(1),
+            MAX_LOG_BYTES_PER_SEC,
+            crate::now_ms(),
+        ) {
+            return Ok(());
+        }
+        let event = crate::runtime::events::Event {
+            seq: 0,
+            at_ms: self.now_ms(),
+            tenant: c.tenant.clone(),
+            module: c.module.clone(),
+            call_id: c.call_id.clone(),
+            level: level_name(level),
+            kind: truncate(kind, MAX_EVENT_FIELD_BYTES),
+            subject: truncate(subject, MAX_EVENT_FIELD_BYTES),
+            detail: truncate(detail, MAX_EVENT_FIELD_BYTES),
+        };
+        let (call_id, module) = (&event.call_id, &event.module);
+        let (kind, subject, detail) = (&event.kind, &event.subject, &event.detail);
+        match level {
+            Level::Error => tracing::error!(%call_id, %module, %kind, %subject, "{detail}"),
+            Level::Warn => tracing::warn!(%call_id, %module, %kind, %subject, "{detail}"),
+            _ => tracing::info!(%call_id, %module, %kind, %subject, "{detail}"),
+        }
+        let line = format!("event {kind} {subject}: {detail}");
+        c.runtime.events.push(event);
+        self.push_log(level_name(level), line);
+        Ok(())
+    }
 }
+
+/// Each text of an event is cut to this.
+const MAX_EVENT_FIELD_BYTES: usize = 1024;

@@ -88,7 +88,32 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
     let callee = switchyard_model::apply_number_rules(&gateway.callee_rules, &callee);
     let origin = Origin::on(&gateway_id, &gateway, &callee, peer);
     let call = offered_call(&invite, &origin, arrived_at_ms);
-    let record = new_call_record(&origin, &call, &requested);
+    let mut record = new_call_record(&origin, &call, &requested);
+    // Number lists see the numbers after the gateway's dial plan (spec decision 8).
+    let scopes = [
+        ListScope::Global,
+        ListScope::Account(gateway.account.clone()),
+        ListScope::MappingGateway(gateway_id.clone()),
+    ];
+    match core
+        .runtime
+        .number_refusal(&call.tenant, &scopes, &call.caller.user, &call.callee)
+    {
+        Ok(None) => {}
+        Ok(Some(refusal)) => {
+            let why = refusal.hit.describe();
+            tracing::info!(%call_id, reason = %why, "call refused by a number list");
+            let resp = reply(refusal.code, &refusal.phrase).header(
+                "Reason",
+                format!("SIP;cause={};text=\"{why}\"", refusal.code),
+            );
+            core.txs.respond(&tx, resp).await;
+            record.refused_by = Some(refusal.hit);
+            let code = refusal.code;
+            return save_refusal(&core.store, record, code, &why, EndReason::NumberListed).await;
+        }
+        Err(e) => tracing::error!(%call_id, error = %e, "number lists unreadable; not checked"),
+    }
     // A codec the caller's gateway pins must be in the offer: refused at once,
     // before any vendor INVITE.
     if let Err(why) =
@@ -121,6 +146,10 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
     core.txs
         .respond(&tx, Outgoing::response(&invite, 100, "Trying", None))
         .await;
+    let live = core
+        .runtime
+        .live_calls
+        .enter(&call.tenant, &call.account, &call.callee);
 
     let (events_tx, events) = mpsc::channel(32);
     let a_tag = new_tag();
@@ -169,6 +198,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
         g729_modes: Default::default(),
         g729_names: Default::default(),
         _slot: slot,
+        _live: live,
     };
     tokio::spawn(call.run().instrument(span));
 }
@@ -200,6 +230,7 @@ pub(super) fn new_call_record(origin: &Origin<'_>, call: &Call, callee_in: &str)
         module_version: None,
         attempts: Vec::new(),
         billing: None,
+        refused_by: None,
     }
 }
 

@@ -22,6 +22,16 @@ impl CallTask {
         if !gateway.enabled {
             return AttemptEnd::Skipped("gateway disabled".into());
         }
+        let scopes = [ListScope::RoutingGateway(attempt.gateway.clone())];
+        let caller = self.caller_for(attempt);
+        match core
+            .runtime
+            .number_refusal(&self.call.tenant, &scopes, &caller, &attempt.callee)
+        {
+            Ok(None) => {}
+            Ok(Some(refusal)) => return AttemptEnd::Skipped(refusal.hit.describe()),
+            Err(e) => return AttemptEnd::Skipped(format!("store error: {e}")),
+        }
         let live = core.runtime.gateway_live(&attempt.gateway);
         if live.down {
             return AttemptEnd::Skipped("gateway down".into());

@@ -35,7 +35,7 @@ use tracing::Instrument;
 
 use switchyard_model::call::{Attempt, Call, Decision, NextStep, Outcome, Reject, Verdict};
 use switchyard_model::{
-    AttemptRecord, CallRecord, EndReason, G729Mode, MediaSettings, RoutingGateway,
+    AttemptRecord, CallRecord, EndReason, G729Mode, ListScope, MediaSettings, RoutingGateway,
 };
 
 use super::admission::{Admit, Slot};
@@ -101,6 +101,8 @@ struct CallTask {
     /// The G.729 name each side used in its own SDP (caller, vendor): Auto mirrors it.
     g729_names: std::sync::Mutex<[Option<String>; 2]>,
     _slot: Slot,
+    /// Counts the call among its account's calls in progress while the task lives.
+    _live: crate::runtime::live_calls::LiveCallEntry,
 }
 
 /// Why an attempt on a full routing gateway was skipped.

@@ -18,7 +18,15 @@ impl CallTask {
 
         // The screen's limit holds whatever the session timers do.
         let mut max_duration = 0;
-        match policy.screen(&self.call).await.value {
+        // A screen binding (the stock fraud rules, say) screens in place of the router.
+        let screen = self.core.policy.screen_for(&self.call);
+        match screen
+            .as_ref()
+            .unwrap_or(&policy)
+            .screen(&self.call)
+            .await
+            .value
+        {
             Verdict::Allow => {}
             Verdict::AllowWithLimits(l) => max_duration = l.max_duration_secs,
             Verdict::Reject(r) => {

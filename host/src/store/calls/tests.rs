@@ -40,6 +40,7 @@ fn record(n: u64, account: &str, ingress: &str, tried: &[&str]) -> CallRecord {
             })
             .collect(),
         billing: None,
+        refused_by: None,
     }
 }
 
