@@ -67,6 +67,22 @@ struct ServeArgs {
     /// 5 minutes (429); 0 = never.
     #[arg(long, env = "SWITCHYARD_API_LOCKOUT_FAILURES", default_value_t = crate::api::lockout::LockoutConfig::default().max_failures)]
     api_lockout_failures: u32,
+    /// Listen for SIP over TLS here (sips:, conventionally port 5061); needs
+    /// --tls-cert and --tls-key.
+    #[arg(long, env = "SWITCHYARD_SIP_TLS_LISTEN", requires_all = ["tls_cert", "tls_key"])]
+    sip_tls_listen: Option<std::net::SocketAddr>,
+    /// CA bundle (PEM) vendors reached over TLS must chain to; the system's when unset.
+    #[arg(long, env = "SWITCHYARD_SIP_TLS_CA")]
+    sip_tls_ca: Option<PathBuf>,
+    /// Our certificate chain (PEM), for SIP over TLS and for --api-https.
+    #[arg(long, env = "SWITCHYARD_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "SWITCHYARD_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Serve the REST API over HTTPS with --tls-cert and --tls-key.
+    #[arg(long, env = "SWITCHYARD_API_HTTPS", requires_all = ["tls_cert", "tls_key"])]
+    api_https: bool,
     /// Do not create the demo carrier in an empty data directory.
     #[arg(long, env = "SWITCHYARD_NO_DEMO")]
     no_demo: bool,
@@ -215,6 +231,18 @@ impl Cli {
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let tls_files = match (a.tls_cert, a.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+        _ => None,
+    };
+    let sip_tls = a
+        .sip_tls_listen
+        .zip(tls_files.clone())
+        .map(|(listen, files)| crate::sip::SipTls {
+            listen,
+            files,
+            ca: a.sip_tls_ca,
+        });
     let config = Config {
         data_dir: a.data,
         api_listen: a.api_listen,
@@ -240,6 +268,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 port_end: a.media_ports.1,
                 rtp_timeout_secs: a.rtp_timeout_secs,
             },
+            tls: sip_tls,
             ..Default::default()
         },
         demo: !a.no_demo,
@@ -253,13 +282,21 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             max_failures: a.api_lockout_failures,
             ..Default::default()
         },
+        api_tls: tls_files.filter(|_| a.api_https),
     };
     let server = crate::server::start(config).await?;
     if let Some(token) = &server.generated_admin_token {
         println!("admin token (shown once; keep it): {token}");
     }
     println!("switchyard SIP on {} (UDP and TCP)", server.sip.addr);
-    println!("switchyard REST API on http://{}/api/v1", server.api_addr);
+    if let Some(tls) = server.sip.tls_addr {
+        println!("switchyard SIP over TLS on {tls}");
+    }
+    let scheme = if a.api_https { "https" } else { "http" };
+    println!(
+        "switchyard REST API on {scheme}://{}/api/v1",
+        server.api_addr
+    );
     server.run_until_signal().await
 }
 

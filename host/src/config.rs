@@ -42,6 +42,9 @@ pub struct Config {
     /// Lockout of API clients that keep presenting bad tokens.
     #[serde(default)]
     pub api_lockout: crate::api::lockout::LockoutConfig,
+    /// Serve the API over HTTPS with this certificate (plain HTTP when unset).
+    #[serde(default)]
+    pub api_tls: Option<crate::tls::TlsFiles>,
 }
 
 /// The store's bounds (`--store-cache-mb`, `--cdr-segment-mb`, `--cdr-retention-days`).
@@ -95,6 +98,7 @@ impl Default for Config {
             settable_clock: false,
             store: StoreConfig::default(),
             api_lockout: Default::default(),
+            api_tls: None,
         }
     }
 }

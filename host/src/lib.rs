@@ -32,6 +32,7 @@ pub mod runtime;
 pub mod server;
 pub mod sip;
 pub mod store;
+pub mod tls;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -77,18 +77,27 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("binding the REST API to {}", config.api_listen))?;
     let api_addr = listener.local_addr()?;
+    let https = match &config.api_tls {
+        Some(files) => Some(crate::tls::server_config(files)?),
+        None => None,
+    };
     let state = AppState::new(store, policy.clone(), Some(sip.core.clone()), config);
     let (stop, stopped) = oneshot::channel::<()>();
+    let scheme = if https.is_some() { "https" } else { "http" };
     let task = tokio::spawn(async move {
+        let router = api::router(state);
+        if let Some(tls) = https {
+            return api::https::serve(listener, router, tls, stopped).await;
+        }
         // The peer's address reaches the handlers: lockouts are per source.
-        let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })
             .await
     });
-    tracing::info!(%api_addr, "REST API listening");
+    tracing::info!(%api_addr, %scheme, "REST API listening");
     Ok(RunningServer {
         api_addr,
         generated_admin_token,

@@ -14,6 +14,8 @@ pub enum Transport {
     Udp,
     /// TCP, framed by Content-Length.
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2; `sips:` and port 5061), framed as TCP.
+    Tls,
 }
 
 impl Transport {
@@ -22,12 +24,22 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 
     /// Unreliable transports need retransmission timers.
     pub fn is_reliable(self) -> bool {
-        self == Transport::Tcp
+        self != Transport::Udp
+    }
+
+    /// The `transport=` URI parameter for a Contact, empty for UDP.
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
+        }
     }
 }
 

@@ -16,3 +16,4 @@ mod shield;
 mod sip_calls;
 mod stock_router;
 mod tenancy;
+mod tls;

@@ -74,6 +74,7 @@ impl TestServer {
             settable_clock: false,
             store: Default::default(),
             api_lockout: Default::default(),
+            api_tls: None,
         };
         configure(&mut config);
         Ok(TestServer {

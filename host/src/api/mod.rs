@@ -9,6 +9,7 @@ mod carrier;
 mod clock;
 mod error;
 mod events;
+pub mod https;
 pub mod lockout;
 mod modules;
 mod security;

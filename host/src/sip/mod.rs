@@ -111,6 +111,22 @@ pub struct SipConfig {
     pub shield: shield::ShieldConfig,
     /// RTP relay settings.
     pub media: crate::media::MediaConfig,
+    /// SIP over TLS (off unless set).
+    pub tls: Option<SipTls>,
+}
+
+/// SIP over TLS: a listener with our certificate, and the CAs vendors' must chain to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTls {
+    /// Listen address (port 5061 by convention).
+    pub listen: SocketAddr,
+    /// Our certificate and key.
+    #[serde(flatten)]
+    pub files: crate::tls::TlsFiles,
+    /// CA bundle for vendors reached over TLS; the system's when unset.
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Default for SipConfig {
@@ -144,6 +160,7 @@ impl Default for SipConfig {
             user_agent: None,
             shield: shield::ShieldConfig::default(),
             media: crate::media::MediaConfig::default(),
+            tls: None,
         }
     }
 }
@@ -245,6 +262,8 @@ pub struct SipServer {
     pub addr: SocketAddr,
     /// Every address it listens on, in the order configured.
     pub addrs: Vec<SocketAddr>,
+    /// The SIP over TLS listener's address, when configured.
+    pub tls_addr: Option<SocketAddr>,
     task: JoinHandle<()>,
     health: JoinHandle<()>,
     upstream: JoinHandle<()>,
@@ -260,9 +279,19 @@ impl SipServer {
         runtime: Arc<crate::runtime::Runtime>,
     ) -> anyhow::Result<SipServer> {
         let shield = Arc::new(shield::Shield::new(config.shield.clone()));
+        let tls = match &config.tls {
+            Some(t) => Some(transport::TlsListen {
+                listen: t.listen,
+                server: crate::tls::server_config(&t.files)?,
+                client: crate::tls::client_config(t.ca.as_deref())?,
+            }),
+            None => None,
+        };
         let (transports, mut inbound) =
-            transport::Transports::bind(&config.listen, shield, !config.reply_unauthorized).await?;
+            transport::Transports::bind(&config.listen, tls, shield, !config.reply_unauthorized)
+                .await?;
         let (addr, addrs) = (transports.advertised, transports.local_addrs());
+        let tls_addr = transports.tls_addr();
         let core = Arc::new(SipCore {
             txs: Transactions::new(transports),
             admission: admission::Admission::new(store.clone()),
@@ -300,11 +329,16 @@ impl SipServer {
         let health = tokio::spawn(health::run(core.clone()));
         let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
         let upstream = tokio::spawn(upstream::run(core.clone(), shutting_down));
-        tracing::info!(?addrs, "SIP listening (UDP and TCP)");
+        tracing::info!(
+            ?addrs,
+            ?tls_addr,
+            "SIP listening (UDP and TCP; TLS when set)"
+        );
         Ok(SipServer {
             core,
             addr,
             addrs,
+            tls_addr,
             task,
             health,
             upstream,
@@ -348,7 +382,7 @@ impl SipCore {
         format!(
             "SIP/2.0/{} {}",
             peer.transport.via_name(),
-            self.txs.transports().advertised_for(peer.addr)
+            self.txs.transports().advertised_to(peer)
         )
     }
 
@@ -359,11 +393,8 @@ impl SipCore {
 
     /// Our Contact for `user` in a request to (or response for) `peer`.
     fn contact(&self, user: &str, peer: Peer) -> String {
-        let t = match peer.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-        };
-        let us = self.txs.transports().advertised_for(peer.addr);
+        let t = peer.transport.uri_param();
+        let us = self.txs.transports().advertised_to(peer);
         format!("<sip:{user}@{us}{t}>")
     }
 

@@ -1,4 +1,4 @@
-//! UDP and TCP listeners (IPv4 and IPv6) and sending. Every complete message that
+//! UDP, TCP and TLS listeners (IPv4 and IPv6) and sending. Every complete message that
 //! arrives meets the [`Shield`] first, is parsed by [`super::wire`] and handed up as
 //! an [`Inbound`]; what does not parse is answered with 400 when it can be and its
 //! source may be answered, and dropped otherwise.
@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use switchyard_model::Transport;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::shield::Shield;
 use super::wire;
@@ -36,13 +37,34 @@ pub struct Inbound {
 /// What in-memory transports sent, and to whom.
 pub type Sent = mpsc::UnboundedReceiver<(Vec<u8>, Peer)>;
 
+/// SIP over TLS: where to listen, what to present, whom to trust.
+pub struct TlsListen {
+    /// Listen address (5061 by convention).
+    pub listen: SocketAddr,
+    /// Our certificate.
+    pub server: Arc<rustls::ServerConfig>,
+    /// The CAs vendors' certificates must chain to.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+struct TlsSide {
+    local: SocketAddr,
+    acceptor: TlsAcceptor,
+    connector: TlsConnector,
+}
+
+/// Longest a TLS handshake may take before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The bound sockets.
 pub struct Transports {
     udp: Vec<Arc<UdpSocket>>,
     /// Set instead of sockets by [`Transports::in_memory`]: every send lands here.
     memory: Option<mpsc::UnboundedSender<(Vec<u8>, Peer)>>,
-    /// Open TCP connections by remote address (accepted or dialled).
-    tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    /// Open TCP and TLS connections by peer (accepted or dialled).
+    tcp: Mutex<HashMap<Peer, mpsc::Sender<Vec<u8>>>>,
+    /// The TLS listener's address and the TLS settings both ways, when configured.
+    tls: Option<TlsSide>,
     inbound: mpsc::Sender<Inbound>,
     /// The address put in our Via and Contact headers.
     pub advertised: SocketAddr,
@@ -56,9 +78,11 @@ pub struct Transports {
 }
 
 impl Transports {
-    /// Bind UDP and TCP on every address. The first address is advertised.
+    /// Bind UDP and TCP on every address, and TLS when configured. The first address
+    /// is advertised.
     pub async fn bind(
         listen: &[SocketAddr],
+        tls: Option<TlsListen>,
         shield: Arc<Shield>,
         silent: bool,
     ) -> anyhow::Result<(Arc<Transports>, mpsc::Receiver<Inbound>)> {
@@ -71,11 +95,26 @@ impl Transports {
             udp.push(Arc::new(socket));
             tcp.push(listener);
         }
+        let (tls_side, tls_listener) = match tls {
+            Some(t) => {
+                let listener = TcpListener::bind(t.listen)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("binding SIP TLS {}: {e}", t.listen))?;
+                let side = TlsSide {
+                    local: listener.local_addr()?,
+                    acceptor: TlsAcceptor::from(t.server),
+                    connector: TlsConnector::from(t.client),
+                };
+                (Some(side), Some(listener))
+            }
+            None => (None, None),
+        };
         let transports = Arc::new(Transports {
             advertised: udp[0].local_addr()?,
             udp,
             memory: None,
             tcp: Mutex::default(),
+            tls: tls_side,
             inbound,
             shield,
             silent,
@@ -87,6 +126,9 @@ impl Transports {
         }
         for listener in tcp {
             tokio::spawn(accept_tcp(transports.clone(), listener));
+        }
+        if let Some(listener) = tls_listener {
+            tokio::spawn(accept_tls(transports.clone(), listener));
         }
         Ok((transports, rx))
     }
@@ -101,6 +143,7 @@ impl Transports {
             udp: Vec::new(),
             memory: Some(sent),
             tcp: Mutex::default(),
+            tls: None,
             inbound,
             advertised,
             shield: Arc::new(Shield::new(super::shield::ShieldConfig {
@@ -120,6 +163,20 @@ impl Transports {
             .into_iter()
             .find(|a| a.is_ipv4() == peer.is_ipv4())
             .unwrap_or(self.advertised)
+    }
+
+    /// The address to put in Via and Contact towards `peer`: the TLS listener's for a
+    /// TLS peer, otherwise as [`advertised_for`](Self::advertised_for).
+    pub fn advertised_to(&self, peer: Peer) -> SocketAddr {
+        match (&self.tls, peer.transport) {
+            (Some(tls), Transport::Tls) => tls.local,
+            _ => self.advertised_for(peer.addr),
+        }
+    }
+
+    /// The TLS listener's address, when SIP over TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|t| t.local)
     }
 
     /// Every address we listen on.
@@ -151,14 +208,14 @@ impl Transports {
                     tracing::debug!(to = %to.addr, error = %e, "UDP send failed");
                 }
             }
-            Transport::Tcp => {
-                let existing = self.tcp_lock().get(&to.addr).cloned();
+            Transport::Tcp | Transport::Tls => {
+                let existing = self.tcp_lock().get(&to).cloned();
                 let conn = match existing {
                     Some(c) if !c.is_closed() => c,
-                    _ => match TcpStream::connect(to.addr).await {
-                        Ok(stream) => self.adopt_tcp(stream, to.addr),
+                    _ => match self.dial(to).await {
+                        Ok(conn) => conn,
                         Err(e) => {
-                            tracing::debug!(to = %to.addr, error = %e, "TCP connect failed");
+                            tracing::debug!(to = %to.addr, transport = ?to.transport, error = %e, "connect failed");
                             return;
                         }
                     },
@@ -168,18 +225,40 @@ impl Transports {
         }
     }
 
-    /// Open TCP connections.
+    /// Open a connection to `to` (TCP, or TLS checked against the trusted CAs: a
+    /// vendor's certificate must name its IP address).
+    async fn dial(self: &Arc<Self>, to: Peer) -> anyhow::Result<mpsc::Sender<Vec<u8>>> {
+        let stream = TcpStream::connect(to.addr).await?;
+        if to.transport != Transport::Tls {
+            return Ok(self.adopt_stream(stream, to));
+        }
+        let tls = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("SIP over TLS is not configured"))?;
+        let name = rustls::pki_types::ServerName::IpAddress(to.addr.ip().into());
+        let stream =
+            tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.connector.connect(name, stream))
+                .await
+                .map_err(|_| anyhow::anyhow!("TLS handshake timed out"))??;
+        Ok(self.adopt_stream(stream, to))
+    }
+
+    /// Open TCP and TLS connections.
     pub fn tcp_connections(&self) -> usize {
         self.tcp_lock().len()
     }
 
-    fn tcp_lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>> {
+    fn tcp_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Peer, mpsc::Sender<Vec<u8>>>> {
         self.tcp.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Register a connection for sending and start reading from it.
-    fn adopt_tcp(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) -> mpsc::Sender<Vec<u8>> {
-        let (mut reader, mut writer) = stream.into_split();
+    /// Register a connection (TCP, or TLS over it) for sending and start reading from it.
+    fn adopt_stream<S>(self: &Arc<Self>, stream: S, peer: Peer) -> mpsc::Sender<Vec<u8>>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
         self.tcp_lock().insert(peer, tx.clone());
         tokio::spawn(async move {
@@ -206,14 +285,7 @@ impl Transports {
                     match wire::frame_len(&buf) {
                         Ok(Some(len)) => {
                             let frame: Vec<u8> = buf.drain(..len).collect();
-                            me.deliver(
-                                &frame,
-                                Peer {
-                                    addr: peer,
-                                    transport: Transport::Tcp,
-                                },
-                            )
-                            .await;
+                            me.deliver(&frame, peer).await;
                             while buf.starts_with(b"\r\n") {
                                 buf.drain(..2);
                             }
@@ -221,7 +293,7 @@ impl Transports {
                         Ok(None) => break,
                         Err(e) => {
                             // The stream cannot be re-synchronised: close it.
-                            tracing::info!(%peer, error = %e, "closing TCP connection");
+                            tracing::info!(peer = %peer.addr, error = %e, "closing connection");
                             me.tcp_lock().remove(&peer);
                             return;
                         }
@@ -343,13 +415,51 @@ async fn read_udp(transports: Arc<Transports>, socket: Arc<UdpSocket>) {
 async fn accept_tcp(transports: Arc<Transports>, listener: TcpListener) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                transports.adopt_tcp(stream, peer);
+            Ok((stream, addr)) => {
+                let peer = Peer {
+                    addr,
+                    transport: Transport::Tcp,
+                };
+                transports.adopt_stream(stream, peer);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+async fn accept_tls(transports: Arc<Transports>, listener: TcpListener) {
+    let Some(acceptor) = transports.tls.as_ref().map(|t| t.acceptor.clone()) else {
+        return;
+    };
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // A banned source gets no handshake to spend our CPU on.
+        if !transports.shield.admit(addr.ip(), crate::now_ms()) {
+            continue;
+        }
+        let (transports, acceptor) = (transports.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let peer = Peer {
+                        addr,
+                        transport: Transport::Tls,
+                    };
+                    transports.adopt_stream(stream, peer);
+                }
+                Ok(Err(e)) => tracing::info!(source = %addr, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::info!(source = %addr, "TLS handshake timed out"),
+            }
+        });
     }
 }
