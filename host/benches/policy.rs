@@ -32,15 +32,7 @@ fn main() -> anyhow::Result<()> {
         key: "4".into(),
         fields: vec!["vendor-0".into()],
     });
-    store.put_table(
-        &TableInfo {
-            tenant: "bench".into(),
-            name: "routes".into(),
-            rows: rows.len(),
-            loaded_at_ms: 0,
-        },
-        &rows,
-    )?;
+    store.put_table(&TableInfo::of("bench", "routes", &rows), &rows)?;
     for i in 0..VENDORS {
         let gateway = RoutingGateway {
             tenant: "bench".into(),

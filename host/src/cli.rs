@@ -283,6 +283,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         api_tls: tls_files.filter(|_| a.api_https),
+        table_quota: Default::default(),
     };
     let server = crate::server::start(config).await?;
     if let Some(token) = &server.generated_admin_token {

@@ -45,6 +45,9 @@ pub struct Config {
     /// Serve the API over HTTPS with this certificate (plain HTTP when unset).
     #[serde(default)]
     pub api_tls: Option<crate::tls::TlsFiles>,
+    /// What each tenant's data tables may hold together.
+    #[serde(default)]
+    pub table_quota: crate::store::TableQuota,
 }
 
 /// The store's bounds (`--store-cache-mb`, `--cdr-segment-mb`, `--cdr-retention-days`).
@@ -99,6 +102,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             api_lockout: Default::default(),
             api_tls: None,
+            table_quota: Default::default(),
         }
     }
 }

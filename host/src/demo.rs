@@ -32,15 +32,7 @@ pub fn seed_if_empty(store: &Store, policy: &Arc<PolicyEngine>) -> anyhow::Resul
         key: String::new(),
         fields: vec!["0".into()],
     }];
-    store.put_table(
-        &TableInfo {
-            tenant: DEMO_TENANT.into(),
-            name: "demo-free".into(),
-            rows: free.len(),
-            loaded_at_ms: crate::now_ms(),
-        },
-        &free,
-    )?;
+    store.put_table(&TableInfo::of(DEMO_TENANT, "demo-free", &free), &free)?;
     store.carrier_put(
         "demo",
         &Account {
@@ -69,15 +61,7 @@ pub fn seed_if_empty(store: &Store, policy: &Arc<PolicyEngine>) -> anyhow::Resul
         key: String::new(),
         fields: vec!["demo-vendor".into()],
     }];
-    store.put_table(
-        &TableInfo {
-            tenant: DEMO_TENANT.into(),
-            name: "routes".into(),
-            rows: rows.len(),
-            loaded_at_ms: crate::now_ms(),
-        },
-        &rows,
-    )?;
+    store.put_table(&TableInfo::of(DEMO_TENANT, "routes", &rows), &rows)?;
     if DEMO_MODULE.is_empty() || FRAUD_MODULE.is_empty() {
         tracing::warn!("demo carrier created without its modules: run scripts/build-guests before building switchyard");
     } else {

@@ -134,3 +134,52 @@ async fn tenants_are_isolated_from_each_other() -> Result<()> {
     );
     s.stop().await
 }
+
+#[tokio::test]
+async fn a_tenants_data_tables_are_held_to_their_quota_together() -> Result<()> {
+    let dir = TempDir::new("tenancy-table-quota");
+    let s = TestServer::start_configured(&dir.0, |c| {
+        c.table_quota = switchyard::store::TableQuota {
+            tenant_rows: 5,
+            tenant_bytes: 1_000,
+        }
+    })
+    .await?;
+    let (a, b) = (
+        token(&s, "alice", "carrier-a").await?,
+        token(&s, "bob", "carrier-b").await?,
+    );
+    let put = |token: &str, name: &str, rows: usize, width: usize| {
+        let csv: String = (0..rows)
+            .map(|i| format!("{i},{}\n", "x".repeat(width)))
+            .collect();
+        let (token, path) = (token.to_string(), format!("/api/v1/tables/{name}"));
+        let s = &s;
+        async move {
+            s.call(
+                "PUT",
+                &path,
+                &token,
+                Some(Body::Bytes(csv.into_bytes(), "text/csv")),
+            )
+            .await
+        }
+    };
+    assert_eq!(put(&a, "one", 3, 1).await?.0, 200);
+    let (status, refused) = put(&a, "two", 3, 1).await?;
+    assert_eq!(status, 413, "{refused}");
+    assert!(
+        refused.to_string().contains("6 rows") && refused.to_string().contains("5 rows"),
+        "says what it would hold and the quota: {refused}"
+    );
+    // Replacing a table counts its new rows only; bytes count as rows do.
+    assert_eq!(put(&a, "one", 5, 1).await?.0, 200);
+    assert_eq!(put(&a, "one", 2, 600).await?.0, 413);
+    // Another tenant has its own quota.
+    assert_eq!(put(&b, "two", 5, 1).await?.0, 200);
+    let (status, listed) = s.call("GET", "/api/v1/tables", &a, None).await?;
+    assert_eq!(status, 200);
+    assert_eq!(listed[0]["rows"], 5, "{listed}");
+    assert_eq!(listed[0]["bytes"], 10, "{listed}");
+    s.stop().await
+}

@@ -75,6 +75,7 @@ impl TestServer {
             store: Default::default(),
             api_lockout: Default::default(),
             api_tls: None,
+            table_quota: Default::default(),
         };
         configure(&mut config);
         Ok(TestServer {

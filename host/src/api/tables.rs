@@ -86,12 +86,18 @@ async fn put(
             r.key
         )));
     }
-    let info = TableInfo {
-        tenant: caller.tenant.clone(),
-        name: name.clone(),
-        rows: rows.len(),
-        loaded_at_ms: crate::now_ms(),
-    };
+    let info = TableInfo::of(&caller.tenant, &name, &rows);
+    // The tenant's tables together stay within its quota (this one's old rows aside).
+    let quota = state.config.table_quota;
+    let others = state.store.table_usage(&caller.tenant, &name)?;
+    let (rows_after, bytes_after) = (others.rows + info.rows as u64, others.bytes + info.bytes);
+    if rows_after > quota.tenant_rows || bytes_after > quota.tenant_bytes {
+        return Err(ApiError::TooLarge(format!(
+            "the tenant's tables would hold {rows_after} rows and {bytes_after} bytes; \
+             its quota is {} rows and {} bytes",
+            quota.tenant_rows, quota.tenant_bytes
+        )));
+    }
     state.store.put_table(&info, &rows)?;
     state.store.commit().await?;
     // Visible to the next decision; calls deciding right now keep the index they hold.

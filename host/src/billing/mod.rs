@@ -285,12 +285,7 @@ mod tests {
             key: "44".into(),
             fields: vec!["0.60".into(), "0".into(), "1".into(), "1".into()],
         }];
-        let info = TableInfo {
-            tenant: "t".into(),
-            name: "rates".into(),
-            rows: 1,
-            loaded_at_ms: 0,
-        };
+        let info = TableInfo::of("t", "rates", &rows);
         store.put_table(&info, &rows).unwrap();
         let account = Account {
             tenant: "t".into(),
@@ -345,23 +340,13 @@ mod tests {
                 fields: vec!["0.90".into()],
             },
         ];
-        let info = TableInfo {
-            tenant: "t".into(),
-            name: "rates".into(),
-            rows: 2,
-            loaded_at_ms: 0,
-        };
+        let info = TableInfo::of("t", "rates", &default);
         store.put_table(&info, &default).unwrap();
         let peak = vec![Row {
             key: "44".into(),
             fields: vec!["0.30".into()],
         }];
-        let info = TableInfo {
-            tenant: "t".into(),
-            name: "peak-rates".into(),
-            rows: 1,
-            loaded_at_ms: 0,
-        };
+        let info = TableInfo::of("t", "peak-rates", &peak);
         store.put_table(&info, &peak).unwrap();
         let calendar: Calendar = serde_json::from_value(serde_json::json!({
             "tenant": "t", "time_zone": "Europe/London",

@@ -107,6 +107,11 @@ impl Batch {
         self.writes
             .push((tree.name().to_string(), key.into(), Some(value.into())));
     }
+
+    pub fn remove(&mut self, tree: &Tree, key: impl Into<Vec<u8>>) {
+        self.writes
+            .push((tree.name().to_string(), key.into(), None));
+    }
 }
 
 /// What every engine must do, as tests: a second engine runs these against itself.

@@ -44,7 +44,7 @@ pub use error::{Error, Result};
 pub use module_state::{StateQuota, StateUsage};
 pub use modules::{ModuleKey, ModuleVersion};
 pub use payments::Payment;
-pub use tables::{Row, TableIndex, TableInfo};
+pub use tables::{Row, TableIndex, TableInfo, TableQuota, TableUsage};
 pub use tokens::{Principal, Role, TokenInfo};
 
 /// Handle on the database; cheap to clone.
@@ -57,6 +57,9 @@ pub struct Store {
     bindings: Tree,
     binding_history: Tree,
     tables: Tree,
+    /// Each table's summary, apart from its rows: listings and tenant totals read
+    /// these without decoding any row.
+    table_info: Tree,
     tokens: Tree,
     module_state: Tree,
     carrier: Tree,
@@ -170,6 +173,7 @@ impl Store {
             bindings: db.tree("bindings")?,
             binding_history: db.tree("binding_history")?,
             tables: db.tree("tables")?,
+            table_info: db.tree("table_info")?,
             tokens: db.tree("tokens")?,
             module_state: db.tree("module_state")?,
             carrier: db.tree("carrier")?,
@@ -183,6 +187,7 @@ impl Store {
             options,
         };
         store.migrate_sled_call_records(dir)?;
+        store.index_table_info()?;
         store.replay_charges()?;
         store.expire_call_records()?;
         Ok(store)

@@ -6,6 +6,7 @@ use rustc_hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::engine::Batch;
 use super::{from_json, key, to_json, Result, Store};
 
 /// One row.
@@ -29,6 +30,57 @@ pub struct TableInfo {
     pub rows: usize,
     /// When it was loaded, Unix milliseconds.
     pub loaded_at_ms: u64,
+    /// Bytes of its keys and fields.
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+impl TableInfo {
+    /// The summary of `rows` as table `name` of `tenant`, loaded now.
+    pub fn of(tenant: &str, name: &str, rows: &[Row]) -> TableInfo {
+        TableInfo {
+            tenant: tenant.into(),
+            name: name.into(),
+            rows: rows.len(),
+            loaded_at_ms: crate::now_ms(),
+            bytes: rows.iter().map(Row::bytes).sum(),
+        }
+    }
+}
+
+impl Row {
+    /// Bytes of its key and fields.
+    pub fn bytes(&self) -> u64 {
+        (self.key.len() + self.fields.iter().map(String::len).sum::<usize>()) as u64
+    }
+}
+
+/// What one tenant's data tables may hold together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TableQuota {
+    /// Rows over all its tables.
+    pub tenant_rows: u64,
+    /// Bytes of keys and fields over all its tables.
+    pub tenant_bytes: u64,
+}
+
+impl Default for TableQuota {
+    fn default() -> Self {
+        TableQuota {
+            tenant_rows: 5_000_000,
+            tenant_bytes: 512 << 20,
+        }
+    }
+}
+
+/// What a tenant's tables hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TableUsage {
+    /// Rows.
+    pub rows: u64,
+    /// Bytes of keys and fields.
+    pub bytes: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -128,18 +180,18 @@ impl TableIndex {
 }
 
 impl Store {
-    /// Replace a table's rows.
+    /// Replace a table's rows (its summary beside them, in the same batch).
     pub fn put_table(&self, info: &TableInfo, rows: &[Row]) -> Result<()> {
         #[derive(Serialize)]
         struct Borrowed<'a> {
             info: &'a TableInfo,
             rows: &'a [Row],
         }
-        self.tables.insert(
-            key(&[&info.tenant, &info.name]),
-            to_json(&Borrowed { info, rows })?,
-        )?;
-        Ok(())
+        let k = key(&[&info.tenant, &info.name]);
+        let mut batch = Batch::default();
+        batch.insert(&self.tables, k.clone(), to_json(&Borrowed { info, rows })?);
+        batch.insert(&self.table_info, k, to_json(info)?);
+        self.engine.apply(batch)
     }
 
     /// A table's summary and rows.
@@ -154,15 +206,54 @@ impl Store {
 
     /// Summaries of a tenant's tables.
     pub fn tables(&self, tenant: &str) -> Result<Vec<TableInfo>> {
-        self.tables
+        self.table_info
             .scan_prefix(key(&[tenant, ""]))
-            .map(|kv| Ok(from_json::<StoredTable>(&kv?.1)?.info))
+            .map(|kv| from_json::<TableInfo>(&kv?.1))
             .collect()
+    }
+
+    /// What a tenant's tables hold, leaving out table `except` (the one being replaced).
+    pub fn table_usage(&self, tenant: &str, except: &str) -> Result<TableUsage> {
+        let mut usage = TableUsage::default();
+        for info in self
+            .tables(tenant)?
+            .into_iter()
+            .filter(|t| t.name != except)
+        {
+            usage.rows += info.rows as u64;
+            usage.bytes += info.bytes;
+        }
+        Ok(usage)
     }
 
     /// Remove a table; false when it did not exist.
     pub fn delete_table(&self, tenant: &str, name: &str) -> Result<bool> {
-        Ok(self.tables.remove(key(&[tenant, name]))?.is_some())
+        let k = key(&[tenant, name]);
+        if self.tables.get(&k)?.is_none() {
+            return Ok(false);
+        }
+        let mut batch = Batch::default();
+        batch.remove(&self.tables, k.clone());
+        batch.remove(&self.table_info, k);
+        self.engine.apply(batch)?;
+        Ok(true)
+    }
+
+    /// Build the summaries of tables stored before they were kept apart (one pass
+    /// over the rows, once).
+    pub(super) fn index_table_info(&self) -> Result<()> {
+        if self.table_info.key_count()? > 0 || self.tables.key_count()? == 0 {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        for kv in self.tables.iter() {
+            let (k, v) = kv?;
+            let stored = from_json::<StoredTable>(&v)?;
+            let mut info = stored.info;
+            info.bytes = stored.rows.iter().map(Row::bytes).sum();
+            batch.insert(&self.table_info, k, to_json(&info)?);
+        }
+        self.engine.apply(batch)
     }
 }
 
@@ -203,6 +294,43 @@ mod tests {
             .collect();
         assert_eq!(all, ["london-a", "london-b", "uk-a"]);
         assert_eq!(fields(index.exact("44")), ["uk-a"]);
+    }
+
+    #[test]
+    fn summaries_are_kept_apart_and_rebuilt_for_tables_stored_without_them() {
+        let dir = std::env::temp_dir().join(format!("sy-table-info-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        let rows = vec![row("44", "uk"), row("4420", "london")];
+        store
+            .put_table(&TableInfo::of("t", "routes", &rows), &rows)
+            .unwrap();
+        store
+            .put_table(&TableInfo::of("u", "other", &rows[..1]), &rows[..1])
+            .unwrap();
+        let listed = store.tables("t").unwrap();
+        assert_eq!((listed.len(), listed[0].rows, listed[0].bytes), (1, 2, 14));
+        assert_eq!(
+            store.table_usage("t", "").unwrap(),
+            TableUsage { rows: 2, bytes: 14 }
+        );
+        assert_eq!(
+            store.table_usage("t", "routes").unwrap(),
+            TableUsage::default()
+        );
+        // A data directory from before the summaries: only the rows are stored.
+        for kv in store.table_info.iter() {
+            store.table_info.remove(kv.unwrap().0).unwrap();
+        }
+        store.commit_blocking().unwrap();
+        drop(store);
+        let store = Store::reopen(&dir).unwrap();
+        assert_eq!(store.tables("t").unwrap()[0].bytes, 14, "rebuilt on open");
+        assert!(store.delete_table("t", "routes").unwrap());
+        assert!(store.tables("t").unwrap().is_empty());
+        assert_eq!(store.tables("u").unwrap().len(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
