@@ -460,3 +460,51 @@ async fn an_address_that_keeps_sending_bad_tokens_is_locked_out_then_let_back() 
     .await?;
     s.stop().await
 }
+
+#[tokio::test]
+async fn bans_outlive_a_restart_until_they_lapse() -> Result<()> {
+    let dir = TempDir::new("shield-restart");
+    let s = TestServer::start(&dir.0).await?;
+    carrier(&s, json!({}), &[&Vendor::new("vendor-a")]).await?;
+    for (address, secs) in [("127.0.0.4", 3_600), ("127.0.0.5", 1)] {
+        let (status, body) = s
+            .admin(
+                "POST",
+                "/api/v1/security/bans",
+                Some(json!({ "address": address, "reason": "probing", "secs": secs })),
+            )
+            .await?;
+        assert_eq!(status, 201, "{body}");
+    }
+    let before = bans(&s).await?;
+    let short_until = ban_of(&before, "127.0.0.5").and_then(|b| b["until_ms"].as_u64());
+    s.stop().await?;
+    // Past the short ban's end while the switch is down.
+    let wait = short_until
+        .unwrap_or(0)
+        .saturating_sub(switchyard::now_ms())
+        .saturating_add(50);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+
+    let s = TestServer::start(&dir.0).await?;
+    let after = bans(&s).await?;
+    assert_eq!(
+        ban_of(&after, "127.0.0.4"),
+        ban_of(&before, "127.0.0.4"),
+        "the long ban came back as it was: {after:?}"
+    );
+    assert!(
+        ban_of(&after, "127.0.0.5").is_none(),
+        "the lapsed one did not: {after:?}"
+    );
+    assert_eq!(options(&s, "127.0.0.4:0", "after-restart").await?, None);
+    assert!(answered_200(&options(&s, "127.0.0.5:0", "lapsed").await?));
+    let (status, _) = s
+        .admin("DELETE", "/api/v1/security/bans/127.0.0.4", None)
+        .await?;
+    assert_eq!(status, 204);
+    s.stop().await?;
+    let s = TestServer::start(&dir.0).await?;
+    assert!(bans(&s).await?.is_empty(), "a lifted ban stays lifted");
+    s.stop().await
+}

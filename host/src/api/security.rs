@@ -1,5 +1,5 @@
 //! The shield's bans (admin only): list them with why and since when, ban a source by
-//! hand, lift a ban. Bans live in memory: a restart lifts them, as it would lapse them.
+//! hand, lift a ban. Bans are stored: a restart keeps the ones still in force.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -65,6 +65,8 @@ async fn ban(
     }
     let reason = format!("{} (by {})", req.reason.trim(), caller.principal.name);
     let ban = shield(&state)?.ban(ip, reason, req.secs, crate::now_ms());
+    // An operator's ban is configuration: durable before it is acknowledged.
+    state.store.commit().await?;
     Ok((StatusCode::CREATED, ApiJson(ban)))
 }
 
@@ -75,7 +77,10 @@ async fn lift(
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     match shield(&state)?.unban(address(&text)?) {
-        true => Ok(StatusCode::NO_CONTENT),
+        true => {
+            state.store.commit().await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
         false => Err(ApiError::NotFound(format!("no ban on {text}"))),
     }
 }

@@ -44,6 +44,26 @@ pub use switchyard_model::Transport;
 use transaction::{Incoming, ServerTx, Transactions};
 pub use transport::Peer;
 
+/// The shield's bans, kept in the core's store. Weak: the transports' tasks hold the
+/// shield, and must not keep the store (and its file lock) open once the core stops.
+struct StoredBans(std::sync::Weak<SipCore>);
+
+impl shield::BanLog for StoredBans {
+    fn banned(&self, ban: &shield::Ban) {
+        let Some(core) = self.0.upgrade() else { return };
+        if let Err(e) = core.store.put_ban(&ban.address.to_string(), ban) {
+            tracing::error!(source = %ban.address, error = %e, "the ban could not be stored");
+        }
+    }
+
+    fn lifted(&self, ip: IpAddr) {
+        let Some(core) = self.0.upgrade() else { return };
+        if let Err(e) = core.store.remove_ban(&ip.to_string()) {
+            tracing::error!(source = %ip, error = %e, "the lifted ban could not be removed");
+        }
+    }
+}
+
 /// Default SIP listen address: loopback, so a first run exposes nothing.
 pub const DEFAULT_SIP_LISTEN: &str = "127.0.0.1:5060";
 
@@ -320,6 +340,13 @@ impl SipServer {
         core.shield().set_known_peers(Arc::new(move |ip| {
             known.upgrade().is_some_and(|core| core.is_known_peer(ip))
         }));
+        // Bans outlive a restart: the ones still in force come back.
+        let kept = core.store.stored_bans::<shield::Ban>()?;
+        core.shield().keep_bans(
+            Arc::new(StoredBans(Arc::downgrade(&core))),
+            kept,
+            crate::now_ms(),
+        );
         let dispatcher = core.clone();
         let task = tokio::spawn(async move {
             while let Some(msg) = inbound.recv().await {

@@ -114,6 +114,14 @@ pub struct ShieldStats {
 /// gateways and the registrations.
 pub type KnownPeers = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 
+/// Where bans are kept across restarts (the store, given by the SIP core).
+pub trait BanLog: Send + Sync {
+    /// A ban was set.
+    fn banned(&self, ban: &Ban);
+    /// The ban of `ip` was lifted or lapsed.
+    fn lifted(&self, ip: IpAddr);
+}
+
 #[derive(Debug, Default)]
 struct Source {
     window_start_ms: u64,
@@ -127,6 +135,7 @@ pub struct Shield {
     scanners: Vec<String>,
     sources: Mutex<HashMap<IpAddr, Source>>,
     known: OnceLock<KnownPeers>,
+    ban_log: OnceLock<Arc<dyn BanLog>>,
     last_prune_ms: AtomicU64,
     bans_total: AtomicU64,
     dropped_denied: AtomicU64,
@@ -146,6 +155,7 @@ impl Shield {
             config,
             sources: Mutex::default(),
             known: OnceLock::new(),
+            ban_log: OnceLock::new(),
             last_prune_ms: AtomicU64::new(0),
             bans_total: AtomicU64::new(0),
             dropped_denied: AtomicU64::new(0),
@@ -157,6 +167,23 @@ impl Shield {
     /// Tell the shield who the known peers are (once, when the core exists).
     pub fn set_known_peers(&self, known: KnownPeers) {
         let _ = self.known.set(known);
+    }
+
+    /// Keep bans in `log` from now on, and put back the ones it kept that are still
+    /// in force at `now_ms` (lapsed ones are forgotten there).
+    pub fn keep_bans(&self, log: Arc<dyn BanLog>, kept: Vec<Ban>, now_ms: u64) {
+        {
+            let mut sources = self.lock();
+            for ban in kept {
+                if ban.until_ms > now_ms {
+                    let address = ban.address;
+                    sources.entry(address).or_default().ban = Some(ban);
+                } else {
+                    log.lifted(ban.address);
+                }
+            }
+        }
+        let _ = self.ban_log.set(log);
     }
 
     /// Whether `ip` is a known peer.
@@ -259,6 +286,9 @@ impl Shield {
         tracing::warn!(source = %ip, reason = %ban.reason, secs, "source banned");
         self.bans_total.fetch_add(1, Ordering::Relaxed);
         self.lock().entry(ip).or_default().ban = Some(ban.clone());
+        if let Some(log) = self.ban_log.get() {
+            log.banned(&ban);
+        }
         ban
     }
 
@@ -267,6 +297,9 @@ impl Shield {
         let lifted = self.lock().remove(&ip).is_some_and(|s| s.ban.is_some());
         if lifted {
             tracing::info!(source = %ip, "ban lifted");
+            if let Some(log) = self.ban_log.get() {
+                log.lifted(ip);
+            }
         }
         lifted
     }
@@ -320,7 +353,14 @@ impl Shield {
             return;
         }
         let mut sources = self.lock();
-        sources.retain(|_, s| {
+        let log = self.ban_log.get();
+        sources.retain(|ip, s| {
+            let lapsed = s.ban.as_ref().is_some_and(|b| b.until_ms <= now_ms);
+            if lapsed {
+                if let Some(log) = log {
+                    log.lifted(*ip);
+                }
+            }
             s.ban.as_ref().is_some_and(|b| b.until_ms > now_ms)
                 || now_ms.saturating_sub(s.window_start_ms) < window
         });

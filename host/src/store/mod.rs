@@ -22,6 +22,7 @@
 use std::sync::Arc;
 
 mod agents;
+mod bans;
 mod bindings;
 mod call_log;
 mod calls;
@@ -57,6 +58,8 @@ pub struct Store {
     bindings: Tree,
     binding_history: Tree,
     tables: Tree,
+    /// The shield's bans by address.
+    bans: Tree,
     /// Each table's summary, apart from its rows: listings and tenant totals read
     /// these without decoding any row.
     table_info: Tree,
@@ -173,6 +176,7 @@ impl Store {
             bindings: db.tree("bindings")?,
             binding_history: db.tree("binding_history")?,
             tables: db.tree("tables")?,
+            bans: db.tree("bans")?,
             table_info: db.tree("table_info")?,
             tokens: db.tree("tokens")?,
             module_state: db.tree("module_state")?,
