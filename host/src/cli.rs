@@ -83,6 +83,32 @@ struct ServeArgs {
     /// Serve the REST API over HTTPS with --tls-cert and --tls-key.
     #[arg(long, env = "SWITCHYARD_API_HTTPS", requires_all = ["tls_cert", "tls_key"])]
     api_https: bool,
+    /// Dynamic blacklist: calls a caller number must end within the window before it is
+    /// judged (0 = off).
+    #[arg(long, env = "SWITCHYARD_AUTO_BLACKLIST_CALLS", default_value_t = 0)]
+    auto_blacklist_calls: u32,
+    /// Dynamic blacklist: the window, s.
+    #[arg(long, env = "SWITCHYARD_AUTO_BLACKLIST_WINDOW_SECS", default_value_t = crate::sip::auto_blacklist::AutoBlacklistConfig::default().window_secs)]
+    auto_blacklist_window_secs: u32,
+    /// Dynamic blacklist: listed when this share of its calls failed or were short.
+    #[arg(long, env = "SWITCHYARD_AUTO_BLACKLIST_RATIO", default_value_t = crate::sip::auto_blacklist::AutoBlacklistConfig::default().max_bad_ratio)]
+    auto_blacklist_ratio: f64,
+    /// Dynamic blacklist: an answered call shorter than this is short, s.
+    #[arg(long, env = "SWITCHYARD_AUTO_BLACKLIST_SHORT_SECS", default_value_t = crate::sip::auto_blacklist::AutoBlacklistConfig::default().short_call_secs)]
+    auto_blacklist_short_secs: u32,
+    /// Dynamic blacklist: listed when a number holds more calls than this at once (0 = off).
+    #[arg(
+        long,
+        env = "SWITCHYARD_AUTO_BLACKLIST_CONCURRENT",
+        default_value_t = 0
+    )]
+    auto_blacklist_concurrent: u32,
+    /// Dynamic blacklist: how long a listing lasts, s.
+    #[arg(long, env = "SWITCHYARD_AUTO_BLACKLIST_SECS", default_value_t = crate::sip::auto_blacklist::AutoBlacklistConfig::default().list_secs)]
+    auto_blacklist_secs: u32,
+    /// Dynamic blacklist: also ban the source address of a listed number's call.
+    #[arg(long, env = "SWITCHYARD_AUTO_BLACKLIST_SOURCES")]
+    auto_blacklist_sources: bool,
     /// Do not create the demo carrier in an empty data directory.
     #[arg(long, env = "SWITCHYARD_NO_DEMO")]
     no_demo: bool,
@@ -269,6 +295,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 rtp_timeout_secs: a.rtp_timeout_secs,
             },
             tls: sip_tls,
+            auto_blacklist: crate::sip::auto_blacklist::AutoBlacklistConfig {
+                min_calls: a.auto_blacklist_calls,
+                window_secs: a.auto_blacklist_window_secs,
+                max_bad_ratio: a.auto_blacklist_ratio,
+                short_call_secs: a.auto_blacklist_short_secs,
+                max_concurrent: a.auto_blacklist_concurrent,
+                list_secs: a.auto_blacklist_secs,
+                ban_sources: a.auto_blacklist_sources,
+            },
             ..Default::default()
         },
         demo: !a.no_demo,

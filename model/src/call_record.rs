@@ -52,6 +52,8 @@ pub enum EndReason {
     CodecNotOffered,
     /// A number list refused the caller or the callee (the record's `refused_by` says which).
     NumberListed,
+    /// The tenant's address list refused the call's source (`final_reason` says which).
+    AddressListed,
 }
 
 /// One outbound attempt.

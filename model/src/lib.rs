@@ -13,9 +13,9 @@ pub mod call_record;
 pub mod carrier;
 pub mod credentials;
 pub mod gateway;
+pub mod lists;
 pub mod media;
 pub mod money;
-pub mod number_lists;
 pub mod numbers;
 
 pub use address::Transport;
@@ -25,7 +25,7 @@ pub use gateway::{
     CallerPool, CallerSource, ExtraHeaders, ExtraHeadersMode, IdentityMode, PoolSelection,
     PrivacyMode, RouteBy,
 };
+pub use lists::{AddressList, ListHit, ListKind, ListScope, NumberList, NumberSide};
 pub use media::{Codec, CodecMode, DtmfReceive, DtmfSend, G729Mode, MediaProxy, MediaSettings};
 pub use money::Money;
-pub use number_lists::{ListHit, ListKind, ListScope, NumberList, NumberSide};
 pub use numbers::{apply_number_rules, NumberRule, RuleAction};

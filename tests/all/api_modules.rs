@@ -117,6 +117,7 @@ async fn openapi_document_describes_every_route() -> Result<()> {
         include_str!("../../host/src/api/calls.rs"),
         include_str!("../../host/src/api/clock.rs"),
         include_str!("../../host/src/api/security.rs"),
+        include_str!("../../host/src/api/events.rs"),
     ]
     .concat();
     let mut routes: Vec<String> = router_src
@@ -134,6 +135,8 @@ async fn openapi_document_describes_every_route() -> Result<()> {
         "phones",
         "calendars",
         "gateway-groups",
+        "number-lists",
+        "address-lists",
     ] {
         routes.push(format!("/api/v1/{kind}"));
         routes.push(format!("/api/v1/{kind}/{{id}}"));

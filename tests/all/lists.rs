@@ -203,3 +203,217 @@ async fn number_lists_refuse_at_each_scope_and_the_record_names_list_and_entry()
     wait_for_no_calls(&s).await?;
     s.stop().await
 }
+
+async fn auto_listed(s: &TestServer) -> Result<Vec<Value>> {
+    let (status, body) = s
+        .admin("GET", "/api/v1/security/auto-blacklist", None)
+        .await?;
+    anyhow::ensure!(status == 200, "{status} {body}");
+    Ok(body.as_array().cloned().unwrap_or_default())
+}
+
+#[tokio::test]
+async fn the_dynamic_blacklist_lists_a_failing_number_until_lifted_or_lapsed() -> Result<()> {
+    let dir = TempDir::new("lists-auto");
+    let s = TestServer::start_configured(&dir.0, |c| {
+        c.sip.auto_blacklist = switchyard::sip::auto_blacklist::AutoBlacklistConfig {
+            min_calls: 3,
+            window_secs: 60,
+            max_bad_ratio: 0.6,
+            list_secs: 2,
+            ..Default::default()
+        }
+    })
+    .await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let busy = switchyard_tests::sip::scenario("uas_busy.xml");
+    let uas = Sipp::uas(vendor.port, &["-sf", &busy.to_string_lossy()], 7)?;
+    let busy_calls = |tag: &'static str| {
+        let s = &s;
+        async move {
+            for i in 0..3 {
+                let answer = invite(s, &format!("{tag}-{i}"), "442071234567").await?;
+                anyhow::ensure!(answer.starts_with("SIP/2.0 486"), "{answer}");
+            }
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    busy_calls("busy").await?;
+    let answer = invite(&s, "listed", "442071234567").await?;
+    assert!(
+        answer.starts_with("SIP/2.0 403 Number Blacklisted"),
+        "{answer}"
+    );
+    let r = record(&s, "listed").await?;
+    assert_eq!(
+        r["refused_by"],
+        json!({ "list": "auto-blacklist", "entry": "tester", "number": "tester", "side": "caller" }),
+        "{r}"
+    );
+    let listed = auto_listed(&s).await?;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (&listed[0]["number"], &listed[0]["tenant"]),
+        (&json!("tester"), &json!("default"))
+    );
+    assert!(
+        listed[0]["reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("3 of 3")),
+        "{listed:?}"
+    );
+
+    // Lifted by an operator: the next call goes to the vendor again.
+    let (status, _) = s
+        .admin("DELETE", "/api/v1/security/auto-blacklist/tester", None)
+        .await?;
+    assert_eq!(status, 204);
+    busy_calls("again").await?;
+    let answer = invite(&s, "listed-again", "442071234567").await?;
+    assert!(
+        answer.starts_with("SIP/2.0 403 Number Blacklisted"),
+        "{answer}"
+    );
+    // Lapsed after its 2 s.
+    let until = auto_listed(&s).await?[0]["until_ms"].as_u64().unwrap_or(0);
+    eventually(Duration::from_secs(5), "the listing to lapse", || async {
+        Ok((switchyard::now_ms() > until).then_some(()))
+    })
+    .await?;
+    let answer = invite(&s, "lapsed", "442071234567").await?;
+    assert!(answer.starts_with("SIP/2.0 486"), "{answer}");
+    assert!(auto_listed(&s).await?.is_empty());
+    uas.succeeds().await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn the_dynamic_blacklist_lists_a_number_holding_too_many_calls() -> Result<()> {
+    let dir = TempDir::new("lists-auto-concurrent");
+    let s = TestServer::start_configured(&dir.0, |c| {
+        c.sip.auto_blacklist = switchyard::sip::auto_blacklist::AutoBlacklistConfig {
+            max_concurrent: 1,
+            ..Default::default()
+        }
+    })
+    .await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 1)?;
+    // SIPp's caller is "sipp"; it holds its call for 3 s.
+    let first = Sipp::uac(
+        s.server.sip.addr,
+        &["-sn", "uac", "-s", "442071234567", "-d", "3000"],
+        1,
+        1,
+    )?;
+    eventually(
+        Duration::from_secs(10),
+        "the first call answered",
+        || async {
+            let (_, live) = s.admin("GET", "/api/v1/live-calls", None).await?;
+            Ok(live["calls"]
+                .as_array()
+                .is_some_and(|calls| calls.iter().any(|c| c["answer_ms"].is_u64()))
+                .then_some(()))
+        },
+    )
+    .await?;
+    let second = raw_request(
+        "127.0.0.1:0",
+        s.server.sip.addr,
+        &raw_invite("second", "442071234568").replace("sip:tester@", "sip:sipp@"),
+        Duration::from_secs(5),
+    )
+    .await?
+    .unwrap_or_default();
+    assert!(
+        second.starts_with("SIP/2.0 403 Number Blacklisted"),
+        "{second}"
+    );
+    let listed = auto_listed(&s).await?;
+    assert!(
+        listed[0]["reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("2 calls at once")),
+        "{listed:?}"
+    );
+    first.succeeds().await?;
+    uas.succeeds().await?;
+    wait_for_no_calls(&s).await?;
+    s.stop().await
+}
+
+async fn invite_from(s: &TestServer, from: &str, call_id: &str) -> Result<String> {
+    raw_request(
+        from,
+        s.server.sip.addr,
+        &raw_invite(call_id, "442071234567"),
+        Duration::from_secs(5),
+    )
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("no answer to {call_id}"))
+}
+
+#[tokio::test]
+async fn a_tenants_address_lists_refuse_sources_its_gateways_would_take() -> Result<()> {
+    let dir = TempDir::new("lists-address");
+    let s = TestServer::start(&dir.0).await?;
+    let vendor = Vendor::new("vendor-a");
+    carrier(&s, json!({ "sources": ["127.0.0.0/8"] }), &[&vendor]).await?;
+    let busy = switchyard_tests::sip::scenario("uas_busy.xml");
+    let uas = Sipp::uas(vendor.port, &["-sf", &busy.to_string_lossy()], 2)?;
+    put(
+        &s,
+        "/api/v1/address-lists/bad-hosts",
+        json!({ "sources": ["127.0.0.6", "127.0.1.0/24"] }),
+    )
+    .await?;
+    // Another tenant's list says nothing about this tenant's calls.
+    put(
+        &s,
+        "/api/v1/address-lists/theirs?tenant=other",
+        json!({ "sources": ["127.0.0.1"] }),
+    )
+    .await?;
+    let answer = invite_from(&s, "127.0.0.6:0", "denied").await?;
+    assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
+    let r = record(&s, "denied").await?;
+    assert_eq!(r["reason"], "address_listed", "{r}");
+    assert!(
+        r["final_reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("bad-hosts") && w.contains("127.0.0.6")),
+        "{r}"
+    );
+    assert!(invite_from(&s, "127.0.1.9:0", "denied-cidr")
+        .await?
+        .starts_with("SIP/2.0 403"));
+    assert!(invite_from(&s, "127.0.0.1:0", "allowed")
+        .await?
+        .starts_with("SIP/2.0 486"));
+
+    put(
+        &s,
+        "/api/v1/address-lists/only-these",
+        json!({ "kind": "allow", "sources": ["127.0.0.1/32", "127.0.0.2"] }),
+    )
+    .await?;
+    let answer = invite_from(&s, "127.0.0.7:0", "not-allowed").await?;
+    assert!(answer.contains("not on allow list only-these"), "{answer}");
+    assert!(invite_from(&s, "127.0.0.2:0", "on-allow")
+        .await?
+        .starts_with("SIP/2.0 486"));
+    let (status, bad) = s
+        .admin(
+            "PUT",
+            "/api/v1/address-lists/bad",
+            Some(json!({ "sources": ["127.0.0.300"] })),
+        )
+        .await?;
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad.to_string().contains("127.0.0.300"), "{bad}");
+    uas.succeeds().await?;
+    s.stop().await
+}

@@ -22,6 +22,7 @@ pub(super) fn routes() -> Router<AppState> {
         .merge(kind::<crate::billing::Calendar>())
         .merge(kind::<switchyard_model::GatewayGroup>())
         .merge(kind::<switchyard_model::NumberList>())
+        .merge(kind::<switchyard_model::AddressList>())
 }
 
 fn kind<T: CarrierObject + AgentAccess>() -> Router<AppState> {

@@ -11,12 +11,57 @@ use axum::Router;
 use serde::Deserialize;
 
 use super::{ApiError, ApiJson, ApiResult, AppState, Caller};
+use crate::sip::auto_blacklist::Listing;
 use crate::sip::shield::{Ban, Shield};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/security/bans", get(list).post(ban))
         .route("/api/v1/security/bans/{address}", delete(lift))
+        .route("/api/v1/security/auto-blacklist", get(auto_listed))
+        .route(
+            "/api/v1/security/auto-blacklist/{number}",
+            delete(auto_lift),
+        )
+}
+
+fn core(state: &AppState) -> ApiResult<&Arc<crate::sip::SipCore>> {
+    state
+        .sip
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("this server runs no SIP".into()))
+}
+
+/// Caller numbers the dynamic blacklist holds: a tenant's own, or every tenant's for
+/// an admin.
+async fn auto_listed(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<ApiJson<Vec<Listing>>> {
+    let tenant = (!caller.is_admin()).then_some(caller.tenant.as_str());
+    Ok(ApiJson(
+        core(&state)?
+            .auto_blacklist
+            .listings(tenant, crate::now_ms()),
+    ))
+}
+
+/// Lift one of the caller's tenant's listings.
+async fn auto_lift(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(number): Path<String>,
+) -> ApiResult<StatusCode> {
+    match core(&state)?.auto_blacklist.lift(&caller.tenant, &number) {
+        true => {
+            tracing::info!(tenant = %caller.tenant, %number, by = %caller.principal.name, "automatic listing lifted");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        false => Err(ApiError::NotFound(format!(
+            "{number} is not blacklisted for {}",
+            caller.tenant
+        ))),
+    }
 }
 
 /// Longest ban an operator may set: a year.

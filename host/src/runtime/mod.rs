@@ -6,8 +6,8 @@
 //! engine and SIP, which all read and feed it.
 
 pub mod events;
+pub mod lists;
 pub mod live_calls;
-pub mod number_lists;
 pub mod pools;
 pub mod traffic;
 

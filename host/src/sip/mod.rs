@@ -14,6 +14,7 @@
 //! - this file routes each incoming message to the transaction or call it belongs to.
 
 pub mod admission;
+pub mod auto_blacklist;
 mod call;
 mod dialog;
 pub mod digest;
@@ -133,6 +134,8 @@ pub struct SipConfig {
     pub media: crate::media::MediaConfig,
     /// SIP over TLS (off unless set).
     pub tls: Option<SipTls>,
+    /// The dynamic blacklist of caller numbers (off unless set).
+    pub auto_blacklist: auto_blacklist::AutoBlacklistConfig,
 }
 
 /// SIP over TLS: a listener with our certificate, and the CAs vendors' must chain to.
@@ -181,6 +184,7 @@ impl Default for SipConfig {
             shield: shield::ShieldConfig::default(),
             media: crate::media::MediaConfig::default(),
             tls: None,
+            auto_blacklist: Default::default(),
         }
     }
 }
@@ -218,6 +222,8 @@ pub struct SipCore {
     media: crate::media::MediaEngine,
     /// Calls in progress.
     pub live: live::LiveCalls,
+    /// Caller numbers listed by their calls' pattern.
+    pub auto_blacklist: auto_blacklist::AutoBlacklist,
 }
 
 /// Live counts, for operators and leak checks.
@@ -329,6 +335,7 @@ impl SipServer {
             live: live::LiveCalls::default(),
             policy,
             store,
+            auto_blacklist: auto_blacklist::AutoBlacklist::new(config.auto_blacklist.clone()),
             config,
             dialogs: Mutex::default(),
             upstream: Mutex::default(),

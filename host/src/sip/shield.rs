@@ -217,6 +217,9 @@ impl Shield {
             tracing::info!(source = %ip, reason = %ban.reason, dropped = ban.dropped, "ban lapsed");
             // Forgotten with its ban: its count starts afresh.
             sources.remove(&ip);
+            if let Some(log) = self.ban_log.get() {
+                log.lifted(ip);
+            }
         }
         // Without flood control a source is tracked only once banned.
         if self.config.flood_limit == 0 {

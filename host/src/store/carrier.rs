@@ -196,6 +196,11 @@ impl AgentAccess for Account {
 }
 crate::owned_by_tenant!(GatewayGroup, "gateway-groups", GatewayGroup::check);
 crate::owned_by_tenant!(
+    switchyard_model::AddressList,
+    "address-lists",
+    switchyard_model::AddressList::check
+);
+crate::owned_by_tenant!(
     switchyard_model::NumberList,
     "number-lists",
     switchyard_model::NumberList::check

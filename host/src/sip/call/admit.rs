@@ -89,6 +89,18 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
     let origin = Origin::on(&gateway_id, &gateway, &callee, peer);
     let call = offered_call(&invite, &origin, arrived_at_ms);
     let mut record = new_call_record(&origin, &call, &requested);
+    // The tenant's own address lists, beside the switch-wide ones the shield applies.
+    match core.runtime.address_refusal(&call.tenant, peer.addr.ip()) {
+        Ok(None) => {}
+        Ok(Some(why)) => {
+            tracing::info!(%call_id, reason = %why, "call refused by an address list");
+            let resp =
+                reply(403, "Forbidden").header("Reason", format!("SIP;cause=403;text=\"{why}\""));
+            core.txs.respond(&tx, resp).await;
+            return save_refusal(&core.store, record, 403, &why, EndReason::AddressListed).await;
+        }
+        Err(e) => tracing::error!(%call_id, error = %e, "address lists unreadable; not checked"),
+    }
     // Number lists see the numbers after the gateway's dial plan (spec decision 8).
     let scopes = [
         ListScope::Global,
@@ -113,6 +125,36 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
             return save_refusal(&core.store, record, code, &why, EndReason::NumberListed).await;
         }
         Err(e) => tracing::error!(%call_id, error = %e, "number lists unreadable; not checked"),
+    }
+    // The dynamic blacklist: listed already, or listed by holding too many calls now.
+    let caller = call.caller.user.as_str();
+    let (active_caller, listed_now) =
+        core.auto_blacklist
+            .enter(&call.tenant, caller, arrived_at_ms);
+    let listed = core
+        .auto_blacklist
+        .listed(&call.tenant, caller, arrived_at_ms);
+    if let Some(listing) = listed.or(listed_now) {
+        if core.auto_blacklist.bans_sources() {
+            let (reason, secs) = super::super::auto_blacklist::source_reason(&listing);
+            core.shield()
+                .ban(peer.addr.ip(), reason, secs, arrived_at_ms);
+        }
+        let why = format!(
+            "caller {caller} is blacklisted automatically: {}",
+            listing.reason
+        );
+        tracing::info!(%call_id, reason = %why, "call refused by the dynamic blacklist");
+        let resp = reply(403, "Number Blacklisted")
+            .header("Reason", format!("SIP;cause=403;text=\"{why}\""));
+        core.txs.respond(&tx, resp).await;
+        record.refused_by = Some(switchyard_model::ListHit {
+            list: AUTO_BLACKLIST.into(),
+            entry: Some(caller.to_string()),
+            number: caller.to_string(),
+            side: switchyard_model::NumberSide::Caller,
+        });
+        return save_refusal(&core.store, record, 403, &why, EndReason::NumberListed).await;
     }
     // A codec the caller's gateway pins must be in the offer: refused at once,
     // before any vendor INVITE.
@@ -199,9 +241,13 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
         g729_names: Default::default(),
         _slot: slot,
         _live: live,
+        _active_caller: active_caller,
     };
     tokio::spawn(call.run().instrument(span));
 }
+
+/// The `refused_by` list name of the dynamic blacklist.
+pub(in crate::sip) const AUTO_BLACKLIST: &str = "auto-blacklist";
 
 /// The record of a call as it arrives; `callee_in` is the number as dialled (before
 /// the tech prefix is stripped).

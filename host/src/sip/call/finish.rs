@@ -44,6 +44,27 @@ impl CallTask {
         );
     }
 
+    /// Let the dynamic blacklist judge the caller number by this call.
+    fn judge_caller(&self) {
+        let r = &self.record;
+        let ended = crate::sip::auto_blacklist::Ended {
+            tenant: &r.tenant,
+            caller: &self.call.caller.user,
+            answered: r.answer_ms.is_some(),
+            duration_secs: r.duration_secs(),
+            end_ms: r.end_ms,
+        };
+        let Some(listing) = self.core.auto_blacklist.ended(ended) else {
+            return;
+        };
+        if self.core.auto_blacklist.bans_sources() {
+            let (reason, secs) = crate::sip::auto_blacklist::source_reason(&listing);
+            self.core
+                .shield()
+                .ban(self.a.peer.addr.ip(), reason, secs, r.end_ms);
+        }
+    }
+
     /// Unregister the dialogs, free the gateway, write the call record.
     pub(super) async fn finish(mut self, reason: EndReason) {
         self.core.live.remove(&self.record.call_id);
@@ -77,6 +98,7 @@ impl CallTask {
         }
         tracing::info!(reason = ?reason, code = self.record.final_code, attempts = self.record.attempts.len(), "call ended");
         self.count_traffic();
+        self.judge_caller();
         match self.billing.take() {
             Some(auth) => self.core.billing.settle(auth, &mut self.record).await,
             None => save_call_record(&self.core.store, &self.record).await,

@@ -103,6 +103,8 @@ struct CallTask {
     _slot: Slot,
     /// Counts the call among its account's calls in progress while the task lives.
     _live: crate::runtime::live_calls::LiveCallEntry,
+    /// Counts the call among its caller number's, for the dynamic blacklist.
+    _active_caller: Option<super::auto_blacklist::ActiveCall>,
 }
 
 /// Why an attempt on a full routing gateway was skipped.

@@ -1,4 +1,7 @@
-//! Number blacklists and whitelists (VOS3000's caller/callee number restrictions).
+//! Number blacklists and whitelists (VOS3000's caller/callee number restrictions),
+//! and a tenant's address lists.
+//!
+//! Number lists:
 //! A list names a data table of numbers; each row's key is a number, matched exactly
 //! or, when its first field is `prefix`, as a prefix. A deny list refuses a number it
 //! holds; an allow list refuses every number it does not hold. Lists apply at one
@@ -142,6 +145,52 @@ impl NumberList {
             return Err("reason must be one non-empty line".into());
         }
         Ok(())
+    }
+}
+
+/// A tenant's list of source addresses (REST kind `address-lists`): a deny list refuses
+/// calls from its sources to the tenant's gateways; an allow list refuses calls from
+/// every other source. The switch-wide lists are `--sip-deny` and `--sip-allow`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressList {
+    /// Owning tenant (set by the server).
+    #[serde(default)]
+    pub tenant: String,
+    /// Deny or allow.
+    #[serde(default)]
+    pub kind: ListKind,
+    /// Addresses and CIDR prefixes.
+    pub sources: Vec<String>,
+    /// A disabled list is kept but not checked.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl AddressList {
+    /// Check its fields; the message says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(bad) = self
+            .sources
+            .iter()
+            .find(|s| !crate::address::valid_source(s))
+        {
+            return Err(format!(
+                "source {bad:?} is not an IP address or CIDR prefix"
+            ));
+        }
+        if self.kind == ListKind::Allow && self.sources.is_empty() {
+            return Err("an allow list with no sources would refuse every call".into());
+        }
+        Ok(())
+    }
+
+    /// The entry holding `ip`, if any.
+    pub fn entry_for(&self, ip: std::net::IpAddr) -> Option<&str> {
+        self.sources
+            .iter()
+            .find(|s| crate::address::ip_in(s, ip))
+            .map(String::as_str)
     }
 }
 

@@ -1,8 +1,8 @@
-//! Checking a call's numbers against the tenant's number lists, over the cached list
-//! objects and the indexed data tables that hold their entries.
+//! Checking a call against the tenant's lists: its numbers against the number lists
+//! (their entries in indexed data tables), its source against the address lists.
 
-use switchyard_model::number_lists::entry_matches;
-use switchyard_model::{ListHit, ListKind, ListScope, NumberList, NumberSide};
+use switchyard_model::lists::entry_matches;
+use switchyard_model::{AddressList, ListHit, ListKind, ListScope, NumberList, NumberSide};
 
 use super::Runtime;
 
@@ -59,6 +59,33 @@ impl Runtime {
                         side: list.number,
                     },
                 }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Why the tenant's address lists refuse a call from `ip`, if they do: the first
+    /// enabled deny list holding it, or an allow list not holding it.
+    pub fn address_refusal(
+        &self,
+        tenant: &str,
+        ip: std::net::IpAddr,
+    ) -> crate::store::Result<Option<String>> {
+        let lists = self.store().carrier_snapshot::<AddressList>()?;
+        for (id, list) in lists.iter() {
+            if list.tenant != tenant || !list.enabled {
+                continue;
+            }
+            match (list.kind, list.entry_for(ip)) {
+                (ListKind::Deny, Some(entry)) => {
+                    return Ok(Some(format!(
+                        "source {ip} is on address list {id} (entry {entry})"
+                    )))
+                }
+                (ListKind::Allow, None) => {
+                    return Ok(Some(format!("source {ip} is not on allow list {id}")))
+                }
+                _ => {}
             }
         }
         Ok(None)
