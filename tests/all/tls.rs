@@ -1,6 +1,6 @@
 //! SIP over TLS and the API over HTTPS, with certificates made by `openssl` for the
 //! test: OpenSSL's `s_client` (another TLS stack than ours) asks OPTIONS; a caller
-//! over TLS places a call to a UDP vendor; a UDP caller's call reaches a vendor over
+//! over TLS places a call to a `sips:` URI through a UDP vendor; a UDP caller's call reaches a vendor over
 //! TLS that checks our Via; curl reaches the API over HTTPS and fails without the CA.
 
 use std::path::{Path, PathBuf};
@@ -222,9 +222,9 @@ async fn a_caller_over_tls_reaches_a_udp_vendor_and_hangs_up() -> Result<()> {
          Contact: <sip:caller@{local};transport=tls>\r\n"
     );
     sip.send(&format!(
-        "INVITE sip:442071234567@{tls};transport=tls SIP/2.0\r\n\
+        "INVITE sips:442071234567@{tls} SIP/2.0\r\n\
          Via: SIP/2.0/TLS {local};branch=z9hG4bKtls1\r\n{dialog}\
-         To: <sip:442071234567@{tls}>\r\nCSeq: 1 INVITE\r\n\
+         To: <sips:442071234567@{tls}>\r\nCSeq: 1 INVITE\r\n\
          Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
         SDP.len()
     ))
