@@ -9,22 +9,10 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::{json, Value};
 use switchyard_tests::sip::{
-    call_records, carrier, put, raw_invite, raw_request, scenario, wait_for_no_calls, Sipp, Vendor,
+    a_call_answered, call_records, carrier, put, raw_invite, raw_request, record_of, scenario,
+    table, wait_for_no_calls, Sipp, Vendor,
 };
-use switchyard_tests::{eventually, guest, version_of, Body, TempDir, TestServer, ADMIN};
-
-async fn table(s: &TestServer, name: &str, csv: &str) -> Result<()> {
-    let (status, body) = s
-        .call(
-            "PUT",
-            &format!("/api/v1/tables/{name}"),
-            ADMIN,
-            Some(Body::Bytes(csv.as_bytes().to_vec(), "text/csv")),
-        )
-        .await?;
-    anyhow::ensure!(status == 200, "table {name}: {status} {body}");
-    Ok(())
-}
+use switchyard_tests::{eventually, guest, version_of, TempDir, TestServer, ADMIN};
 
 /// The carrier of the SIP tests with the fraud rules bound globally for `screen`.
 async fn screened_carrier(s: &TestServer, vendor: &Vendor) -> Result<()> {
@@ -122,13 +110,7 @@ async fn fraud_rules_screen_beside_the_router_and_warn_block_and_reset_per_accou
         .iter()
         .all(|e| e["subject"] == "acme" && e["module"] == "fraud-guard"));
     assert_eq!(events[0]["call_id"], "cpm-3", "{events:?}");
-    let r = eventually(Duration::from_secs(10), "cpm-3's record", || async {
-        Ok(call_records(&s)
-            .await?
-            .into_iter()
-            .find(|r| r["call_id"] == "cpm-3"))
-    })
-    .await?;
+    let r = record_of(&s, "cpm-3").await?;
     assert_eq!(
         (&r["reason"], &r["final_code"]),
         (&json!("rejected_by_module"), &json!(503)),
@@ -222,18 +204,7 @@ async fn concurrency_follows_the_calls_in_progress_and_a_destination_caps_durati
         1,
         1,
     )?;
-    eventually(
-        Duration::from_secs(10),
-        "the first call answered",
-        || async {
-            let (_, live) = s.admin("GET", "/api/v1/live-calls", None).await?;
-            Ok(live["calls"]
-                .as_array()
-                .is_some_and(|calls| calls.iter().any(|c| c["answer_ms"].is_u64()))
-                .then_some(()))
-        },
-    )
-    .await?;
+    a_call_answered(&s).await?;
     let answer = refused(&s, "second-at-once", "442071234568").await?;
     assert!(
         answer.starts_with("SIP/2.0 503 Too Many Concurrent Calls"),

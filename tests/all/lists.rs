@@ -8,26 +8,10 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::{json, Value};
 use switchyard_tests::sip::{
-    call_records, carrier, put, raw_invite, raw_request, wait_for_no_calls, Sipp, Vendor,
+    a_call_answered, carrier, put, raw_invite, raw_request, record_of, table, wait_for_no_calls,
+    Sipp, Vendor,
 };
-use switchyard_tests::{eventually, TempDir, TestServer, ADMIN};
-
-/// Load a data table from CSV text as the admin.
-async fn table(s: &TestServer, name: &str, csv: &str) -> Result<()> {
-    let (status, body) = s
-        .call(
-            "PUT",
-            &format!("/api/v1/tables/{name}"),
-            ADMIN,
-            Some(switchyard_tests::Body::Bytes(
-                csv.as_bytes().to_vec(),
-                "text/csv",
-            )),
-        )
-        .await?;
-    anyhow::ensure!(status == 200, "table {name}: {status} {body}");
-    Ok(())
-}
+use switchyard_tests::{eventually, TempDir, TestServer};
 
 /// A raw INVITE from the customer's address (127.0.0.1) to `callee`: its final answer.
 async fn invite(s: &TestServer, call_id: &str, callee: &str) -> Result<String> {
@@ -39,16 +23,6 @@ async fn invite(s: &TestServer, call_id: &str, callee: &str) -> Result<String> {
     )
     .await?
     .ok_or_else(|| anyhow::anyhow!("no answer to {call_id}"))
-}
-
-async fn record(s: &TestServer, call_id: &str) -> Result<Value> {
-    eventually(Duration::from_secs(10), "the call's record", || async {
-        Ok(call_records(s)
-            .await?
-            .into_iter()
-            .find(|r| r["call_id"] == call_id))
-    })
-    .await
 }
 
 #[tokio::test]
@@ -81,7 +55,7 @@ async fn number_lists_refuse_at_each_scope_and_the_record_names_list_and_entry()
         answer.contains("entry 881"),
         "the Reason header says why: {answer}"
     );
-    let r = record(&s, "bl-prefix").await?;
+    let r = record_of(&s, "bl-prefix").await?;
     assert_eq!(r["reason"], "number_listed", "{r}");
     assert_eq!(r["final_code"], 603, "{r}");
     assert_eq!(
@@ -104,7 +78,7 @@ async fn number_lists_refuse_at_each_scope_and_the_record_names_list_and_entry()
         answer.starts_with("SIP/2.0 403 Number Not Allowed"),
         "{answer}"
     );
-    let r = record(&s, "wl-miss").await?;
+    let r = record_of(&s, "wl-miss").await?;
     assert_eq!(
         r["refused_by"],
         json!({ "list": "acme-only", "entry": null, "number": "33123456", "side": "callee" }),
@@ -121,7 +95,7 @@ async fn number_lists_refuse_at_each_scope_and_the_record_names_list_and_entry()
     .await?;
     let answer = invite(&s, "rg-barred", "447912345678").await?;
     assert!(answer.starts_with("SIP/2.0 503"), "{answer}");
-    let r = record(&s, "rg-barred").await?;
+    let r = record_of(&s, "rg-barred").await?;
     let attempt = &r["attempts"][0];
     assert_eq!(attempt["gateway"], "vendor-a", "{r}");
     assert_eq!(attempt["leg_call_id"], "", "nothing was sent: {r}");
@@ -152,7 +126,7 @@ async fn number_lists_refuse_at_each_scope_and_the_record_names_list_and_entry()
     .await?;
     let answer = invite(&s, "caller-barred", "442071234567").await?;
     assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
-    let r = record(&s, "caller-barred").await?;
+    let r = record_of(&s, "caller-barred").await?;
     assert_eq!(r["refused_by"]["side"], "caller", "{r}");
     assert_eq!(r["refused_by"]["entry"], "tester", "{r}");
 
@@ -175,7 +149,7 @@ async fn number_lists_refuse_at_each_scope_and_the_record_names_list_and_entry()
             !answer.contains("Satellite Barred"),
             "the disabled list refused: {answer}"
         );
-        record(&s, "disabled").await?
+        record_of(&s, "disabled").await?
     };
     assert_eq!(
         r["refused_by"]["list"], "acme-only",
@@ -245,7 +219,7 @@ async fn the_dynamic_blacklist_lists_a_failing_number_until_lifted_or_lapsed() -
         answer.starts_with("SIP/2.0 403 Number Blacklisted"),
         "{answer}"
     );
-    let r = record(&s, "listed").await?;
+    let r = record_of(&s, "listed").await?;
     assert_eq!(
         r["refused_by"],
         json!({ "list": "auto-blacklist", "entry": "tester", "number": "tester", "side": "caller" }),
@@ -308,18 +282,7 @@ async fn the_dynamic_blacklist_lists_a_number_holding_too_many_calls() -> Result
         1,
         1,
     )?;
-    eventually(
-        Duration::from_secs(10),
-        "the first call answered",
-        || async {
-            let (_, live) = s.admin("GET", "/api/v1/live-calls", None).await?;
-            Ok(live["calls"]
-                .as_array()
-                .is_some_and(|calls| calls.iter().any(|c| c["answer_ms"].is_u64()))
-                .then_some(()))
-        },
-    )
-    .await?;
+    a_call_answered(&s).await?;
     let second = raw_request(
         "127.0.0.1:0",
         s.server.sip.addr,
@@ -379,7 +342,7 @@ async fn a_tenants_address_lists_refuse_sources_its_gateways_would_take() -> Res
     .await?;
     let answer = invite_from(&s, "127.0.0.6:0", "denied").await?;
     assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
-    let r = record(&s, "denied").await?;
+    let r = record_of(&s, "denied").await?;
     assert_eq!(r["reason"], "address_listed", "{r}");
     assert!(
         r["final_reason"]

@@ -265,6 +265,43 @@ pub async fn wait_for_records(s: &TestServer, n: usize) -> Result<Vec<Value>> {
     bail!("fewer than {n} call records after 10 s")
 }
 
+/// Load data table `name` from CSV text as the admin; an error unless it succeeds.
+pub async fn table(s: &TestServer, name: &str, csv: &str) -> Result<()> {
+    let (status, body) = s
+        .call(
+            "PUT",
+            &format!("/api/v1/tables/{name}"),
+            ADMIN,
+            Some(Body::Bytes(csv.as_bytes().to_vec(), "text/csv")),
+        )
+        .await?;
+    anyhow::ensure!(status == 200, "table {name}: {status} {body}");
+    Ok(())
+}
+
+/// The record of call `call_id`, once it is written.
+pub async fn record_of(s: &TestServer, call_id: &str) -> Result<Value> {
+    crate::eventually(Duration::from_secs(10), "the call's record", || async {
+        Ok(call_records(s)
+            .await?
+            .into_iter()
+            .find(|r| r["call_id"] == call_id))
+    })
+    .await
+}
+
+/// Wait until some call in progress has been answered.
+pub async fn a_call_answered(s: &TestServer) -> Result<()> {
+    crate::eventually(Duration::from_secs(10), "a call answered", || async {
+        let (_, live) = s.admin("GET", "/api/v1/live-calls", None).await?;
+        Ok(live["calls"]
+            .as_array()
+            .is_some_and(|calls| calls.iter().any(|c| c["answer_ms"].is_u64()))
+            .then_some(()))
+    })
+    .await
+}
+
 /// Wait until no call or dialog is live (transactions may linger for Timer J/H).
 pub async fn wait_for_no_calls(s: &TestServer) -> Result<Value> {
     let mut last = Value::Null;
