@@ -12,6 +12,7 @@ mod hostile;
 mod lists;
 mod media;
 mod memory;
+mod metrics;
 mod shield;
 mod sip_calls;
 mod stock_router;

@@ -11,6 +11,7 @@ mod error;
 mod events;
 pub mod https;
 pub mod lockout;
+mod metrics;
 mod modules;
 mod security;
 mod tables;
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .merge(clock::routes())
         .merge(security::routes())
         .merge(events::routes())
+        .merge(metrics::routes())
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
         })

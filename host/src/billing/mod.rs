@@ -242,7 +242,10 @@ impl Billing {
             balance_after: Money::ZERO,
         });
         match self.store.record_call(record.clone()).await {
-            Ok(stored) => *record = stored,
+            Ok(stored) => {
+                *record = stored;
+                self.runtime.metrics.cdr_written();
+            }
             Err(e) => {
                 tracing::error!(call_id = %record.call_id, error = %e, "settling the call failed");
                 return;

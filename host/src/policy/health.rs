@@ -26,6 +26,19 @@ pub enum FailureKind {
     Instantiate,
 }
 
+impl FailureKind {
+    /// Its name, as the health report and the metrics spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Trap => "trap",
+            FailureKind::Deadline => "deadline",
+            FailureKind::Memory => "memory",
+            FailureKind::Malformed => "malformed",
+            FailureKind::Instantiate => "instantiate",
+        }
+    }
+}
+
 /// Failure counts by kind.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Failures {

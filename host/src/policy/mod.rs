@@ -416,6 +416,13 @@ impl PolicyEngine {
             &inv.logs,
             inv.quota_refusals,
         );
+        self.runtime.metrics.module_decision(
+            &bound.key.tenant,
+            &bound.key.name,
+            &bound.key.version,
+            failure.map_or("ok", |f| f.kind.as_str()),
+            inv.elapsed_us as f64 / 1e6,
+        );
         if bound.is_canary && failure.is_some() {
             self.judge_canary(&bound.binding, &bound.key);
         }

@@ -8,6 +8,7 @@
 pub mod events;
 pub mod lists;
 pub mod live_calls;
+pub mod metrics;
 pub mod pools;
 pub mod traffic;
 
@@ -88,6 +89,8 @@ pub struct Runtime {
     pub(crate) live_calls: live_calls::LiveCalls,
     /// Events modules raised for operators.
     pub(crate) events: events::Events,
+    /// The Prometheus metrics every layer feeds.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Runtime {
@@ -130,6 +133,7 @@ impl Runtime {
             pools: Default::default(),
             live_calls: Default::default(),
             events: Default::default(),
+            metrics: Default::default(),
         }
     }
 

@@ -21,6 +21,7 @@ pub mod digest;
 mod health;
 pub mod live;
 pub mod message;
+mod metrics;
 mod record;
 pub mod registrar;
 mod session_timer;
@@ -313,9 +314,14 @@ impl SipServer {
             }),
             None => None,
         };
-        let (transports, mut inbound) =
-            transport::Transports::bind(&config.listen, tls, shield, !config.reply_unauthorized)
-                .await?;
+        let (transports, mut inbound) = transport::Transports::bind(
+            &config.listen,
+            tls,
+            shield,
+            !config.reply_unauthorized,
+            runtime.metrics.clone(),
+        )
+        .await?;
         let (addr, addrs) = (transports.advertised, transports.local_addrs());
         let tls_addr = transports.tls_addr();
         let core = Arc::new(SipCore {
@@ -343,6 +349,9 @@ impl SipServer {
         if let Some(name) = &core.config.user_agent {
             core.txs.identify_as(name.clone());
         }
+        core.runtime
+            .metrics
+            .register_collector(Box::new(metrics::SipGauges(Arc::downgrade(&core))));
         let known = Arc::downgrade(&core);
         core.shield().set_known_peers(Arc::new(move |ip| {
             known.upgrade().is_some_and(|core| core.is_known_peer(ip))
@@ -502,6 +511,19 @@ impl SipCore {
     /// The relay port range.
     pub fn media_ports(&self) -> std::ops::Range<u16> {
         self.config.media.port_start..self.config.media.port_end
+    }
+
+    /// Routing gateways (up, down) by their health checks.
+    pub fn routing_gateways_up_down(&self) -> (usize, usize) {
+        let ids = self
+            .store
+            .carrier_list::<switchyard_model::RoutingGateway>(None)
+            .unwrap_or_default();
+        let down = ids
+            .iter()
+            .filter(|(id, _)| self.runtime.gateway_live(id).down)
+            .count();
+        (ids.len() - down, down)
     }
 
     /// Live counts.

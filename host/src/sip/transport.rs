@@ -15,6 +15,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::shield::Shield;
 use super::wire;
+use crate::runtime::metrics::{Direction, MessageLabels, Metrics};
 
 /// Where a message came from or goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,6 +76,8 @@ pub struct Transports {
     /// Messages read off the wire (after the shield), and those that did not parse.
     read: std::sync::atomic::AtomicU64,
     malformed: std::sync::atomic::AtomicU64,
+    /// Counts every message sent and received, by method.
+    metrics: Arc<Metrics>,
 }
 
 impl Transports {
@@ -85,6 +88,7 @@ impl Transports {
         tls: Option<TlsListen>,
         shield: Arc<Shield>,
         silent: bool,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<(Arc<Transports>, mpsc::Receiver<Inbound>)> {
         anyhow::ensure!(!listen.is_empty(), "no SIP listen address");
         let (inbound, rx) = mpsc::channel(4096);
@@ -120,6 +124,7 @@ impl Transports {
             silent,
             read: Default::default(),
             malformed: Default::default(),
+            metrics,
         });
         for socket in &transports.udp {
             tokio::spawn(read_udp(transports.clone(), socket.clone()));
@@ -153,6 +158,7 @@ impl Transports {
             silent: false,
             read: Default::default(),
             malformed: Default::default(),
+            metrics: Default::default(),
         });
         (transports, sent_rx, inbound_rx)
     }
@@ -190,6 +196,7 @@ impl Transports {
     /// Send a message. UDP goes out of the socket of the destination's address family;
     /// TCP reuses an open connection to the peer or dials one.
     pub async fn send(self: &Arc<Self>, bytes: Vec<u8>, to: Peer) {
+        self.count(&bytes, Direction::Out);
         if let Some(memory) = &self.memory {
             let _ = memory.send((bytes, to));
             return;
@@ -316,6 +323,15 @@ impl Transports {
         !self.silent || self.shield.is_known(ip)
     }
 
+    fn count(&self, raw: &[u8], direction: Direction) {
+        let (method, status) = wire::glance(raw);
+        self.metrics.sip_message(&MessageLabels {
+            direction,
+            method,
+            status,
+        });
+    }
+
     async fn deliver(self: &Arc<Self>, raw: &[u8], peer: Peer) {
         let now_ms = crate::now_ms();
         let ip = peer.addr.ip();
@@ -323,6 +339,7 @@ impl Transports {
             return;
         }
         self.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count(raw, Direction::In);
         match wire::parse(raw) {
             Ok(msg) => {
                 if msg.status().is_none()

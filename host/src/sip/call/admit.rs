@@ -67,7 +67,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
                 let origin = Origin::on(&gateway_id, &gateway, &requested, peer);
                 let call = offered_call(&invite, &origin, arrived_at_ms);
                 let record = new_call_record(&origin, &call, &requested);
-                save_refusal(&core.store, record, 503, &why, EndReason::Limit).await;
+                save_refusal(&core, record, 503, &why, EndReason::Limit).await;
             }
             return;
         }
@@ -97,7 +97,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
             let resp =
                 reply(403, "Forbidden").header("Reason", format!("SIP;cause=403;text=\"{why}\""));
             core.txs.respond(&tx, resp).await;
-            return save_refusal(&core.store, record, 403, &why, EndReason::AddressListed).await;
+            return save_refusal(&core, record, 403, &why, EndReason::AddressListed).await;
         }
         Err(e) => tracing::error!(%call_id, error = %e, "address lists unreadable; not checked"),
     }
@@ -122,7 +122,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
             core.txs.respond(&tx, resp).await;
             record.refused_by = Some(refusal.hit);
             let code = refusal.code;
-            return save_refusal(&core.store, record, code, &why, EndReason::NumberListed).await;
+            return save_refusal(&core, record, code, &why, EndReason::NumberListed).await;
         }
         Err(e) => tracing::error!(%call_id, error = %e, "number lists unreadable; not checked"),
     }
@@ -154,7 +154,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
             number: caller.to_string(),
             side: switchyard_model::NumberSide::Caller,
         });
-        return save_refusal(&core.store, record, 403, &why, EndReason::NumberListed).await;
+        return save_refusal(&core, record, 403, &why, EndReason::NumberListed).await;
     }
     // A codec the caller's gateway pins must be in the offer: refused at once,
     // before any vendor INVITE.
@@ -165,7 +165,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
         let resp = reply(488, "Not Acceptable Here")
             .header("Reason", format!("SIP;cause=488;text=\"{why}\""));
         core.txs.respond(&tx, resp).await;
-        return save_refusal(&core.store, record, 488, &why, EndReason::CodecNotOffered).await;
+        return save_refusal(&core, record, 488, &why, EndReason::CodecNotOffered).await;
     }
     // Billing refuses before any vendor INVITE, and the refusal is recorded.
     let billing = match core.billing.authorize(&gateway.account, &callee) {
@@ -182,7 +182,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
             );
             core.txs.respond(&tx, resp).await;
             let why = &refusal.detail;
-            return save_refusal(&core.store, record, refusal.code, why, refusal.reason).await;
+            return save_refusal(&core, record, refusal.code, why, refusal.reason).await;
         }
     };
     core.txs
@@ -282,7 +282,7 @@ pub(super) fn new_call_record(origin: &Origin<'_>, call: &Call, callee_in: &str)
 
 /// Record a call refused at setup with `code` and `why`: it ends as it arrives.
 pub(super) async fn save_refusal(
-    store: &crate::store::Store,
+    core: &SipCore,
     mut record: CallRecord,
     code: u16,
     why: &str,
@@ -292,7 +292,8 @@ pub(super) async fn save_refusal(
     record.final_reason = Some(why.to_string());
     record.end_ms = crate::now_ms();
     record.reason = reason;
-    super::finish::save_call_record(store, &record).await
+    super::finish::count_ended(core, &record);
+    super::finish::save_call_record(core, &record).await
 }
 
 pub(super) enum PhoneAuth {

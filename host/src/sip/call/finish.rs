@@ -5,21 +5,37 @@ use super::*;
 
 /// Store a finished call's record and flush it: call records are money, so they are
 /// durable (group commit) before the call is forgotten.
-pub(super) async fn save_call_record(store: &crate::store::Store, record: &CallRecord) {
-    if let Err(e) = store.record_call(record.clone()).await {
-        tracing::error!(call_id = %record.call_id, error = %e, "writing the call record failed");
+pub(super) async fn save_call_record(core: &SipCore, record: &CallRecord) {
+    match core.store.record_call(record.clone()).await {
+        Ok(_) => core.runtime.metrics.cdr_written(),
+        Err(e) => {
+            tracing::error!(call_id = %record.call_id, error = %e, "writing the call record failed")
+        }
     }
 }
 
+/// Count an ended call in the metrics, by its end reason.
+pub(super) fn count_ended(core: &SipCore, record: &CallRecord) {
+    let reason = serde_json::to_value(record.reason).unwrap_or_default();
+    core.runtime.metrics.call_ended(
+        reason.as_str().unwrap_or("unknown"),
+        record.reason == EndReason::BalanceExhausted,
+    );
+}
+
 impl CallTask {
-    /// Feed the traffic statistics: each attempt sent to its gateway, the call to its
-    /// account.
+    /// Feed the traffic statistics (each attempt sent to its gateway, the call to its
+    /// account) and the metrics.
     pub(super) fn count_traffic(&self) {
         use crate::runtime::traffic::Outcome;
         let runtime = &self.core.runtime;
         let r = &self.record;
         let at_ms = r.end_ms;
+        count_ended(&self.core, r);
         for a in r.attempts.iter().filter(|a| !a.leg_call_id.is_empty()) {
+            runtime
+                .metrics
+                .attempt_ended(&a.gateway, a.code.unwrap_or(0));
             let answered = a.code.is_some_and(|c| (200..300).contains(&c));
             let duration_secs = if answered { r.duration_secs() } else { 0 };
             runtime.record_attempt(
@@ -101,7 +117,7 @@ impl CallTask {
         self.judge_caller();
         match self.billing.take() {
             Some(auth) => self.core.billing.settle(auth, &mut self.record).await,
-            None => save_call_record(&self.core.store, &self.record).await,
+            None => save_call_record(&self.core, &self.record).await,
         }
         if let Some((tx, bye)) = self.hangup.take() {
             let ok = Outgoing::response(&bye, 200, "OK", None);
