@@ -48,6 +48,15 @@ struct ServeArgs {
     /// send neither (SS_SIP_USER_AGENT_PRIVACY).
     #[arg(long, env = "SWITCHYARD_SIP_USER_AGENT")]
     sip_user_agent: Option<String>,
+    /// SIP messages the trace keeps (searched and exported over REST); 0 = none.
+    #[arg(long, env = "SWITCHYARD_SIP_TRACE_CAPACITY", default_value_t = crate::sip::trace::TraceConfig::default().capacity)]
+    sip_trace_capacity: usize,
+    /// Copy every SIP message to this HEP v3 collector (Homer, `sngrep -L udp:…`).
+    #[arg(long, env = "SWITCHYARD_HEP")]
+    hep: Option<std::net::SocketAddr>,
+    /// The capture agent id our HEP copies carry.
+    #[arg(long, env = "SWITCHYARD_HEP_AGENT_ID", default_value_t = crate::sip::trace::TraceConfig::default().hep_agent_id)]
+    hep_agent_id: u32,
     /// Packets one source may send per `--flood-window-ms` before it is banned; 0 = no limit.
     #[arg(long, env = "SWITCHYARD_FLOOD_LIMIT", default_value_t = crate::sip::shield::ShieldConfig::default().flood_limit)]
     flood_limit: u32,
@@ -303,6 +312,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 max_concurrent: a.auto_blacklist_concurrent,
                 list_secs: a.auto_blacklist_secs,
                 ban_sources: a.auto_blacklist_sources,
+            },
+            trace: crate::sip::trace::TraceConfig {
+                capacity: a.sip_trace_capacity,
+                hep: a.hep,
+                hep_agent_id: a.hep_agent_id,
+                ..Default::default()
             },
             ..Default::default()
         },

@@ -18,3 +18,4 @@ mod sip_calls;
 mod stock_router;
 mod tenancy;
 mod tls;
+mod trace;

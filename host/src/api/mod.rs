@@ -16,6 +16,7 @@ mod modules;
 mod security;
 mod tables;
 mod tokens;
+mod trace;
 
 use std::sync::Arc;
 
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(security::routes())
         .merge(events::routes())
         .merge(metrics::routes())
+        .merge(trace::routes())
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
         })

@@ -19,6 +19,7 @@ mod call;
 mod dialog;
 pub mod digest;
 mod health;
+pub mod hep;
 pub mod live;
 pub mod message;
 mod metrics;
@@ -26,6 +27,7 @@ mod record;
 pub mod registrar;
 mod session_timer;
 pub mod shield;
+pub mod trace;
 pub mod transaction;
 pub mod transport;
 pub mod upstream;
@@ -137,6 +139,8 @@ pub struct SipConfig {
     pub tls: Option<SipTls>,
     /// The dynamic blacklist of caller numbers (off unless set).
     pub auto_blacklist: auto_blacklist::AutoBlacklistConfig,
+    /// What the SIP trace keeps.
+    pub trace: trace::TraceConfig,
 }
 
 /// SIP over TLS: a listener with our certificate, and the CAs vendors' must chain to.
@@ -186,6 +190,7 @@ impl Default for SipConfig {
             media: crate::media::MediaConfig::default(),
             tls: None,
             auto_blacklist: Default::default(),
+            trace: Default::default(),
         }
     }
 }
@@ -320,6 +325,7 @@ impl SipServer {
             shield,
             !config.reply_unauthorized,
             runtime.metrics.clone(),
+            Arc::new(trace::Trace::new(config.trace)?),
         )
         .await?;
         let (addr, addrs) = (transports.advertised, transports.local_addrs());
@@ -511,6 +517,11 @@ impl SipCore {
     /// The relay port range.
     pub fn media_ports(&self) -> std::ops::Range<u16> {
         self.config.media.port_start..self.config.media.port_end
+    }
+
+    /// Every message sent and received, for operators.
+    pub fn trace(&self) -> &Arc<trace::Trace> {
+        &self.txs.transports().trace
     }
 
     /// Routing gateways (up, down) by their health checks.

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::shield::Shield;
+use super::trace::Trace;
 use super::wire;
 use crate::runtime::metrics::{Direction, MessageLabels, Metrics};
 
@@ -78,6 +79,8 @@ pub struct Transports {
     malformed: std::sync::atomic::AtomicU64,
     /// Counts every message sent and received, by method.
     metrics: Arc<Metrics>,
+    /// Keeps every message sent and received for operators.
+    pub trace: Arc<Trace>,
 }
 
 impl Transports {
@@ -89,6 +92,7 @@ impl Transports {
         shield: Arc<Shield>,
         silent: bool,
         metrics: Arc<Metrics>,
+        trace: Arc<Trace>,
     ) -> anyhow::Result<(Arc<Transports>, mpsc::Receiver<Inbound>)> {
         anyhow::ensure!(!listen.is_empty(), "no SIP listen address");
         let (inbound, rx) = mpsc::channel(4096);
@@ -125,6 +129,7 @@ impl Transports {
             read: Default::default(),
             malformed: Default::default(),
             metrics,
+            trace,
         });
         for socket in &transports.udp {
             tokio::spawn(read_udp(transports.clone(), socket.clone()));
@@ -159,6 +164,7 @@ impl Transports {
             read: Default::default(),
             malformed: Default::default(),
             metrics: Default::default(),
+            trace: Arc::new(Trace::new(Default::default()).expect("no HEP socket to bind")),
         });
         (transports, sent_rx, inbound_rx)
     }
@@ -197,6 +203,9 @@ impl Transports {
     /// TCP reuses an open connection to the peer or dials one.
     pub async fn send(self: &Arc<Self>, bytes: Vec<u8>, to: Peer) {
         self.count(&bytes, Direction::Out);
+        let local = self.advertised_to(to);
+        self.trace
+            .record(true, to.transport, local, to.addr, &bytes, None);
         if let Some(memory) = &self.memory {
             let _ = memory.send((bytes, to));
             return;
@@ -335,7 +344,10 @@ impl Transports {
     async fn deliver(self: &Arc<Self>, raw: &[u8], peer: Peer) {
         let now_ms = crate::now_ms();
         let ip = peer.addr.ip();
+        let local = self.advertised_to(peer);
         if !self.shield.admit(ip, now_ms) {
+            self.trace
+                .record(false, peer.transport, local, peer.addr, raw, Some("shield"));
             return;
         }
         self.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -345,13 +357,25 @@ impl Transports {
                 if msg.status().is_none()
                     && self.shield.is_scanner(ip, msg.header("User-Agent"), now_ms)
                 {
+                    self.trace.record(
+                        false,
+                        peer.transport,
+                        local,
+                        peer.addr,
+                        raw,
+                        Some("scanner"),
+                    );
                     return;
                 }
+                self.trace
+                    .record(false, peer.transport, local, peer.addr, raw, None);
                 if self.inbound.send(Inbound { msg, peer }).await.is_err() {
                     tracing::debug!("SIP core stopped; message dropped");
                 }
             }
             Err(e) => {
+                self.trace
+                    .record(false, peer.transport, local, peer.addr, raw, None);
                 self.malformed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(source = %peer.addr, error = %e, "malformed SIP message");

@@ -539,6 +539,19 @@ pub fn glance(raw: &[u8]) -> (&'static str, &'static str) {
     (known(method), "request")
 }
 
+/// A message's Call-ID (long or compact header) without parsing it.
+pub fn call_id_of(raw: &[u8]) -> Option<&str> {
+    let head = &raw[..find(raw, b"\r\n\r\n").unwrap_or(raw.len())];
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = line[..colon].trim_ascii();
+        if !(name.eq_ignore_ascii_case(b"Call-ID") || name.eq_ignore_ascii_case(b"i")) {
+            return None;
+        }
+        std::str::from_utf8(line[colon + 1..].trim_ascii()).ok()
+    })
+}
+
 #[cfg(test)]
 mod glance_tests {
     use super::glance;
@@ -552,5 +565,19 @@ mod glance_tests {
         assert_eq!(glance(b"SIP/2.0 486 Busy\r\n\r\n"), ("OTHER", "4xx"));
         assert_eq!(glance(b"FROB sip:x SIP/2.0\r\n\r\n"), ("OTHER", "request"));
         assert_eq!(glance(b""), ("OTHER", "request"));
+    }
+
+    #[test]
+    fn the_call_id_is_found_in_long_and_compact_form() {
+        use super::call_id_of;
+        assert_eq!(
+            call_id_of(b"BYE x SIP/2.0\r\nCall-ID:  abc@h \r\n\r\n"),
+            Some("abc@h")
+        );
+        assert_eq!(
+            call_id_of(b"BYE x SIP/2.0\r\ni: q1\r\n\r\nCall-ID: body"),
+            Some("q1")
+        );
+        assert_eq!(call_id_of(b"BYE x SIP/2.0\r\nVia: i: no\r\n\r\n"), None);
     }
 }
