@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use switchyard_tests::sip::{carrier, free_port, wait_for_records, Sipp, Vendor};
+use switchyard_tests::sip::{carrier, free_port, one_call, wait_for_records, Sipp, Vendor};
 use switchyard_tests::{eventually, TempDir, TestServer, ADMIN};
 
 /// A Prometheus server scraping `target` every second, killed when dropped.
@@ -179,17 +179,7 @@ async fn metrics_need_an_admin_token_and_name_no_call_or_number() -> Result<()> 
     let s = TestServer::start(&dir.0).await?;
     let vendor = Vendor::new("vendor-a");
     carrier(&s, json!({}), &[&vendor]).await?;
-    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 1)?;
-    Sipp::uac(
-        s.server.sip.addr,
-        &["-sn", "uac", "-s", "442079876543"],
-        1,
-        1,
-    )?
-    .succeeds()
-    .await?;
-    uas.succeeds().await?;
-    wait_for_records(&s, 1).await?;
+    let record = one_call(&s, &vendor, "442079876543").await?;
 
     let (status, _) = s.call("GET", "/metrics", "", None).await?;
     assert_eq!(status, 401);
@@ -208,10 +198,7 @@ async fn metrics_need_an_admin_token_and_name_no_call_or_number() -> Result<()> 
         !text.contains("442079876543"),
         "no number in a label: {text}"
     );
-    let call_id = switchyard_tests::sip::call_records(&s).await?[0]["call_id"]
-        .as_str()
-        .context("call id")?
-        .to_string();
-    assert!(!text.contains(&call_id), "no call id in a label");
+    let call_id = record["call_id"].as_str().context("call id")?;
+    assert!(!text.contains(call_id), "no call id in a label");
     Ok(())
 }

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use switchyard_tests::sip::{
-    call_records, carrier, free_port, raw_request, wait_for_records, Sipp, Vendor,
-};
+use switchyard_tests::sip::{carrier, free_port, one_call, raw_request, Vendor};
 use switchyard_tests::{eventually, TempDir, TestServer, ADMIN};
 
 /// The SIP messages tshark finds in `pcap`: (Call-ID, request method or status code).
@@ -100,18 +98,7 @@ async fn a_calls_messages_are_traced_exported_as_pcap_and_copied_over_hep() -> R
     .await?;
     let vendor = Vendor::new("vendor-a");
     carrier(&s, json!({}), &[&vendor]).await?;
-    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 1)?;
-    Sipp::uac(
-        s.server.sip.addr,
-        &["-sn", "uac", "-s", "442071234567"],
-        1,
-        1,
-    )?
-    .succeeds()
-    .await?;
-    uas.succeeds().await?;
-    wait_for_records(&s, 1).await?;
-    let record = &call_records(&s).await?[0];
+    let record = one_call(&s, &vendor, "442071234567").await?;
     let call_id = record["call_id"].as_str().context("call id")?;
     let leg = record["attempts"][0]["leg_call_id"]
         .as_str()

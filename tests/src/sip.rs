@@ -358,3 +358,13 @@ pub fn raw_invite(call_id: &str, callee: &str) -> String {
          Content-Length: 0\r\n\r\n"
     )
 }
+
+/// Place one SIPp call to `callee`, answered by SIPp as `vendor`; its call record.
+pub async fn one_call(s: &TestServer, vendor: &Vendor, callee: &str) -> Result<Value> {
+    let uas = Sipp::uas(vendor.port, &["-sn", "uas"], 1)?;
+    Sipp::uac(s.server.sip.addr, &["-sn", "uac", "-s", callee], 1, 1)?
+        .succeeds()
+        .await?;
+    uas.succeeds().await?;
+    Ok(wait_for_records(s, 1).await?.remove(0))
+}
