@@ -36,9 +36,7 @@ pub mod tls;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    now_us() / 1_000
 }
 
 /// Microseconds since the Unix epoch.

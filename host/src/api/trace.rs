@@ -50,11 +50,8 @@ async fn list(
     caller: Caller,
     Query(filter): Query<TraceFilter>,
     Query(l): Query<Limit>,
-) -> ApiResult<ApiJson<Vec<TraceEntry>>> {
-    let found = search(&state, &caller, &filter, l.limit)?;
-    Ok(ApiJson(
-        found.iter().map(|e| TraceEntry::clone(e)).collect(),
-    ))
+) -> ApiResult<ApiJson<Vec<Arc<TraceEntry>>>> {
+    Ok(ApiJson(search(&state, &caller, &filter, l.limit)?))
 }
 
 async fn download(

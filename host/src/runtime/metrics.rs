@@ -103,9 +103,8 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// The metrics, all at zero, named under `switchyard_`.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("switchyard");
         let m = Metrics {
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(Registry::with_prefix("switchyard")),
             calls: Family::default(),
             attempts: Family::default(),
             sip_messages: Family::default(),
@@ -114,6 +113,7 @@ impl Metrics {
             cdr_writes: Counter::default(),
             balance_cut_calls: Counter::default(),
         };
+        let mut registry = m.lock();
         registry.register("calls", "Calls ended, by end reason", m.calls.clone());
         registry.register(
             "call_attempts",
@@ -142,7 +142,7 @@ impl Metrics {
             "Calls ended because the account's balance ran out",
             m.balance_cut_calls.clone(),
         );
-        *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
+        drop(registry);
         m
     }
 
@@ -221,60 +221,34 @@ impl Metrics {
     }
 }
 
-/// Write one gauge or counter read at scrape time, with its labels.
+/// Write metrics read at scrape time (`ConstGauge`s and `ConstCounter`s; a counter's
+/// `name` goes without `_total`).
 pub mod scrape {
     use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-    use prometheus_client::metrics::counter::ConstCounter;
-    use prometheus_client::metrics::gauge::ConstGauge;
 
-    /// A gauge without labels.
-    pub fn gauge(
+    /// One metric without labels.
+    pub fn one<M: EncodeMetric>(
         e: &mut DescriptorEncoder,
         name: &str,
         help: &str,
-        value: i64,
+        metric: M,
     ) -> std::fmt::Result {
-        let g = ConstGauge::new(value);
-        g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+        metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
     }
 
-    /// A counter without labels (`name` without `_total`).
-    pub fn counter(
+    /// One metric per label set, all of one type.
+    pub fn family<L: EncodeLabelSet, M: EncodeMetric>(
         e: &mut DescriptorEncoder,
         name: &str,
         help: &str,
-        value: u64,
+        values: &[(L, M)],
     ) -> std::fmt::Result {
-        let c = ConstCounter::new(value);
-        c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
-    }
-
-    /// A gauge with one value per label set.
-    pub fn gauges<L: EncodeLabelSet>(
-        e: &mut DescriptorEncoder,
-        name: &str,
-        help: &str,
-        values: &[(L, i64)],
-    ) -> std::fmt::Result {
-        let mut family =
-            e.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
-        for (labels, v) in values {
-            ConstGauge::new(*v).encode(family.encode_family(labels)?)?;
-        }
-        Ok(())
-    }
-
-    /// A counter with one value per label set (`name` without `_total`).
-    pub fn counters<L: EncodeLabelSet>(
-        e: &mut DescriptorEncoder,
-        name: &str,
-        help: &str,
-        values: &[(L, u64)],
-    ) -> std::fmt::Result {
-        let mut family =
-            e.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
-        for (labels, v) in values {
-            ConstCounter::new(*v).encode(family.encode_family(labels)?)?;
+        let Some((_, first)) = values.first() else {
+            return Ok(());
+        };
+        let mut family = e.encode_descriptor(name, help, None, first.metric_type())?;
+        for (labels, metric) in values {
+            metric.encode(family.encode_family(labels)?)?;
         }
         Ok(())
     }

@@ -8,7 +8,10 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
 use super::SipCore;
-use crate::runtime::metrics::scrape::{counter, counters, gauge, gauges};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::runtime::metrics::scrape::{family, one};
 
 /// Reads the SIP core while it lives; a stopped switch shows nothing.
 pub(super) struct SipGauges(pub(super) Weak<SipCore>);
@@ -25,70 +28,76 @@ impl Collector for SipGauges {
             return Ok(());
         };
         let s = core.stats();
-        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
-        gauge(&mut e, "calls_active", "Calls in progress", n(s.calls))?;
-        gauge(
+        let g = |v: usize| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+        let c = ConstCounter::new;
+        one(&mut e, "calls_active", "Calls in progress", g(s.calls))?;
+        one(
             &mut e,
             "sip_dialogs_active",
             "Dialogs in progress (two per established call)",
-            n(s.dialogs),
+            g(s.dialogs),
         )?;
-        gauges(
+        family(
             &mut e,
             "sip_transactions_active",
             "SIP transactions alive, by side",
             &[
-                ([("side", "client")], n(s.client_transactions)),
-                ([("side", "server")], n(s.server_transactions)),
+                ([("side", "client")], g(s.client_transactions)),
+                ([("side", "server")], g(s.server_transactions)),
             ],
         )?;
-        gauge(
+        one(
             &mut e,
             "registrations_active",
             "Phones registered",
-            n(s.registrations),
+            g(s.registrations),
         )?;
-        gauge(
+        one(
             &mut e,
             "media_ports_free",
             "Relay ports free",
-            n(s.media_ports_free),
+            g(s.media_ports_free),
         )?;
-        counter(
+        one(
             &mut e,
             "rtp_transcode_drops",
             "Voice packets dropped because transcoding fell behind",
-            s.media_transcode_drops as u64,
+            c(s.media_transcode_drops as u64),
         )?;
         let (up, down) = core.routing_gateways_up_down();
-        gauges(
+        family(
             &mut e,
             "routing_gateways",
             "Routing gateways, by health",
-            &[([("state", "up")], n(up)), ([("state", "down")], n(down))],
+            &[([("state", "up")], g(up)), ([("state", "down")], g(down))],
         )?;
-        gauge(
+        one(
             &mut e,
             "bans_active",
             "Sources banned now",
-            n(s.shield.bans_active),
+            g(s.shield.bans_active),
         )?;
-        counter(&mut e, "bans", "Bans set since start", s.shield.bans_total)?;
-        counters(
+        one(
+            &mut e,
+            "bans",
+            "Bans set since start",
+            c(s.shield.bans_total),
+        )?;
+        family(
             &mut e,
             "shield_dropped_packets",
             "Packets the shield dropped before parsing, by why",
             &[
-                ([("reason", "denied")], s.shield.dropped_denied),
-                ([("reason", "banned")], s.shield.dropped_banned),
-                ([("reason", "scanner")], s.shield.dropped_scanner),
+                ([("reason", "denied")], c(s.shield.dropped_denied)),
+                ([("reason", "banned")], c(s.shield.dropped_banned)),
+                ([("reason", "scanner")], c(s.shield.dropped_scanner)),
             ],
         )?;
-        counter(
+        one(
             &mut e,
             "sip_malformed_messages",
             "Messages that did not parse",
-            s.messages_malformed,
+            c(s.messages_malformed),
         )?;
         Ok(())
     }

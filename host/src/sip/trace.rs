@@ -89,16 +89,11 @@ impl TraceFilter {
             }
         }
         if let Some(n) = &self.number {
-            let head = e.message.split("\r\n\r\n").next().unwrap_or_default();
-            let mut lines = head.lines();
-            let start = lines.next().unwrap_or_default();
-            let named = |l: &&str| {
-                let name = l.split(':').next().unwrap_or_default().trim();
-                ["from", "f", "to", "t"]
-                    .iter()
-                    .any(|h| name.eq_ignore_ascii_case(h))
-            };
-            if !start.contains(n.as_str()) && !lines.filter(named).any(|l| l.contains(n.as_str())) {
+            let raw = e.message.as_bytes();
+            let start = e.message.lines().next().unwrap_or_default();
+            let mut parties = super::wire::raw_header_values(raw, "From")
+                .chain(super::wire::raw_header_values(raw, "To"));
+            if !start.contains(n.as_str()) && !parties.any(|v| v.contains(n.as_str())) {
                 return false;
             }
         }

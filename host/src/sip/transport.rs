@@ -61,6 +61,9 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// The bound sockets.
 pub struct Transports {
     udp: Vec<Arc<UdpSocket>>,
+    /// The UDP sockets' addresses, read once at bind (they never change): asked for
+    /// every message we send or trace.
+    local: Vec<SocketAddr>,
     /// Set instead of sockets by [`Transports::in_memory`]: every send lands here.
     memory: Option<mpsc::UnboundedSender<(Vec<u8>, Peer)>>,
     /// Open TCP and TLS connections by peer (accepted or dialled).
@@ -117,8 +120,13 @@ impl Transports {
             }
             None => (None, None),
         };
+        let local = udp
+            .iter()
+            .map(|s| s.local_addr())
+            .collect::<std::io::Result<Vec<_>>>()?;
         let transports = Arc::new(Transports {
-            advertised: udp[0].local_addr()?,
+            advertised: local[0],
+            local,
             udp,
             memory: None,
             tcp: Mutex::default(),
@@ -151,6 +159,7 @@ impl Transports {
         let (inbound, inbound_rx) = mpsc::channel(64);
         let transports = Arc::new(Transports {
             udp: Vec::new(),
+            local: Vec::new(),
             memory: Some(sent),
             tcp: Mutex::default(),
             tls: None,
@@ -171,8 +180,9 @@ impl Transports {
 
     /// The address to advertise to `peer`: our first of its address family.
     pub fn advertised_for(&self, peer: SocketAddr) -> SocketAddr {
-        self.local_addrs()
-            .into_iter()
+        self.local
+            .iter()
+            .copied()
             .find(|a| a.is_ipv4() == peer.is_ipv4())
             .unwrap_or(self.advertised)
     }
@@ -193,10 +203,7 @@ impl Transports {
 
     /// Every address we listen on.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.udp
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect()
+        self.local.clone()
     }
 
     /// Send a message. UDP goes out of the socket of the destination's address family;
@@ -212,14 +219,11 @@ impl Transports {
         }
         match to.transport {
             Transport::Udp => {
-                let socket = self
-                    .udp
+                let family = self
+                    .local
                     .iter()
-                    .find(|s| {
-                        s.local_addr()
-                            .is_ok_and(|a| a.is_ipv4() == to.addr.is_ipv4())
-                    })
-                    .unwrap_or(&self.udp[0]);
+                    .position(|a| a.is_ipv4() == to.addr.is_ipv4());
+                let socket = &self.udp[family.unwrap_or(0)];
                 if let Err(e) = socket.send_to(&bytes, to.addr).await {
                     tracing::debug!(to = %to.addr, error = %e, "UDP send failed");
                 }
@@ -352,30 +356,21 @@ impl Transports {
         }
         self.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.count(raw, Direction::In);
-        match wire::parse(raw) {
+        let parsed = wire::parse(raw);
+        let scanner = parsed.as_ref().is_ok_and(|msg| {
+            msg.status().is_none() && self.shield.is_scanner(ip, msg.header("User-Agent"), now_ms)
+        });
+        let dropped = scanner.then_some("scanner");
+        self.trace
+            .record(false, peer.transport, local, peer.addr, raw, dropped);
+        match parsed {
+            Ok(_) if scanner => {}
             Ok(msg) => {
-                if msg.status().is_none()
-                    && self.shield.is_scanner(ip, msg.header("User-Agent"), now_ms)
-                {
-                    self.trace.record(
-                        false,
-                        peer.transport,
-                        local,
-                        peer.addr,
-                        raw,
-                        Some("scanner"),
-                    );
-                    return;
-                }
-                self.trace
-                    .record(false, peer.transport, local, peer.addr, raw, None);
                 if self.inbound.send(Inbound { msg, peer }).await.is_err() {
                     tracing::debug!("SIP core stopped; message dropped");
                 }
             }
             Err(e) => {
-                self.trace
-                    .record(false, peer.transport, local, peer.addr, raw, None);
                 self.malformed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(source = %peer.addr, error = %e, "malformed SIP message");

@@ -497,6 +497,21 @@ const KNOWN_METHODS: [&str; 14] = [
     "PUBLISH",
 ];
 
+/// The values of header `full` (by its full name; its compact form counts too) in a
+/// raw message's head, unparsed: for looking at every message cheaply.
+pub fn raw_header_values<'a>(raw: &'a [u8], full: &'a str) -> impl Iterator<Item = &'a str> {
+    let head = &raw[..find(raw, b"\r\n\r\n").unwrap_or(raw.len())];
+    head.split(|&b| b == b'\n').skip(1).filter_map(move |line| {
+        let line = std::str::from_utf8(line).ok()?;
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim();
+        // Only a one-letter name can be compact (and expanding allocates).
+        let named = name.eq_ignore_ascii_case(full)
+            || (name.len() == 1 && expand_compact(name) == Some(full));
+        named.then(|| value.trim())
+    })
+}
+
 /// What a message is, read off its first line and CSeq without parsing it: its
 /// method (a response's CSeq method) from a fixed list, and `request` or the
 /// response's status class. Cheap enough for every message sent and received.
@@ -508,8 +523,7 @@ pub fn glance(raw: &[u8]) -> (&'static str, &'static str) {
             .copied()
             .unwrap_or("OTHER")
     };
-    let head = &raw[..find(raw, b"\r\n\r\n").unwrap_or(raw.len())];
-    let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first = raw.split(|&b| b == b'\n').next().unwrap_or_default();
     if let Some(rest) = first.strip_prefix(b"SIP/2.0 ") {
         let class = match rest.first() {
             Some(b'1') => "1xx",
@@ -520,19 +534,10 @@ pub fn glance(raw: &[u8]) -> (&'static str, &'static str) {
             Some(b'6') => "6xx",
             _ => "other",
         };
-        let method = head
-            .split(|&b| b == b'\n')
-            .find_map(|line| {
-                let (name, value) = line.split_at(line.iter().position(|&b| b == b':')?);
-                if !name.trim_ascii().eq_ignore_ascii_case(b"CSeq") {
-                    return None;
-                }
-                value[1..]
-                    .trim_ascii()
-                    .split(|b| b.is_ascii_whitespace())
-                    .nth(1)
-            })
-            .map_or("OTHER", known);
+        let method = raw_header_values(raw, "CSeq")
+            .next()
+            .and_then(|cseq| cseq.split_whitespace().nth(1))
+            .map_or("OTHER", |m| known(m.as_bytes()));
         return (method, class);
     }
     let method = first.split(|&b| b == b' ').next().unwrap_or_default();
@@ -541,15 +546,7 @@ pub fn glance(raw: &[u8]) -> (&'static str, &'static str) {
 
 /// A message's Call-ID (long or compact header) without parsing it.
 pub fn call_id_of(raw: &[u8]) -> Option<&str> {
-    let head = &raw[..find(raw, b"\r\n\r\n").unwrap_or(raw.len())];
-    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
-        let colon = line.iter().position(|&b| b == b':')?;
-        let name = line[..colon].trim_ascii();
-        if !(name.eq_ignore_ascii_case(b"Call-ID") || name.eq_ignore_ascii_case(b"i")) {
-            return None;
-        }
-        std::str::from_utf8(line[colon + 1..].trim_ascii()).ok()
-    })
+    raw_header_values(raw, "Call-ID").next()
 }
 
 #[cfg(test)]
