@@ -76,6 +76,10 @@ struct ServeArgs {
     /// 5 minutes (429); 0 = never.
     #[arg(long, env = "SWITCHYARD_API_LOCKOUT_FAILURES", default_value_t = crate::api::lockout::LockoutConfig::default().max_failures)]
     api_lockout_failures: u32,
+    /// Networks that may log in to the web manager, comma-separated (VOS3000 "Web Access
+    /// Control"); any when unset. Bearer tokens are not affected.
+    #[arg(long, env = "SWITCHYARD_WEB_ALLOW", value_delimiter = ',')]
+    web_allow: Vec<ipnet::IpNet>,
     /// Listen for SIP over TLS here (sips:, conventionally port 5061); needs
     /// --tls-cert and --tls-key.
     #[arg(long, env = "SWITCHYARD_SIP_TLS_LISTEN", requires_all = ["tls_cert", "tls_key"])]
@@ -334,10 +338,20 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         },
         api_tls: tls_files.filter(|_| a.api_https),
         table_quota: Default::default(),
+        web: crate::api::session::WebConfig {
+            allow: a.web_allow,
+            ..Default::default()
+        },
+        admin_password: std::env::var("SWITCHYARD_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
     };
     let server = crate::server::start(config).await?;
     if let Some(token) = &server.generated_admin_token {
         println!("admin token (shown once; keep it): {token}");
+    }
+    if let Some(password) = &server.generated_admin_password {
+        println!("web manager user admin, password (shown once; keep it): {password}");
     }
     println!("switchyard SIP on {} (UDP and TCP)", server.sip.addr);
     if let Some(tls) = server.sip.tls_addr {
@@ -348,6 +362,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         "switchyard REST API on {scheme}://{}/api/v1",
         server.api_addr
     );
+    println!("switchyard web manager on {scheme}://{}/", server.api_addr);
     server.run_until_signal().await
 }
 

@@ -45,6 +45,14 @@ pub struct Config {
     /// Serve the API over HTTPS with this certificate (plain HTTP when unset).
     #[serde(default)]
     pub api_tls: Option<crate::tls::TlsFiles>,
+    /// The web manager: who may reach it, sessions, login lockout.
+    #[serde(default)]
+    pub web: crate::api::session::WebConfig,
+    /// The web manager's admin password (from `SWITCHYARD_ADMIN_PASSWORD`); when none
+    /// and no user exists yet, an `admin` user is made with a generated password,
+    /// printed once.
+    #[serde(skip_serializing)]
+    pub admin_password: Option<String>,
     /// What each tenant's data tables may hold together.
     #[serde(default)]
     pub table_quota: crate::store::TableQuota,
@@ -103,6 +111,8 @@ impl Default for Config {
             api_lockout: Default::default(),
             api_tls: None,
             table_quota: Default::default(),
+            web: Default::default(),
+            admin_password: None,
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod server;
 pub mod sip;
 pub mod store;
 pub mod tls;
+pub mod web;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

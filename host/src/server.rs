@@ -1,4 +1,4 @@
-//! Start and stop the host: open the store, install the admin token, start the policy
+//! Start and stop the host: open the store, install the admin token and web user, start the policy
 //! engine, seed the demo carrier on an empty store, start SIP, serve the REST API until
 //! told to stop.
 
@@ -23,18 +23,24 @@ pub struct RunningServer {
     pub api_addr: SocketAddr,
     /// The admin token generated at this start, if one was (shown once).
     pub generated_admin_token: Option<String>,
+    /// The web manager's `admin` password generated at this start, if one was.
+    pub generated_admin_password: Option<String>,
     /// The policy engine, for in-process use (tests, the SIP layer).
     pub policy: Arc<PolicyEngine>,
     /// The SIP layer.
     pub sip: SipServer,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
+    /// Samples the dashboard's history; it holds the store, so it goes first.
+    history: JoinHandle<()>,
 }
 
 impl RunningServer {
     /// Stop serving, wait for in-flight requests, and release the store.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.sip.stop().await;
+        self.history.abort();
+        let _ = self.history.await;
         let _ = self.stop.send(());
         self.task.await??;
         Ok(())
@@ -57,6 +63,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let store = Store::open_with(&config.data_dir, config.store.options())
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
     let generated_admin_token = install_admin_token(&store, config.admin_token.as_deref())?;
+    let generated_admin_password = {
+        let (store, password) = (store.clone(), config.admin_password.clone());
+        tokio::task::spawn_blocking(move || install_admin_user(&store, password)).await??
+    };
     store.commit().await?;
     let clock = Arc::new(match config.settable_clock {
         true => Clock::settable(),
@@ -81,11 +91,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         Some(files) => Some(crate::tls::server_config(files)?),
         None => None,
     };
+    let web = config.web.clone();
     let state = AppState::new(store, policy.clone(), Some(sip.core.clone()), config);
+    let history = api::dashboard::keep_history(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let scheme = if https.is_some() { "https" } else { "http" };
     let task = tokio::spawn(async move {
-        let router = api::router(state);
+        let router = api::router(state).merge(crate::web::routes(web));
         if let Some(tls) = https {
             return api::https::serve(listener, router, tls, stopped).await;
         }
@@ -101,10 +113,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     Ok(RunningServer {
         api_addr,
         generated_admin_token,
+        generated_admin_password,
         policy,
         sip,
         stop,
         task,
+        history,
     })
 }
 
@@ -133,4 +147,23 @@ fn install_admin_token(store: &Store, configured: Option<&str>) -> anyhow::Resul
     let token = crate::api::new_secret();
     store.put_token(&token, &admin("admin"))?;
     Ok(Some(token))
+}
+
+/// Make the web manager's `admin` user when no user exists: with the configured
+/// password, else a generated one (returned, to be shown once).
+fn install_admin_user(store: &Store, configured: Option<String>) -> anyhow::Result<Option<String>> {
+    if !store.users()?.is_empty() {
+        return Ok(None);
+    }
+    let generated = configured.is_none();
+    let password = configured.unwrap_or_else(|| crate::api::new_secret()[..20].to_string());
+    let admin = crate::store::UserInfo {
+        name: "admin".into(),
+        role: Role::Admin,
+        tenant: "default".into(),
+        account: None,
+        created_at_ms: crate::now_ms(),
+    };
+    store.put_user(&admin, &crate::store::hash_password(&password))?;
+    Ok(generated.then_some(password))
 }

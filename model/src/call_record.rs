@@ -35,6 +35,8 @@ pub enum EndReason {
     AckTimeout,
     /// The host is shutting down.
     Shutdown,
+    /// An operator hung the call up (the web manager's or the API's hang-up).
+    OperatorHangup,
     /// The account's balance (and credit) does not cover the first increment.
     InsufficientBalance,
     /// The account is billed but has no rate for the number.

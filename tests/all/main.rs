@@ -19,3 +19,4 @@ mod stock_router;
 mod tenancy;
 mod tls;
 mod trace;
+mod web;

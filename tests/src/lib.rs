@@ -12,6 +12,8 @@ use switchyard::server::RunningServer;
 
 /// The admin token every test server is started with.
 pub const ADMIN: &str = "test-admin-token-0123456789";
+/// The web manager password of the `admin` user the tests start with.
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
 
 /// A guest component's bytes, by crate name (`prefix_router`, `guest_trap` ...).
 pub fn guest(name: &str) -> Vec<u8> {
@@ -76,6 +78,8 @@ impl TestServer {
             api_lockout: Default::default(),
             api_tls: None,
             table_quota: Default::default(),
+            web: Default::default(),
+            admin_password: Some(ADMIN_PASSWORD.into()),
         };
         configure(&mut config);
         Ok(TestServer {

@@ -1,4 +1,4 @@
-//! Bearer tokens and tenancy. An admin may act for any tenant (`?tenant=`, default
+//! Bearer tokens, web sessions and tenancy. An admin may act for any tenant (`?tenant=`, default
 //! "default"); a tenant token acts for its own tenant only, and another tenant's
 //! objects answer 404 as if they did not exist. An agent token acts inside its
 //! account's subtree, and only on the handlers that take [`ScopedCaller`]: every other
@@ -6,6 +6,7 @@
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
+use axum::http::Method;
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -112,24 +113,51 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The token the request carries. A source that keeps presenting bad tokens is
-/// locked out (429), good token or not, until its lockout lapses.
+/// The credentials a request carries: a bearer token, else a session cookie.
+enum Credentials<'a> {
+    Token(&'a str),
+    Session(&'a str),
+}
+
+fn credentials(parts: &Parts) -> Option<Credentials<'_>> {
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer {
+        Some(secret) => Some(Credentials::Token(secret.trim())),
+        None => super::session::cookie(&parts.headers).map(Credentials::Session),
+    }
+}
+
+/// Who the request's credentials name, with no lockout, CSRF or allow-list check and
+/// no session touched (for the audit log).
+pub(super) fn identify(parts: &Parts, state: &AppState) -> Option<Principal> {
+    match credentials(parts)? {
+        Credentials::Token(secret) => state.store.token_by_secret(secret).ok().flatten(),
+        Credentials::Session(secret) => state
+            .sessions
+            .get(secret, crate::now_ms(), false)
+            .map(|(p, _)| p),
+    }
+}
+
+/// The caller the request's token or session names. A source that keeps presenting
+/// bad tokens is locked out (429), good token or not, until its lockout lapses. A
+/// session is honoured only from the manager's allowed networks, and its changes only
+/// with its CSRF token.
 fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let source = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+    let source = super::session::source_of(&parts.extensions);
     let now_ms = crate::now_ms();
     if let Some(secs) = source.and_then(|ip| state.lockout.locked_for(ip, now_ms)) {
         return Err(ApiError::LockedOut(secs));
     }
-    let secret = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
-    match state.store.token_by_secret(secret.trim())? {
+    let secret = match credentials(parts).ok_or(ApiError::Unauthorized)? {
+        Credentials::Token(secret) => secret,
+        Credentials::Session(secret) => return session_principal(parts, state, secret, source),
+    };
+    match state.store.token_by_secret(secret)? {
         Some(principal) => {
             if let Some(ip) = source {
                 state.lockout.succeeded(ip);
@@ -148,6 +176,35 @@ fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
             Err(ApiError::Unauthorized)
         }
     }
+}
+
+fn session_principal(
+    parts: &Parts,
+    state: &AppState,
+    secret: &str,
+    source: Option<std::net::IpAddr>,
+) -> Result<Principal, ApiError> {
+    if !state.config.web.allows(source) {
+        return Err(ApiError::Forbidden(
+            "the web manager is not open to this address".into(),
+        ));
+    }
+    let (principal, csrf) = state
+        .sessions
+        .get(secret, crate::now_ms(), true)
+        .ok_or(ApiError::Unauthorized)?;
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let presented = parts
+        .headers
+        .get(super::session::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if !safe && presented != Some(csrf.as_str()) {
+        return Err(ApiError::Forbidden(format!(
+            "a change made with a session needs its CSRF token in {}",
+            super::session::CSRF_HEADER
+        )));
+    }
+    Ok(principal)
 }
 
 /// The tenant an admin acts for: `?tenant=`, else its own.

@@ -20,6 +20,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/calls", get(list))
         .route("/api/v1/calls/{call_id}", get(show))
         .route("/api/v1/live-calls", get(live))
+        .route(
+            "/api/v1/live-calls/{call_id}",
+            axum::routing::delete(hang_up),
+        )
         .route("/api/v1/sip/stats", get(stats))
         .route("/api/v1/stats", get(traffic))
 }
@@ -188,6 +192,40 @@ async fn live(State(state): State<AppState>, caller: ScopedCaller) -> ApiResult<
         })
     });
     Ok(ApiJson(json!({ "calls": calls })))
+}
+
+/// `DELETE /api/v1/live-calls/{call_id}`: hang an answered call up (both legs get a
+/// BYE; its record says `operator_hangup`).
+async fn hang_up(
+    State(state): State<AppState>,
+    caller: ScopedCaller,
+    Path(call_id): Path<String>,
+) -> ApiResult<(axum::http::StatusCode, ApiJson<Value>)> {
+    let sip = state
+        .sip
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound(format!("call {call_id:?}")))?;
+    let visible = sip.live.get(&call_id).is_some_and(|c| {
+        c.tenant == caller.caller.tenant
+            && caller.agent.as_ref().is_none_or(|a| a.covers(&c.account))
+    });
+    if !visible {
+        return Err(ApiError::NotFound(format!(
+            "call {call_id:?} is not in progress"
+        )));
+    }
+    match sip.hang_up(&call_id).await {
+        crate::sip::HangUp::Ending => Ok((
+            axum::http::StatusCode::ACCEPTED,
+            ApiJson(json!({ "hanging_up": call_id })),
+        )),
+        crate::sip::HangUp::NotAnswered => Err(ApiError::Conflict(format!(
+            "call {call_id:?} is not answered yet"
+        ))),
+        crate::sip::HangUp::NoSuchCall => Err(ApiError::NotFound(format!(
+            "call {call_id:?} is not in progress"
+        ))),
+    }
 }
 
 async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJson<Value>> {

@@ -37,7 +37,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "send a valid token as `Authorization: Bearer <token>`".into(),
+                "send a valid token as `Authorization: Bearer <token>`, or log in".into(),
             ),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
@@ -47,7 +47,7 @@ impl IntoResponse for ApiError {
             ApiError::LockedOut(secs) => {
                 let body = axum::Json(serde_json::json!({ "error": {
                     "code": "locked_out",
-                    "message": format!("too many bad tokens from this address; try again in {secs} s"),
+                    "message": format!("too many bad credentials from this address; try again in {secs} s"),
                 }}));
                 let retry = [(axum::http::header::RETRY_AFTER, secs.to_string())];
                 return (StatusCode::TOO_MANY_REQUESTS, retry, body).into_response();

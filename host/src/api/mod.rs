@@ -2,11 +2,13 @@
 //! file keeps its routes next to their handlers. Every accepted change is flushed to
 //! disk before the answer goes out.
 
+mod audit;
 mod auth;
 mod bindings;
 mod calls;
 mod carrier;
 mod clock;
+pub mod dashboard;
 mod error;
 mod events;
 pub mod https;
@@ -14,9 +16,11 @@ pub mod lockout;
 mod metrics;
 mod modules;
 mod security;
+pub mod session;
 mod tables;
 mod tokens;
 mod trace;
+mod users;
 
 use std::sync::Arc;
 
@@ -44,6 +48,12 @@ pub struct AppState {
     sip: Option<Arc<SipCore>>,
     /// Sources locked out after bad tokens.
     lockout: Arc<lockout::Lockout>,
+    /// Sources locked out after failed logins.
+    logins: Arc<lockout::Lockout>,
+    /// The web manager's open sessions.
+    sessions: Arc<session::Sessions>,
+    /// The dashboard's last hour.
+    history: Arc<dashboard::History>,
 }
 
 impl AppState {
@@ -58,6 +68,9 @@ impl AppState {
             store,
             policy,
             lockout: Arc::new(lockout::Lockout::new(config.api_lockout)),
+            logins: Arc::new(lockout::Lockout::new(config.web.login_lockout)),
+            sessions: Arc::new(session::Sessions::new(config.web.session_idle_secs)),
+            history: Arc::default(),
             config: Arc::new(config),
             sip,
         }
@@ -91,9 +104,17 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(metrics::routes())
         .merge(trace::routes())
+        .merge(session::routes())
+        .merge(users::routes())
+        .merge(audit::routes())
+        .merge(dashboard::routes())
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record_changes,
+        ))
         .with_state(state)
 }
 

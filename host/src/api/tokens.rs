@@ -35,25 +35,7 @@ async fn create(
 ) -> ApiResult<(StatusCode, ApiJson<Value>)> {
     caller.require_admin()?;
     crate::names::check("token name", &req.name).map_err(ApiError::BadRequest)?;
-    let tenant = match (req.role, &req.account) {
-        (Role::Agent, Some(account)) => state
-            .store
-            .carrier_get::<switchyard_model::Account>(account)?
-            .map(|a| a.tenant)
-            .ok_or_else(|| ApiError::BadRequest(format!("account {account:?} does not exist")))?,
-        (Role::Agent, None) => {
-            return Err(ApiError::BadRequest(
-                "an agent token needs the account it acts as".into(),
-            ))
-        }
-        (_, Some(_)) => {
-            return Err(ApiError::BadRequest(
-                "only agent tokens are bound to an account".into(),
-            ))
-        }
-        (_, None) => req.tenant.unwrap_or_else(|| "default".into()),
-    };
-    crate::names::check("tenant", &tenant).map_err(ApiError::BadRequest)?;
+    let tenant = grant_tenant(&state, req.role, req.tenant, req.account.as_deref())?;
     if state.store.tokens()?.iter().any(|t| t.name == req.name) {
         return Err(ApiError::Conflict(format!(
             "a token named {:?} exists",
@@ -74,6 +56,36 @@ async fn create(
         StatusCode::CREATED,
         ApiJson(json!({ "token": secret, "info": info })),
     ))
+}
+
+/// The tenant a new token or user of `role` acts for: an agent's is its account's
+/// (which must exist), anyone else's the one named (default "default").
+pub(super) fn grant_tenant(
+    state: &AppState,
+    role: Role,
+    tenant: Option<String>,
+    account: Option<&str>,
+) -> ApiResult<String> {
+    let tenant = match (role, account) {
+        (Role::Agent, Some(account)) => state
+            .store
+            .carrier_get::<switchyard_model::Account>(account)?
+            .map(|a| a.tenant)
+            .ok_or_else(|| ApiError::BadRequest(format!("account {account:?} does not exist")))?,
+        (Role::Agent, None) => {
+            return Err(ApiError::BadRequest(
+                "an agent needs the account it acts as".into(),
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "only agents are bound to an account".into(),
+            ))
+        }
+        (_, None) => tenant.unwrap_or_else(|| "default".into()),
+    };
+    crate::names::check("tenant", &tenant).map_err(ApiError::BadRequest)?;
+    Ok(tenant)
 }
 
 async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<ApiJson<Vec<TokenInfo>>> {

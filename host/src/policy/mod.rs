@@ -423,6 +423,8 @@ impl PolicyEngine {
             failure.map_or("ok", |f| f.kind.as_str()),
             inv.elapsed_us as f64 / 1e6,
         );
+        self.runtime
+            .module_decided(&bound.key.tenant, failure.is_some());
         if bound.is_canary && failure.is_some() {
             self.judge_canary(&bound.binding, &bound.key);
         }

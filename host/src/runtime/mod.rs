@@ -6,6 +6,7 @@
 //! engine and SIP, which all read and feed it.
 
 pub mod events;
+pub mod ledger;
 pub mod lists;
 pub mod live_calls;
 pub mod metrics;
@@ -91,6 +92,22 @@ pub struct Runtime {
     pub(crate) events: events::Events,
     /// The Prometheus metrics every layer feeds.
     pub metrics: Arc<metrics::Metrics>,
+    /// Today's and this month's money and minutes per account.
+    pub ledger: ledger::Ledger,
+    /// Calls offered and module decisions so far, per tenant.
+    activity: Mutex<HashMap<String, TenantActivity>>,
+}
+
+/// A tenant's calls and module decisions since start (the dashboard's rates are
+/// differences of these).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TenantActivity {
+    /// Calls offered on its gateways, refused ones included.
+    pub calls: u64,
+    /// Decisions asked of its modules.
+    pub decisions: u64,
+    /// Of them, failed (trap, deadline, bad answer ...): the fallback decided.
+    pub failures: u64,
 }
 
 impl Runtime {
@@ -134,7 +151,36 @@ impl Runtime {
             live_calls: Default::default(),
             events: Default::default(),
             metrics: Default::default(),
+            ledger: Default::default(),
+            activity: Mutex::default(),
         }
+    }
+
+    fn count_activity(&self, tenant: &str, count: impl FnOnce(&mut TenantActivity)) {
+        let mut activity = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        match activity.get_mut(tenant) {
+            Some(a) => count(a),
+            None => count(activity.entry(tenant.to_string()).or_default()),
+        }
+    }
+
+    /// Count a call offered to `tenant`.
+    pub fn call_offered(&self, tenant: &str) {
+        self.count_activity(tenant, |a| a.calls += 1);
+    }
+
+    /// Count one module decision of `tenant`'s.
+    pub fn module_decided(&self, tenant: &str, failed: bool) {
+        self.count_activity(tenant, |a| {
+            a.decisions += 1;
+            a.failures += u64::from(failed);
+        });
+    }
+
+    /// `tenant`'s calls and decisions so far.
+    pub fn activity(&self, tenant: &str) -> TenantActivity {
+        let activity = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        activity.get(tenant).copied().unwrap_or_default()
     }
 
     /// The store.

@@ -111,6 +111,16 @@ impl LiveCalls {
         self.len() == 0
     }
 
+    /// The call `call_id`, if it is in progress.
+    pub fn get(&self, call_id: &str) -> Option<LiveCall> {
+        self.calls().get(call_id).cloned()
+    }
+
+    /// How many calls `keep` accepts.
+    pub fn count(&self, keep: impl Fn(&LiveCall) -> bool) -> usize {
+        self.calls().values().filter(|c| keep(c)).count()
+    }
+
     /// The calls `keep` accepts, oldest first.
     pub fn list(&self, keep: impl Fn(&LiveCall) -> bool) -> Vec<LiveCall> {
         let mut calls: Vec<LiveCall> = self.calls().values().filter(|c| keep(c)).cloned().collect();

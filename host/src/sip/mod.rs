@@ -205,6 +205,19 @@ enum CallEvent {
     },
     /// The ACK of a 2xx we sent.
     Ack(Box<Message>),
+    /// An operator asks the call to end.
+    HangUp,
+}
+
+/// What asking a call to end came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangUp {
+    /// The call is told to end: both legs get a BYE.
+    Ending,
+    /// It is not answered yet (it ends with its attempts).
+    NotAnswered,
+    /// No such call in progress.
+    NoSuchCall,
 }
 
 /// Shared state of the SIP layer.
@@ -538,6 +551,28 @@ impl SipCore {
     }
 
     /// Live counts.
+    /// End the answered call `call_id` as an operator asked.
+    pub async fn hang_up(&self, call_id: &str) -> HangUp {
+        let answered = self.live.get(call_id).map(|c| c.answer_ms.is_some());
+        match answered {
+            None => return HangUp::NoSuchCall,
+            Some(false) => return HangUp::NotAnswered,
+            Some(true) => {}
+        }
+        let prefix = format!("a:{call_id}:");
+        let call = {
+            let dialogs = self.dialogs.lock().unwrap_or_else(|e| e.into_inner());
+            dialogs
+                .iter()
+                .find(|(key, _)| key.starts_with(&prefix))
+                .map(|(_, tx)| tx.clone())
+        };
+        match call {
+            Some(call) if call.send(CallEvent::HangUp).await.is_ok() => HangUp::Ending,
+            _ => HangUp::NoSuchCall,
+        }
+    }
+
     pub fn stats(&self) -> SipStats {
         let (client_transactions, server_transactions) = self.txs.counts();
         let (messages_read, messages_malformed) = self.txs.transports().read_counts();

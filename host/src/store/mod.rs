@@ -22,6 +22,7 @@
 use std::sync::Arc;
 
 mod agents;
+mod audit;
 mod bans;
 mod bindings;
 mod call_log;
@@ -34,8 +35,10 @@ mod modules;
 mod payments;
 mod tables;
 mod tokens;
+mod users;
 
 pub use agents::{AgentAccess, AgentScope};
+pub use audit::{AuditEntry, AuditQuery};
 pub use bindings::{AutoRollback, Binding, BindingEvent, Canary, Fallback, Hook, Scope, Slot};
 pub use call_log::CallLogStats;
 pub use calls::CallQuery;
@@ -47,6 +50,7 @@ pub use modules::{ModuleKey, ModuleVersion};
 pub use payments::Payment;
 pub use tables::{Row, TableIndex, TableInfo, TableQuota, TableUsage};
 pub use tokens::{Principal, Role, TokenInfo};
+pub use users::{hash_password, verify_password, UserInfo};
 
 /// Handle on the database; cheap to clone.
 #[derive(Clone)]
@@ -64,6 +68,10 @@ pub struct Store {
     /// these without decoding any row.
     table_info: Tree,
     tokens: Tree,
+    /// The web manager's users by name, with their password hashes.
+    users: Tree,
+    /// Logins and changes, by time.
+    audit: Tree,
     module_state: Tree,
     carrier: Tree,
     /// Payments by account, then time.
@@ -179,6 +187,8 @@ impl Store {
             bans: db.tree("bans")?,
             table_info: db.tree("table_info")?,
             tokens: db.tree("tokens")?,
+            users: db.tree("users")?,
+            audit: db.tree("audit")?,
             module_state: db.tree("module_state")?,
             carrier: db.tree("carrier")?,
             payments: db.tree("payments")?,
@@ -281,6 +291,14 @@ fn flusher_gone() -> Error {
 }
 
 /// Keys joined with a NUL, which no name we accept contains.
+/// An empty scratch directory for a unit test's store.
+#[cfg(test)]
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("switchyard-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 fn key(parts: &[&str]) -> Vec<u8> {
     parts.join("\0").into_bytes()
 }

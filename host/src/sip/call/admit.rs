@@ -67,6 +67,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
                 let origin = Origin::on(&gateway_id, &gateway, &requested, peer);
                 let call = offered_call(&invite, &origin, arrived_at_ms);
                 let record = new_call_record(&origin, &call, &requested);
+                core.runtime.call_offered(&call.tenant);
                 save_refusal(&core, record, 503, &why, EndReason::Limit).await;
             }
             return;
@@ -89,6 +90,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
     let origin = Origin::on(&gateway_id, &gateway, &callee, peer);
     let call = offered_call(&invite, &origin, arrived_at_ms);
     let mut record = new_call_record(&origin, &call, &requested);
+    core.runtime.call_offered(&call.tenant);
     // The tenant's own address lists, beside the switch-wide ones the shield applies.
     match core.runtime.address_refusal(&call.tenant, peer.addr.ip()) {
         Ok(None) => {}
@@ -293,6 +295,7 @@ pub(super) async fn save_refusal(
     record.end_ms = crate::now_ms();
     record.reason = reason;
     super::finish::count_ended(core, &record);
+    core.runtime.ledger.record(&record);
     super::finish::save_call_record(core, &record).await
 }
 

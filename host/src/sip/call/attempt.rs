@@ -232,7 +232,8 @@ impl CallTask {
                         let resp = Outgoing::response(&msg, 491, "Request Pending", None);
                         core.txs.respond(&tx, resp).await;
                     }
-                    Some(CallEvent::Ack(_)) | None => {}
+                    // An operator's hang-up waits for the answer (the API refuses it before).
+                    Some(CallEvent::Ack(_) | CallEvent::HangUp) | None => {}
                 },
             }
         };

@@ -173,6 +173,10 @@ impl CallTask {
                 }
                 Event::RelayedAnswer(e) => self.on_relayed_answer(&mut est, e).await,
                 Event::Dialog(None) => Some(EndReason::Shutdown),
+                Event::Dialog(Some(CallEvent::HangUp)) => {
+                    tracing::info!("an operator hung the call up");
+                    Some(EndReason::OperatorHangup)
+                }
                 Event::Dialog(Some(CallEvent::Ack(msg))) => {
                     self.on_caller_ack(&mut est, &msg).await
                 }

@@ -119,6 +119,8 @@ impl CallTask {
             Some(auth) => self.core.billing.settle(auth, &mut self.record).await,
             None => save_call_record(&self.core, &self.record).await,
         }
+        // Once settled: the ledger counts what the call was charged.
+        self.core.runtime.ledger.record(&self.record);
         if let Some((tx, bye)) = self.hangup.take() {
             let ok = Outgoing::response(&bye, 200, "OK", None);
             self.core.txs.respond(&tx, ok).await;

@@ -48,11 +48,7 @@ fn ids(found: &[CallRecord]) -> Vec<&str> {
     found.iter().map(|r| r.call_id.as_str()).collect()
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("switchyard-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use super::super::temp_dir;
 
 /// Small segments, so a few records span several.
 fn small_segments() -> super::super::StoreOptions {
