@@ -254,6 +254,9 @@ enum ModuleCommand {
         /// Hook: screen, route or on_attempt_failed.
         #[arg(long, default_value = "route")]
         hook: String,
+        /// CPU deadline for the decision, ms (the server's default when unset).
+        #[arg(long)]
+        deadline_ms: Option<u32>,
         /// JSON file with the call (fields not given take defaults).
         call: PathBuf,
     },
@@ -489,6 +492,7 @@ async fn module(cmd: ModuleCommand) -> anyhow::Result<()> {
             module,
             version,
             hook,
+            deadline_ms,
             call,
         } => {
             let text = std::fs::read_to_string(&call)
@@ -496,12 +500,12 @@ async fn module(cmd: ModuleCommand) -> anyhow::Result<()> {
             let call: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", call.display()))?;
             let path = format!("/modules/{module}/versions/{version}/simulate");
+            let mut body = json!({ "hook": hook, "call": call });
+            if let Some(d) = deadline_ms {
+                body["deadline_ms"] = json!(d);
+            }
             Client::new(client)
-                .send(
-                    Method::POST,
-                    &path,
-                    Some(Body::Json(json!({ "hook": hook, "call": call }))),
-                )
+                .send(Method::POST, &path, Some(Body::Json(body)))
                 .await?
         }
     };
