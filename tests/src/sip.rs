@@ -183,8 +183,13 @@ impl Sipp {
     /// Wait for it to exit, however its calls went (a test that ends some of them
     /// itself judges by the call records); an error only past [`SIPP_TIMEOUT`].
     pub async fn ends(mut self) -> Result<()> {
+        self.exit().await.map(|_| ())
+    }
+
+    /// Its exit status; an error past [`SIPP_TIMEOUT`].
+    async fn exit(&mut self) -> Result<std::process::ExitStatus> {
         match tokio::time::timeout(SIPP_TIMEOUT, self.child.wait()).await {
-            Ok(status) => status.map(|_| ()).map_err(Into::into),
+            Ok(status) => Ok(status?),
             Err(_) => bail!("sipp {} did not finish in {SIPP_TIMEOUT:?}", self.what),
         }
     }
@@ -192,10 +197,7 @@ impl Sipp {
     /// Wait for it to exit; an error when it fails (SIPp exits 0 only when every call
     /// succeeded) or outlives [`SIPP_TIMEOUT`].
     pub async fn succeeds(mut self) -> Result<()> {
-        let status = match tokio::time::timeout(SIPP_TIMEOUT, self.child.wait()).await {
-            Ok(status) => status?,
-            Err(_) => bail!("sipp {} did not finish in {SIPP_TIMEOUT:?}", self.what),
-        };
+        let status = self.exit().await?;
         if !status.success() {
             let mut err = String::new();
             if let Some(mut e) = self.child.stderr.take() {

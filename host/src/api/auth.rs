@@ -184,11 +184,7 @@ fn session_principal(
     secret: &str,
     source: Option<std::net::IpAddr>,
 ) -> Result<Principal, ApiError> {
-    if !state.config.web.allows(source) {
-        return Err(ApiError::Forbidden(
-            "the web manager is not open to this address".into(),
-        ));
-    }
+    state.config.web.check(source)?;
     let (principal, csrf) = state
         .sessions
         .get(secret, crate::now_ms(), true)

@@ -60,8 +60,9 @@ struct PhoneCounts {
     online: usize,
 }
 
-/// The window figures of several accounts as one: counts add up, ratios and
-/// averages are weighted by what they average over.
+/// The window figures of several accounts as one: counts add up, ASR and ACD are
+/// weighted by attempts and answers; PDD, averaged per account over the calls that
+/// rang (a count the summary does not carry), is weighted by attempts instead.
 fn combine(parts: impl IntoIterator<Item = Summary>) -> Summary {
     let mut sum = Summary {
         window_secs: crate::runtime::traffic::WINDOW_SECS,

@@ -1,6 +1,6 @@
 //! Lockout of sources that keep presenting bad credentials: after `max_failures`
 //! within `window_secs`, a source is refused with 429 for `lock_secs`, whatever it
-//! sends. The REST API's tokens use it; the web manager's logins will too.
+//! sends. The REST API's tokens use one, the web manager's logins another.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -63,6 +63,17 @@ impl WebConfig {
     pub fn allows(&self, source: Option<IpAddr>) -> bool {
         self.allow.is_empty() || source.is_some_and(|ip| self.allow.iter().any(|n| n.contains(&ip)))
     }
+
+    /// [`WebConfig::allows`] as the refusal the pages, logins and sessions answer.
+    pub fn check(&self, source: Option<IpAddr>) -> ApiResult<()> {
+        if self.allows(source) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "the web manager is not open to this address".into(),
+            ))
+        }
+    }
 }
 
 struct Session {
@@ -163,7 +174,7 @@ pub(super) fn cookie(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The request's source address, when the server passes it on.
-pub(super) fn source_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+pub fn source_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
     extensions
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip())
@@ -211,14 +222,46 @@ impl<'a> SessionView<'a> {
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| crate::store::hash_password(&new_secret()));
 
-fn allowed(state: &AppState, source: Option<IpAddr>) -> ApiResult<()> {
-    if state.config.web.allows(source) {
-        Ok(())
+/// `response` with the session cookie set to `value` (`attributes` after the usual
+/// ones); Secure when the API is served over HTTPS.
+fn with_cookie(
+    state: &AppState,
+    mut response: Response,
+    value: &str,
+    attributes: &str,
+) -> ApiResult<Response> {
+    let secure = if state.config.api_tls.is_some() {
+        "; Secure"
     } else {
-        Err(ApiError::Forbidden(
-            "the web manager is not open to this address".into(),
-        ))
-    }
+        ""
+    };
+    let cookie = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict{attributes}{secure}");
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    Ok(response)
+}
+
+/// Record a login or logout in the audit log, durably.
+async fn audit(
+    state: &AppState,
+    who: &str,
+    tenant: &str,
+    source: Option<IpAddr>,
+    action: &str,
+    status: u16,
+) -> ApiResult<()> {
+    state.store.audit(&AuditEntry {
+        at_ms: crate::now_ms(),
+        who: who.into(),
+        tenant: tenant.into(),
+        source: source.map(|ip| ip.to_string()),
+        action: action.into(),
+        status,
+    })?;
+    state.store.commit().await?;
+    Ok(())
 }
 
 async fn login(
@@ -226,7 +269,7 @@ async fn login(
     request: axum::extract::Request,
 ) -> ApiResult<Response> {
     let source = source_of(request.extensions());
-    allowed(&state, source)?;
+    state.config.web.check(source)?;
     let now_ms = crate::now_ms();
     if let Some(secs) = source.and_then(|ip| state.logins.locked_for(ip, now_ms)) {
         return Err(ApiError::LockedOut(secs));
@@ -241,18 +284,8 @@ async fn login(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let user = stored.filter(|_| good).map(|(user, _)| user);
-    let mut entry = AuditEntry {
-        at_ms: now_ms,
-        who: req.name.clone(),
-        tenant: user.as_ref().map_or_else(String::new, |u| u.tenant.clone()),
-        source: source.map(|ip| ip.to_string()),
-        action: "login".into(),
-        status: 200,
-    };
     let Some(user) = user else {
-        entry.status = 401;
-        state.store.audit(&entry)?;
-        state.store.commit().await?;
+        audit(&state, &req.name, "", source, "login", 401).await?;
         tracing::info!(user = %req.name, source = ?source, "failed web login");
         if let Some(ip) = source {
             if state.logins.failed(ip, now_ms) {
@@ -271,28 +304,11 @@ async fn login(
     if let Some(ip) = source {
         state.logins.succeeded(ip);
     }
-    state.store.audit(&entry)?;
-    state.store.commit().await?;
-    let principal = Principal {
-        name: user.name,
-        role: user.role,
-        tenant: user.tenant,
-        account: user.account,
-        created_at_ms: user.created_at_ms,
-    };
+    audit(&state, &user.name, &user.tenant, source, "login", 200).await?;
+    let principal = user;
     let (secret, csrf) = state.sessions.open(principal.clone(), now_ms);
-    let secure = if state.config.api_tls.is_some() {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!("{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict{secure}");
-    let mut response = ApiJson(SessionView::of(&principal, &csrf)).into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.to_string()))?,
-    );
-    Ok(response)
+    let response = ApiJson(SessionView::of(&principal, &csrf)).into_response();
+    with_cookie(&state, response, &secret, "")
 }
 
 async fn logout(
@@ -303,23 +319,18 @@ async fn logout(
     if let Some(principal) =
         cookie(request.headers()).and_then(|secret| state.sessions.close(secret))
     {
-        state.store.audit(&AuditEntry {
-            at_ms: crate::now_ms(),
-            who: principal.name,
-            tenant: principal.tenant,
-            source: source.map(|ip| ip.to_string()),
-            action: "logout".into(),
-            status: 200,
-        })?;
-        state.store.commit().await?;
+        audit(
+            &state,
+            &principal.name,
+            &principal.tenant,
+            source,
+            "logout",
+            200,
+        )
+        .await?;
     }
-    let expired = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    let mut response = ApiJson(json!({ "logged_out": true })).into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&expired).map_err(|e| ApiError::Internal(e.to_string()))?,
-    );
-    Ok(response)
+    let response = ApiJson(json!({ "logged_out": true })).into_response();
+    with_cookie(&state, response, "", "; Max-Age=0")
 }
 
 /// `GET /api/v1/session`: who the session cookie logs in as, with its CSRF token.
@@ -327,7 +338,7 @@ async fn show(
     State(state): State<AppState>,
     request: axum::extract::Request,
 ) -> ApiResult<Response> {
-    allowed(&state, source_of(request.extensions()))?;
+    state.config.web.check(source_of(request.extensions()))?;
     let (principal, csrf) = cookie(request.headers())
         .and_then(|secret| state.sessions.get(secret, crate::now_ms(), true))
         .ok_or(ApiError::Unauthorized)?;

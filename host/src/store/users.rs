@@ -5,23 +5,11 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, Salt
 use argon2::{Argon2, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
-use super::{from_json, to_json, Result, Role, Store};
+use super::{from_json, to_json, Principal, Result, Store};
 
-/// A user, without the password.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UserInfo {
-    /// Login name (unique).
-    pub name: String,
-    /// What the user may do: exactly a token of this role's permissions.
-    pub role: Role,
-    /// The tenant a tenant or agent user acts for (an admin's own default).
-    pub tenant: String,
-    /// The account an agent user acts as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    /// Creation time, Unix ms.
-    pub created_at_ms: u64,
-}
+/// A user, without the password: the principal it logs in as, so it has exactly a
+/// token's role, tenant and agent account (its name is the login name).
+pub type UserInfo = Principal;
 
 #[derive(Serialize, Deserialize)]
 struct StoredUser {

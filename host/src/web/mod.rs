@@ -4,14 +4,14 @@
 //! its user's role may and nothing else; only sources on the manager's allow-list are
 //! served.
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::api::session::WebConfig;
+use crate::api::session::{source_of, WebConfig};
 
 const INDEX: &str = include_str!("../../web/index.html");
 const SCRIPT: &str = include_str!("../../web/app.js");
@@ -67,17 +67,8 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 }
 
 async fn allow_listed(State(web): State<WebConfig>, request: Request, next: Next) -> Response {
-    let source = request
-        .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    if web.allows(source) {
-        next.run(request).await
-    } else {
-        (
-            StatusCode::FORBIDDEN,
-            "the web manager is not open to this address\n",
-        )
-            .into_response()
+    match web.check(source_of(request.extensions())) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
     }
 }
