@@ -211,6 +211,12 @@ function dashboard() {
   });
 }
 
+// One leg's RTP as the relay counts it: packets in/out, loss and jitter.
+function legRtp(leg) {
+  if (!leg) return '–';
+  return `in ${leg.received} / out ${leg.sent} · loss ${leg.lost} (${leg.loss_percent}%) · jitter ${leg.jitter_ms} ms`;
+}
+
 function currentCalls() {
   const body = h('div', {});
   const note = h('div', {});
@@ -226,13 +232,15 @@ function currentCalls() {
       h('td', {}, `${c.codec_in || '?'} → ${c.codec_out || '?'}${c.transcoded ? ' (transcoded)' : ''}`),
       h('td', {}, `${c.caller_dtmf || '–'} / ${c.callee_dtmf || '–'}`),
       h('td', {}, c.relayed ? 'relayed' : 'direct'),
+      h('td', { class: 'rtp-caller' }, legRtp(c.rtp && c.rtp.caller)),
+      h('td', { class: 'rtp-callee' }, legRtp(c.rtp && c.rtp.callee)),
       h('td', {}, c.answer_ms ? fmtSecs((now - c.answer_ms) / 1000) : 'ringing'),
       h('td', {}, c.answer_ms ? h('button', { class: 'danger hangup', onclick: async () => {
         const res = await api('DELETE', `/api/v1/live-calls/${encodeURIComponent(c.call_id)}`);
         message(note, res, `Hanging up ${c.call_id}.`);
       } }, 'Hang up') : '')));
     body.replaceChildren(h('p', { class: 'muted', id: 'live-count' }, `${r.data.calls.length} calls in progress`),
-      table(['Call-ID', 'Account', 'Mapping gw', 'Routing gw', 'Caller', 'Callee', 'Codecs', 'DTMF (caller/callee)', 'Media', 'Duration', ''], rows, { id: 'live-calls' }));
+      table(['Call-ID', 'Account', 'Mapping gw', 'Routing gw', 'Caller', 'Callee', 'Codecs', 'DTMF (caller/callee)', 'Media', 'Caller RTP', 'Vendor RTP', 'Duration', ''], rows, { id: 'live-calls' }));
   });
 }
 

@@ -14,7 +14,7 @@ use switchyard::media::codec::{alaw_decode, alaw_encode, tone_share as share_at}
 use switchyard::media::MediaConfig;
 use switchyard_model::MediaProxy;
 use switchyard_tests::sip::{carrier, scenario, wait_for_records, Sipp, Vendor};
-use switchyard_tests::{TempDir, TestServer};
+use switchyard_tests::{TempDir, TestServer, ADMIN};
 use tokio::net::UdpSocket;
 
 /// The port a SIPp scenario wrote to `file` in `dir`, once it has.
@@ -362,6 +362,91 @@ async fn relayed_media_crosses_both_ways_latches_and_times_out() -> Result<()> {
             .len()
             <= 10
     );
+    call.ends_by_rtp_timeout(&s).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn the_live_view_counts_each_legs_rtp_loss_and_jitter() -> Result<()> {
+    let dir = TempDir::new("media-rtp-stats");
+    let (s, vendor) = relaying_server(&dir.0, 45_000).await?;
+    carrier(&s, json!({}), &[&vendor]).await?;
+    let call = MediaCall::start(&s, &dir.0, &vendor, "8 101", ("8", "PCMA")).await?;
+    let stranger = UdpSocket::bind("127.0.0.1:0").await?;
+    // The caller sends 50 numbers, 5 of them never (lost on the way), each packet's
+    // arrival alternately 5 and 35 ms after the last while its timestamp says 20: a
+    // jittery line. The vendor sends 30 evenly. A stranger sends 3 to the caller's
+    // port once the caller is latched.
+    let lost = [7u16, 8, 20, 33, 41];
+    for seq in 0..50u16 {
+        if !lost.contains(&seq) {
+            call.caller_sdp
+                .send_to(&rtp(8, seq, &[0xd5; 160]), call.caller_side)
+                .await?;
+        }
+        if seq < 30 {
+            call.vendor_sdp
+                .send_to(&rtp(8, 1000 + seq, &[0xd5; 160]), call.vendor_side)
+                .await?;
+        }
+        if (10..13).contains(&seq) {
+            stranger
+                .send_to(&rtp(8, seq, &[0; 160]), call.caller_side)
+                .await?;
+        }
+        let gap = if seq % 2 == 0 { 5 } else { 35 };
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+    }
+    // Every packet relayed has arrived once the far sockets have them all.
+    let at_vendor = received(&call.vendor_sdp, Duration::from_millis(300)).await;
+    let at_caller = received(&call.caller_sdp, Duration::from_millis(300)).await;
+    assert_eq!((at_vendor.len(), at_caller.len()), (45, 30));
+    let (_, live) = s.admin("GET", "/api/v1/live-calls", None).await?;
+    let rtp_of = &live["calls"][0]["rtp"];
+    let (caller, callee) = (&rtp_of["caller"], &rtp_of["callee"]);
+    assert_eq!(
+        [
+            &caller["received"],
+            &caller["lost"],
+            &caller["loss_percent"],
+            &caller["dropped"],
+            &caller["sent"]
+        ],
+        [&json!(45), &json!(5), &json!(10.0), &json!(3), &json!(30)],
+        "{live}"
+    );
+    assert_eq!(
+        [&callee["received"], &callee["lost"], &callee["sent"]],
+        [&json!(30), &json!(0), &json!(45)],
+        "{live}"
+    );
+    // Arrivals 30 ms off each other against timestamps 20 ms apart: RFC 3550's
+    // estimate climbs towards 15 ms; the vendor's even line stays well under it.
+    let jitter = |leg: &Value| leg["jitter_ms"].as_f64().unwrap_or(-1.0);
+    assert!(jitter(caller) > 5.0, "{live}");
+    assert!(jitter(callee) < jitter(caller), "{live}");
+
+    // The host's totals reach Prometheus.
+    let (_, body) = s.call("GET", "/metrics", ADMIN, None).await?;
+    let text = body.as_str().context("text")?;
+    let sample = |series: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(
+        sample("switchyard_rtp_packets_total{direction=\"received\"}"),
+        75.0
+    );
+    assert_eq!(
+        sample("switchyard_rtp_packets_total{direction=\"sent\"}"),
+        75.0
+    );
+    assert_eq!(
+        sample("switchyard_rtp_dropped_packets_total{reason=\"stranger\"}"),
+        3.0
+    );
+    assert_eq!(sample("switchyard_transcoder_directions_active"), 0.0);
     call.ends_by_rtp_timeout(&s).await?;
     s.stop().await
 }

@@ -10,6 +10,7 @@ mod ports;
 mod relay;
 mod repacketize;
 mod rtp;
+pub mod rtp_stats;
 pub mod sdp;
 mod transcode_pool;
 
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use negotiation::MediaPlan;
 pub use ports::PortPool;
 pub use relay::{InfoDigit, Relay, Side};
+pub use rtp_stats::{LegCounters, LegRtp, MediaStats};
 
 use switchyard_model::MediaProxy;
 
@@ -57,16 +59,19 @@ pub struct MediaEngine {
     pub config: MediaConfig,
     ports: Arc<PortPool>,
     transcoders: Arc<transcode_pool::TranscodePool>,
+    totals: Arc<rtp_stats::RtpTotals>,
 }
 
 impl MediaEngine {
     /// An engine over `config`'s port range.
     pub fn new(config: MediaConfig) -> MediaEngine {
         let ports = PortPool::new(config.port_start, config.port_end);
+        let totals = Arc::<rtp_stats::RtpTotals>::default();
         MediaEngine {
             config,
             ports,
-            transcoders: transcode_pool::TranscodePool::new(),
+            transcoders: transcode_pool::TranscodePool::new(totals.clone()),
+            totals,
         }
     }
 
@@ -89,7 +94,14 @@ impl MediaEngine {
             self.ports.lease().ok_or_else(exhausted)?,
             self.ports.lease().ok_or_else(exhausted)?,
         ];
-        Relay::start(caller_ip, callee_ip, ports, self.transcoders.clone()).await
+        Relay::start(
+            caller_ip,
+            callee_ip,
+            ports,
+            self.transcoders.clone(),
+            self.totals.clone(),
+        )
+        .await
     }
 
     /// Relay ports free now.
@@ -97,9 +109,21 @@ impl MediaEngine {
         self.ports.available()
     }
 
-    /// Voice packets dropped because transcoding fell behind.
-    pub fn transcode_drops(&self) -> usize {
-        self.transcoders.dropped()
+    /// Packets relayed and dropped, and the transcoders' load, over every relay.
+    pub fn stats(&self) -> MediaStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let t = &self.totals;
+        MediaStats {
+            rtp_received: t.received.load(Relaxed),
+            rtp_sent: t.sent.load(Relaxed),
+            rtp_dropped_stranger: t.dropped_stranger.load(Relaxed),
+            rtp_dropped_unrouted: t.dropped_unrouted.load(Relaxed),
+            transcode_drops: self.transcoders.dropped() as u64,
+            transcoded: t.transcoded.load(Relaxed),
+            transcode_queued: t.transcode_queued.load(Relaxed),
+            transcode_directions: t.transcode_directions.load(Relaxed),
+            transcode_workers: self.transcoders.workers(),
+        }
     }
 }
 

@@ -25,6 +25,7 @@ use super::codec::{alaw_decode, alaw_encode, ulaw_decode, ulaw_encode, Codec, Tr
 use super::dtmf::{self, Delivery, Event, EventFate, LegDtmf, Method, ToneWriter};
 use super::ports::PortLease;
 use super::rtp;
+use super::rtp_stats::{LegCounters, Reception, RtpTotals};
 use super::transcode_pool::{Direction, TranscodePool};
 use switchyard_model::MediaSettings;
 
@@ -69,6 +70,10 @@ struct LegState {
     ptime_ms: Arc<AtomicU32>,
     /// The dynamic type its SDP gave G.729, 0 for none (it uses 18).
     g729_pt: AtomicU8,
+    /// Its RTP figures (packets from it, to it, lost, jitter).
+    counters: Arc<LegCounters>,
+    /// The host's totals, which every packet to it also counts in.
+    totals: Arc<RtpTotals>,
 }
 
 impl LegState {
@@ -96,6 +101,13 @@ impl LegState {
     fn relayed(&self, packet: &mut [u8], voice: bool) {
         let g729_pt = self.g729_pt.load(Ordering::Relaxed);
         lock(&self.out).relayed(packet, voice, g729_pt);
+        self.sent();
+    }
+
+    /// Count a packet sent to this side.
+    fn sent(&self) {
+        self.counters.sent();
+        RtpTotals::add(&self.totals.sent);
     }
 
     /// How a digit that came by `received` reaches this side.
@@ -231,6 +243,7 @@ impl Relay {
         callee_ip: std::net::IpAddr,
         ports: [PortLease; 2],
         pool: Arc<TranscodePool>,
+        totals: Arc<RtpTotals>,
     ) -> std::io::Result<Relay> {
         let bind = |ip, port| UdpSocket::bind(SocketAddr::new(ip, port));
         let leg = |rtp, rtcp| {
@@ -247,6 +260,8 @@ impl Relay {
                 out: Mutex::new(OutStream::default()),
                 ptime_ms: Arc::new(AtomicU32::new(DEFAULT_PTIME_MS)),
                 g729_pt: AtomicU8::new(0),
+                counters: Arc::default(),
+                totals: totals.clone(),
             })
         };
         let (a, b) = (ports[0].port(), ports[1].port());
@@ -338,6 +353,12 @@ impl Relay {
         let mut peer = lock(&leg.peer);
         *peer = Some(addr);
         leg.latched.store(false, Ordering::Relaxed);
+    }
+
+    /// The RTP counters of the (caller's, vendor's) legs, which keep counting while
+    /// the relay runs.
+    pub fn counters(&self) -> [Arc<LegCounters>; 2] {
+        [self.caller.counters.clone(), self.callee.counters.clone()]
     }
 
     /// Seconds since `side` last sent RTP (since the relay started, when it never did).

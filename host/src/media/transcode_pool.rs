@@ -13,6 +13,7 @@ use tokio::net::UdpSocket;
 use super::codec::{Codec, Transcoder};
 use super::repacketize::{Cut, Incoming, Repacketizer};
 use super::rtp;
+use super::rtp_stats::RtpTotals;
 
 /// Packets a worker may have waiting: 200 ms of 100 duplex calls.
 const QUEUE: usize = 2_000;
@@ -29,6 +30,16 @@ pub(super) struct Direction {
     out: Arc<UdpSocket>,
     finish: Finish,
     worker: usize,
+    /// Counts it among the directions being transcoded while it lives.
+    totals: Arc<RtpTotals>,
+}
+
+impl Drop for Direction {
+    fn drop(&mut self) {
+        self.totals
+            .transcode_directions
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Direction {
@@ -49,19 +60,23 @@ pub(super) struct TranscodePool {
     workers: Vec<SyncSender<Job>>,
     next: AtomicUsize,
     dropped: AtomicUsize,
+    totals: Arc<RtpTotals>,
 }
 
 impl TranscodePool {
-    /// One worker per core.
-    pub(super) fn new() -> Arc<TranscodePool> {
+    /// One worker per core, counting its load in `totals`.
+    pub(super) fn new(totals: Arc<RtpTotals>) -> Arc<TranscodePool> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = (0..cores)
             .map(|i| {
                 let (tx, rx) = sync_channel::<Job>(QUEUE);
+                let totals = totals.clone();
                 std::thread::Builder::new()
                     .name(format!("transcode-{i}"))
                     .spawn(move || {
                         while let Ok(job) = rx.recv() {
+                            totals.transcode_queued.fetch_sub(1, Ordering::Relaxed);
+                            RtpTotals::add(&totals.transcoded);
                             for mut packet in convert(&job.direction, &job.packet) {
                                 (job.direction.finish)(&mut packet);
                                 let _ = job.direction.out.try_send_to(&packet, job.target);
@@ -76,6 +91,7 @@ impl TranscodePool {
             workers,
             next: AtomicUsize::new(0),
             dropped: AtomicUsize::new(0),
+            totals,
         })
     }
 
@@ -90,6 +106,9 @@ impl TranscodePool {
         finish: Finish,
     ) -> Arc<Direction> {
         let worker = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        self.totals
+            .transcode_directions
+            .fetch_add(1, Ordering::Relaxed);
         Arc::new(Direction {
             reads: transcoder.from(),
             state: Mutex::new((transcoder, Repacketizer::default())),
@@ -97,6 +116,7 @@ impl TranscodePool {
             out,
             finish,
             worker,
+            totals: self.totals.clone(),
         })
     }
 
@@ -107,9 +127,12 @@ impl TranscodePool {
             packet,
             target,
         };
+        // Counted before it is queued, so the worker's decrement cannot come first.
+        self.totals.transcode_queued.fetch_add(1, Ordering::Relaxed);
         match self.workers[direction.worker].try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.totals.transcode_queued.fetch_sub(1, Ordering::Relaxed);
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -118,6 +141,11 @@ impl TranscodePool {
     /// Packets dropped because a worker was behind.
     pub(super) fn dropped(&self) -> usize {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Its workers.
+    pub(super) fn workers(&self) -> usize {
+        self.workers.len()
     }
 }
 

@@ -2,11 +2,12 @@
 //! each leg's codec and media path.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
 use crate::media::dtmf::Method;
+use crate::media::{LegCounters, LegRtp};
 use switchyard_model::CallRecord;
 
 /// One call in progress.
@@ -43,6 +44,21 @@ pub struct LiveCall {
     pub caller_dtmf: Option<Method>,
     /// DTMF method the vendor's leg is using ("Callee DTMF").
     pub callee_dtmf: Option<Method>,
+    /// Each leg's RTP figures as the relay counts them, read when the call is
+    /// listed; none when media does not go through the relay.
+    pub rtp: Option<CallRtp>,
+    /// Where `rtp` is read from.
+    #[serde(skip)]
+    counters: Option<[Arc<LegCounters>; 2]>,
+}
+
+/// Both legs' RTP figures.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CallRtp {
+    /// The customer's leg: `received` is what the customer sent.
+    pub caller: LegRtp,
+    /// The vendor's leg.
+    pub callee: LegRtp,
 }
 
 /// What the live view shows of a call's media.
@@ -57,8 +73,13 @@ pub(super) struct LiveMedia {
 }
 
 impl LiveCall {
-    /// The live view of a call whose record so far is `record`.
-    pub(super) fn of(record: &CallRecord, media: LiveMedia) -> LiveCall {
+    /// The live view of a call whose record so far is `record`, its RTP figures read
+    /// from `counters` (the relay's, while it relays).
+    pub(super) fn of(
+        record: &CallRecord,
+        media: LiveMedia,
+        counters: Option<[Arc<LegCounters>; 2]>,
+    ) -> LiveCall {
         LiveCall {
             call_id: record.call_id.clone(),
             tenant: record.tenant.clone(),
@@ -78,7 +99,19 @@ impl LiveCall {
             transcoded: media.transcoded,
             caller_dtmf: media.dtmf[0],
             callee_dtmf: media.dtmf[1],
+            rtp: None,
+            counters,
         }
+    }
+
+    /// This view with its RTP figures as they are now.
+    fn read(&self) -> LiveCall {
+        let mut call = self.clone();
+        call.rtp = self.counters.as_ref().map(|[caller, callee]| CallRtp {
+            caller: caller.read(),
+            callee: callee.read(),
+        });
+        call
     }
 }
 
@@ -113,7 +146,7 @@ impl LiveCalls {
 
     /// The call `call_id`, if it is in progress.
     pub fn get(&self, call_id: &str) -> Option<LiveCall> {
-        self.calls().get(call_id).cloned()
+        self.calls().get(call_id).map(LiveCall::read)
     }
 
     /// How many calls `keep` accepts.
@@ -123,7 +156,12 @@ impl LiveCalls {
 
     /// The calls `keep` accepts, oldest first.
     pub fn list(&self, keep: impl Fn(&LiveCall) -> bool) -> Vec<LiveCall> {
-        let mut calls: Vec<LiveCall> = self.calls().values().filter(|c| keep(c)).cloned().collect();
+        let mut calls: Vec<LiveCall> = self
+            .calls()
+            .values()
+            .filter(|c| keep(c))
+            .map(LiveCall::read)
+            .collect();
         calls.sort_by_key(|c| c.invite_ms);
         calls
     }

@@ -58,11 +58,49 @@ impl Collector for SipGauges {
             "Relay ports free",
             g(s.media_ports_free),
         )?;
+        let m = &s.media;
+        family(
+            &mut e,
+            "rtp_packets",
+            "RTP packets the relay received from and sent to calls' sides",
+            &[
+                ([("direction", "received")], c(m.rtp_received)),
+                ([("direction", "sent")], c(m.rtp_sent)),
+            ],
+        )?;
+        family(
+            &mut e,
+            "rtp_dropped_packets",
+            "RTP packets the relay dropped, by why",
+            &[
+                ([("reason", "stranger")], c(m.rtp_dropped_stranger)),
+                ([("reason", "unrouted")], c(m.rtp_dropped_unrouted)),
+                ([("reason", "transcoder_behind")], c(m.transcode_drops)),
+            ],
+        )?;
         one(
             &mut e,
-            "rtp_transcode_drops",
-            "Voice packets dropped because transcoding fell behind",
-            c(s.media_transcode_drops as u64),
+            "rtp_transcoded_packets",
+            "Voice packets converted between codecs",
+            c(m.transcoded),
+        )?;
+        one(
+            &mut e,
+            "transcoder_queued_packets",
+            "Voice packets waiting for a transcoding worker",
+            g(m.transcode_queued),
+        )?;
+        one(
+            &mut e,
+            "transcoder_directions_active",
+            "Call directions being transcoded (two per transcoded call)",
+            g(m.transcode_directions),
+        )?;
+        one(
+            &mut e,
+            "transcoder_workers",
+            "Transcoding worker threads",
+            g(m.transcode_workers),
         )?;
         let (up, down) = core.routing_gateways_up_down();
         family(

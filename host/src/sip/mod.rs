@@ -260,8 +260,8 @@ pub struct SipStats {
     pub registrations: usize,
     /// Relay ports free (each relayed call holds two, with their RTCP ports).
     pub media_ports_free: usize,
-    /// Voice packets dropped because transcoding fell behind.
-    pub media_transcode_drops: usize,
+    /// RTP relayed and dropped, and the transcoders' load.
+    pub media: crate::media::MediaStats,
     /// Bans and what the shield dropped.
     pub shield: shield::ShieldStats,
     /// Messages read past the shield since start.
@@ -584,7 +584,7 @@ impl SipCore {
             server_transactions,
             registrations: self.registrar.count(),
             media_ports_free: self.media.free_ports(),
-            media_transcode_drops: self.media.transcode_drops(),
+            media: self.media.stats(),
             shield: self.shield().stats(crate::now_ms()),
             messages_read,
             messages_malformed,

@@ -56,6 +56,7 @@ pub(super) async fn send_event(
         let (packet, ts) = lock(&to.out).added(pt, event_ts, &event.bytes());
         event_ts = Some(ts);
         let _ = to.rtp.send_to(&packet, peer).await;
+        to.sent();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -94,20 +95,36 @@ pub(super) async fn forward_rtp(way: Way) {
         from, to, shared, ..
     } = &way;
     let mut buf = vec![0u8; 2048];
+    let mut reception = Reception::default();
     loop {
         let Ok((n, source)) = from.rtp.recv_from(&mut buf).await else {
             continue;
         };
-        let now_ms = shared.started.elapsed().as_millis() as u64;
+        let elapsed = shared.started.elapsed();
+        let now_ms = elapsed.as_millis() as u64;
         if !from.latch(source, now_ms) {
+            from.counters.dropped();
+            RtpTotals::add(&from.totals.dropped_stranger);
             continue;
         }
         from.last_rtp_ms.store(now_ms, Ordering::Relaxed);
+        let packet = &mut buf[..n];
+        let start = rtp::payload_start(packet);
+        if start.is_some() {
+            let (ssrc, seq, ts) = (
+                rtp::ssrc(packet),
+                rtp::sequence(packet),
+                rtp::timestamp(packet),
+            );
+            reception.arrived(&from.counters, ssrc, seq, ts, elapsed.as_micros() as u64);
+            RtpTotals::add(&from.totals.received);
+        }
         let Some(target) = *lock(&to.peer) else {
+            from.counters.dropped();
+            RtpTotals::add(&from.totals.dropped_unrouted);
             continue;
         };
-        let packet = &mut buf[..n];
-        let Some(start) = rtp::payload_start(packet) else {
+        let Some(start) = start else {
             // Not RTP (a STUN or keep-alive packet): as it is.
             let _ = to.rtp.send_to(packet, target).await;
             continue;

@@ -167,9 +167,11 @@ impl CallTask {
 
     /// Show the call as it stands in the live view.
     pub(super) fn publish(&self) {
-        self.core
-            .live
-            .update(LiveCall::of(&self.record, self.live_media()));
+        self.core.live.update(LiveCall::of(
+            &self.record,
+            self.live_media(),
+            self.active_relay().map(Relay::counters),
+        ));
     }
 
     /// The relay, while this call's media goes through it.
