@@ -18,6 +18,8 @@ pub struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the serve flags' size costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the softswitch on its embedded defaults (or the given flags).
@@ -80,6 +82,13 @@ struct ServeArgs {
     /// Control"); any when unset. Bearer tokens are not affected.
     #[arg(long, env = "SWITCHYARD_WEB_ALLOW", value_delimiter = ',')]
     web_allow: Vec<ipnet::IpNet>,
+    /// Alarm thresholds, per gateway and account overrides and the webhook, as a JSON
+    /// file (the `alarms` object the README shows); the defaults when unset.
+    #[arg(long, env = "SWITCHYARD_ALARMS")]
+    alarms: Option<PathBuf>,
+    /// Post every alarm raised and cleared to this URL as JSON (overrides the file's).
+    #[arg(long, env = "SWITCHYARD_ALARM_WEBHOOK")]
+    alarm_webhook: Option<String>,
     /// Listen for SIP over TLS here (sips:, conventionally port 5061); needs
     /// --tls-cert and --tls-key.
     #[arg(long, env = "SWITCHYARD_SIP_TLS_LISTEN", requires_all = ["tls_cert", "tls_key"])]
@@ -285,6 +294,18 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             files,
             ca: a.sip_tls_ca,
         });
+    let mut alarms: crate::runtime::alarms::AlarmConfig = match &a.alarms {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the alarm settings {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("the alarm settings {}", path.display()))?
+        }
+        None => Default::default(),
+    };
+    if a.alarm_webhook.is_some() {
+        alarms.webhook = a.alarm_webhook;
+    }
     let config = Config {
         data_dir: a.data,
         api_listen: a.api_listen,
@@ -348,6 +369,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         admin_password: std::env::var("SWITCHYARD_ADMIN_PASSWORD")
             .ok()
             .filter(|p| !p.is_empty()),
+        alarms,
     };
     let server = crate::server::start(config).await?;
     if let Some(token) = &server.generated_admin_token {

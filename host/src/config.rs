@@ -48,6 +48,9 @@ pub struct Config {
     /// The web manager: who may reach it, sessions, login lockout.
     #[serde(default)]
     pub web: crate::api::session::WebConfig,
+    /// Alarm thresholds and where alarms are posted.
+    #[serde(default)]
+    pub alarms: crate::runtime::alarms::AlarmConfig,
     /// The web manager's admin password (from `SWITCHYARD_ADMIN_PASSWORD`); when none
     /// and no user exists yet, an `admin` user is made with a generated password,
     /// printed once.
@@ -112,6 +115,7 @@ impl Default for Config {
             api_tls: None,
             table_quota: Default::default(),
             web: Default::default(),
+            alarms: Default::default(),
             admin_password: None,
         }
     }

@@ -33,6 +33,8 @@ pub struct RunningServer {
     task: JoinHandle<std::io::Result<()>>,
     /// Samples the dashboard's history; it holds the store, so it goes first.
     history: JoinHandle<()>,
+    /// The alarm monitor; it holds the store too.
+    alarms: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -40,7 +42,9 @@ impl RunningServer {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.sip.stop().await;
         self.history.abort();
+        self.alarms.abort();
         let _ = self.history.await;
+        let _ = self.alarms.await;
         let _ = self.stop.send(());
         self.task.await??;
         Ok(())
@@ -94,6 +98,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let web = config.web.clone();
     let state = AppState::new(store, policy.clone(), Some(sip.core.clone()), config);
     let history = api::dashboard::keep_history(state.clone());
+    let alarms = api::alarms::keep_watch(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let scheme = if https.is_some() { "https" } else { "http" };
     let task = tokio::spawn(async move {
@@ -119,6 +124,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         stop,
         task,
         history,
+        alarms,
     })
 }
 

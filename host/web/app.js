@@ -121,7 +121,7 @@ function started(me) {
   }
   who.append(out);
   const pages = [['dashboard', 'Dashboard'], ['calls', 'Current calls'], ['cdrs', 'Call records'],
-    ['carrier', 'Carrier'], ['modules', 'Modules'], ['top', 'Top customers'], ['audit', 'Audit log']];
+    ['carrier', 'Carrier'], ['modules', 'Modules'], ['top', 'Top customers'], ['alarms', 'Alarms'], ['audit', 'Audit log']];
   if (me.role === 'admin') pages.push(['users', 'Users']);
   if (me.role === 'agent') pages.splice(pages.findIndex((p) => p[0] === 'modules'), 1);
   document.getElementById('nav').replaceChildren(...pages.map(([id, label]) => h('a', { href: `#/${id}`, id: `nav-${id}` }, label)));
@@ -553,6 +553,22 @@ function topCustomers() {
   })();
 }
 
+function alarms() {
+  const out = h('div', {});
+  page('Alarms', out);
+  const row = (a) => h('tr', { class: `alarm ${a.severity}`, 'data-kind': a.kind, 'data-subject': a.subject },
+    h('td', {}, a.severity), h('td', {}, a.kind.replaceAll('_', ' ')), h('td', {}, `${a.scope} ${a.subject}`),
+    h('td', {}, a.detail), h('td', {}, `${a.value} (threshold ${a.threshold})`),
+    h('td', {}, fmtMs(a.raised_ms)), h('td', {}, a.cleared_ms ? fmtMs(a.cleared_ms) : 'active'));
+  const heads = ['Severity', 'Alarm', 'Concerns', 'Detail', 'Value', 'Raised (UTC)', 'Cleared (UTC)'];
+  every(5000, async () => {
+    const r = await api('GET', '/api/v1/alarms?cleared=50');
+    if (r.status !== 200) { out.replaceChildren(h('p', { class: 'error' }, reason(r))); return; }
+    out.replaceChildren(h('h3', {}, `Active (${r.data.active.length})`), table(heads, r.data.active.map(row), { id: 'alarms-active' }),
+      h('h3', {}, 'Recently cleared'), table(heads, r.data.cleared.map(row), { id: 'alarms-cleared' }));
+  });
+}
+
 function audit() {
   const out = h('div', {});
   page('Audit log', out);
@@ -600,7 +616,7 @@ function render() {
   stopPage();
   const [, name, arg] = (location.hash || '#/dashboard').split('/').map(decodeURIComponent);
   for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.id === `nav-${name === 'call' ? 'cdrs' : name}`);
-  const pages = { dashboard, calls: currentCalls, cdrs, call: () => callPage(arg), carrier: () => carrier(arg), modules, top: topCustomers, audit, users };
+  const pages = { dashboard, calls: currentCalls, cdrs, call: () => callPage(arg), carrier: () => carrier(arg), modules, top: topCustomers, alarms, audit, users };
   (pages[name] || dashboard)();
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests against a real switchyard on loopback. One binary, one module per area.
 
 mod agents;
+mod alarms;
 mod api_modules;
 mod billing;
 mod bindings;

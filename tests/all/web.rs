@@ -86,7 +86,12 @@ async fn a_login_is_locked_out_after_repeated_failures_and_each_is_audited() -> 
 #[tokio::test]
 async fn the_manager_follows_sipp_calls_hangs_one_up_and_finds_their_records() -> Result<()> {
     let dir = TempDir::new("web-calls");
-    let s = TestServer::start(&dir.0).await?;
+    // Any balance under 1,000 alarms, so the alarms page has one to show.
+    let s = TestServer::start_configured(&dir.0, |c| {
+        c.alarms.interval_secs = 1;
+        c.alarms.thresholds.balance_below = 1_000.0;
+    })
+    .await?;
     let vendor = Vendor::new("vendor-a");
     carrier(&s, json!({}), &[&vendor]).await?;
     // Priced, so that the dashboard has income to show.

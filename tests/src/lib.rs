@@ -80,6 +80,7 @@ impl TestServer {
             table_quota: Default::default(),
             web: Default::default(),
             admin_password: Some(ADMIN_PASSWORD.into()),
+            alarms: Default::default(),
         };
         configure(&mut config);
         Ok(TestServer {

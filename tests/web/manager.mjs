@@ -138,6 +138,11 @@ const scenarios = {
     await page.click('#ladder text.msg');
     await until(page, '#ladder-message', (t) => t.includes('Call-ID'), 'a message opens');
     await shot(page, 'call-ladder');
+
+    // acme's balance and credit are under the test's 1,000 threshold: the monitor says so.
+    await page.goto(`${env.base}/manager/#/alarms`);
+    await page.waitForSelector('#alarms-active tr[data-kind="low_balance"][data-subject="acme"]', { timeout: STEP_MS });
+    await shot(page, 'alarms');
     await b.close();
   },
 

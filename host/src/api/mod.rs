@@ -2,6 +2,7 @@
 //! file keeps its routes next to their handlers. Every accepted change is flushed to
 //! disk before the answer goes out.
 
+pub mod alarms;
 mod audit;
 mod auth;
 mod bindings;
@@ -108,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .merge(users::routes())
         .merge(audit::routes())
         .merge(dashboard::routes())
+        .merge(alarms::routes())
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
         })

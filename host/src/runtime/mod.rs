@@ -5,6 +5,7 @@
 //! [`RuntimeCensus`]). It sits above `store/` and below billing, media, the policy
 //! engine and SIP, which all read and feed it.
 
+pub mod alarms;
 pub mod events;
 pub mod ledger;
 pub mod lists;
@@ -96,6 +97,8 @@ pub struct Runtime {
     pub ledger: ledger::Ledger,
     /// Calls offered and module decisions so far, per tenant.
     activity: Mutex<HashMap<String, TenantActivity>>,
+    /// Alarms active and recently cleared.
+    pub alarms: alarms::Alarms,
 }
 
 /// A tenant's calls and module decisions since start (the dashboard's rates are
@@ -153,6 +156,7 @@ impl Runtime {
             metrics: Default::default(),
             ledger: Default::default(),
             activity: Mutex::default(),
+            alarms: Default::default(),
         }
     }
 
@@ -181,6 +185,12 @@ impl Runtime {
     pub fn activity(&self, tenant: &str) -> TenantActivity {
         let activity = self.activity.lock().unwrap_or_else(|e| e.into_inner());
         activity.get(tenant).copied().unwrap_or_default()
+    }
+
+    /// Every tenant's calls and decisions so far.
+    pub fn activities(&self) -> Vec<(String, TenantActivity)> {
+        let activity = self.activity.lock().unwrap_or_else(|e| e.into_inner());
+        activity.iter().map(|(t, a)| (t.clone(), *a)).collect()
     }
 
     /// The store.
