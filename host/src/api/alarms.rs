@@ -119,17 +119,7 @@ fn look(
         .map_or_else(Vec::new, |sip| sip.live.list(|c| c.relayed));
     for (id, gateway) in state.store.carrier_list::<RoutingGateway>(None)? {
         let t = config.for_gateway(&id);
-        let mut add = |kind, value: f64, threshold: f64, detail: String| {
-            out.push(Condition {
-                tenant: gateway.tenant.clone(),
-                kind,
-                scope: Scope::Gateway,
-                subject: id.clone(),
-                value,
-                threshold,
-                detail,
-            })
-        };
+        let mut add = adder(&mut out, &gateway.tenant, Scope::Gateway, &id);
         if runtime.gateway_live(&id).down {
             add(
                 AlarmKind::GatewayDown,
@@ -147,17 +137,7 @@ fn look(
     }
     for (id, account) in state.store.carrier_list::<Account>(None)? {
         let t = config.for_account(&id);
-        let mut add = |kind, value: f64, threshold: f64, detail: String| {
-            out.push(Condition {
-                tenant: account.tenant.clone(),
-                kind,
-                scope: Scope::Account,
-                subject: id.clone(),
-                value,
-                threshold,
-                detail,
-            })
-        };
+        let mut add = adder(&mut out, &account.tenant, Scope::Account, &id);
         window(&runtime.account_traffic(&id), t, &mut add);
         let legs = live
             .iter()
@@ -189,15 +169,12 @@ fn look(
         let failures = now.failures.saturating_sub(before.failures);
         let percent = failures as f64 * 100.0 / decisions.max(1) as f64;
         if decisions >= config.min_decisions && percent > config.module_failure_percent {
-            out.push(Condition {
-                tenant: tenant.clone(),
-                kind: AlarmKind::ModuleFailures,
-                scope: Scope::Modules,
-                subject: tenant,
-                value: percent,
-                threshold: config.module_failure_percent,
-                detail: format!("{failures} of {decisions} module decisions failed"),
-            });
+            adder(&mut out, &tenant, Scope::Modules, &tenant)(
+                AlarmKind::ModuleFailures,
+                percent,
+                config.module_failure_percent,
+                format!("{failures} of {decisions} module decisions failed"),
+            );
         }
     }
     let since = now_ms.saturating_sub(config.fraud_hold_secs * 1000);
@@ -216,17 +193,34 @@ fn look(
         entry.0 += 1;
     }
     for ((tenant, subject), (count, detail)) in flagged {
-        out.push(Condition {
-            tenant,
-            kind: AlarmKind::Fraud,
-            scope: Scope::Account,
-            subject,
-            value: count as f64,
-            threshold: 0.0,
-            detail: format!("{count} fraud events, the last: {detail}"),
-        });
+        adder(&mut out, &tenant, Scope::Account, &subject)(
+            AlarmKind::Fraud,
+            count as f64,
+            0.0,
+            format!("{count} fraud events, the last: {detail}"),
+        );
     }
     Ok(out)
+}
+
+/// What adds `subject`'s conditions (kind, value, threshold, detail) to `out`.
+fn adder<'a>(
+    out: &'a mut Vec<Condition>,
+    tenant: &'a str,
+    scope: Scope,
+    subject: &'a str,
+) -> impl FnMut(AlarmKind, f64, f64, String) + 'a {
+    move |kind, value, threshold, detail| {
+        out.push(Condition {
+            tenant: tenant.to_string(),
+            kind,
+            scope,
+            subject: subject.to_string(),
+            value,
+            threshold,
+            detail,
+        })
+    }
 }
 
 /// Money in units (its millionths dropped to a float: alarms need no cents exact).
