@@ -211,6 +211,11 @@ function dashboard() {
   });
 }
 
+// A number as received, and as sent on when a transform changed it.
+function afterTransforms(received, sent) {
+  return sent && sent !== received ? `${received} → ${sent}` : received;
+}
+
 // One leg's RTP as the relay counts it: packets in/out, loss and jitter.
 function legRtp(leg) {
   if (!leg) return '–';
@@ -228,7 +233,7 @@ function currentCalls() {
     const rows = r.data.calls.map((c) => h('tr', { 'data-call': c.call_id },
       h('td', {}, h('a', { href: `#/call/${encodeURIComponent(c.call_id)}` }, c.call_id)),
       h('td', {}, c.account), h('td', {}, c.ingress_gateway), h('td', {}, c.egress_gateway || ''),
-      h('td', {}, c.caller), h('td', {}, c.callee),
+      h('td', {}, afterTransforms(c.caller, c.caller_out)), h('td', {}, afterTransforms(c.callee, c.callee_out)),
       h('td', {}, `${c.codec_in || '?'} → ${c.codec_out || '?'}${c.transcoded ? ' (transcoded)' : ''}`),
       h('td', {}, `${c.caller_dtmf || '–'} / ${c.callee_dtmf || '–'}`),
       h('td', {}, c.relayed ? 'relayed' : 'direct'),

@@ -447,7 +447,14 @@ async fn the_live_view_counts_each_legs_rtp_loss_and_jitter() -> Result<()> {
         3.0
     );
     assert_eq!(sample("switchyard_transcoder_directions_active"), 0.0);
-    call.ends_by_rtp_timeout(&s).await?;
+    let numbers_out = [
+        &live["calls"][0]["caller_out"],
+        &live["calls"][0]["callee_out"],
+    ];
+    let r = call.ends_by_rtp_timeout(&s).await?;
+    // The live view shows the numbers as the vendor got them, as the record does.
+    assert_eq!(numbers_out, [&r["caller_out"], &r["callee_out"]], "{r}");
+    assert!(r["callee_out"].is_string(), "{r}");
     s.stop().await
 }
 

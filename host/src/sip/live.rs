@@ -27,6 +27,11 @@ pub struct LiveCall {
     pub caller: String,
     /// Callee as received.
     pub callee: String,
+    /// Caller as sent to the vendor, after the module's and gateways' transforms
+    /// (once answered).
+    pub caller_out: Option<String>,
+    /// Callee as sent to the vendor (once answered).
+    pub callee_out: Option<String>,
     /// INVITE received, Unix ms.
     pub invite_ms: u64,
     /// Answered, Unix ms.
@@ -91,6 +96,8 @@ impl LiveCall {
                 .or_else(|| record.attempts.last().map(|a| a.gateway.clone())),
             caller: record.caller_in.clone(),
             callee: record.callee_in.clone(),
+            caller_out: record.caller_out.clone(),
+            callee_out: record.callee_out.clone(),
             invite_ms: record.invite_ms,
             answer_ms: record.answer_ms,
             codec_in: record.codec_in.clone(),
