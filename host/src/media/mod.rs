@@ -111,19 +111,7 @@ impl MediaEngine {
 
     /// Packets relayed and dropped, and the transcoders' load, over every relay.
     pub fn stats(&self) -> MediaStats {
-        use std::sync::atomic::Ordering::Relaxed;
-        let t = &self.totals;
-        MediaStats {
-            rtp_received: t.received.load(Relaxed),
-            rtp_sent: t.sent.load(Relaxed),
-            rtp_dropped_stranger: t.dropped_stranger.load(Relaxed),
-            rtp_dropped_unrouted: t.dropped_unrouted.load(Relaxed),
-            transcode_drops: self.transcoders.dropped() as u64,
-            transcoded: t.transcoded.load(Relaxed),
-            transcode_queued: t.transcode_queued.load(Relaxed),
-            transcode_directions: t.transcode_directions.load(Relaxed),
-            transcode_workers: self.transcoders.workers(),
-        }
+        self.totals.read(self.transcoders.workers())
     }
 }
 

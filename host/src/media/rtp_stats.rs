@@ -167,6 +167,8 @@ pub struct RtpTotals {
     pub(super) dropped_unrouted: AtomicU64,
     /// Voice packets converted by the transcoding workers.
     pub(super) transcoded: AtomicU64,
+    /// Voice packets dropped because their worker was behind.
+    pub(super) transcode_dropped: AtomicU64,
     /// Packets waiting for a transcoding worker now.
     pub(super) transcode_queued: AtomicUsize,
     /// Call directions being transcoded now.
@@ -199,6 +201,22 @@ pub struct MediaStats {
 impl RtpTotals {
     pub(super) fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The totals now, with the pool's `workers`.
+    pub(super) fn read(&self, workers: usize) -> MediaStats {
+        let r = Ordering::Relaxed;
+        MediaStats {
+            rtp_received: self.received.load(r),
+            rtp_sent: self.sent.load(r),
+            rtp_dropped_stranger: self.dropped_stranger.load(r),
+            rtp_dropped_unrouted: self.dropped_unrouted.load(r),
+            transcode_drops: self.transcode_dropped.load(r),
+            transcoded: self.transcoded.load(r),
+            transcode_queued: self.transcode_queued.load(r),
+            transcode_directions: self.transcode_directions.load(r),
+            transcode_workers: workers,
+        }
     }
 }
 

@@ -59,7 +59,6 @@ struct Job {
 pub(super) struct TranscodePool {
     workers: Vec<SyncSender<Job>>,
     next: AtomicUsize,
-    dropped: AtomicUsize,
     totals: Arc<RtpTotals>,
 }
 
@@ -90,7 +89,6 @@ impl TranscodePool {
         Arc::new(TranscodePool {
             workers,
             next: AtomicUsize::new(0),
-            dropped: AtomicUsize::new(0),
             totals,
         })
     }
@@ -133,14 +131,9 @@ impl TranscodePool {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.totals.transcode_queued.fetch_sub(1, Ordering::Relaxed);
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                RtpTotals::add(&self.totals.transcode_dropped);
             }
         }
-    }
-
-    /// Packets dropped because a worker was behind.
-    pub(super) fn dropped(&self) -> usize {
-        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Its workers.
