@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{ApiJson, ApiResult, AppState, ScopedCaller};
+use crate::media::LegRtp;
 use crate::runtime::alarms::{AlarmConfig, AlarmKind, Change, Condition, Scope, Thresholds};
 use crate::runtime::events::EventFilter;
 use crate::runtime::traffic::Summary;
@@ -113,10 +114,23 @@ fn look(
 ) -> crate::store::Result<Vec<Condition>> {
     let runtime = state.policy.runtime();
     let mut out = Vec::new();
-    let live = state
-        .sip
-        .as_ref()
-        .map_or_else(Vec::new, |sip| sip.live.list(|c| c.relayed));
+    // The legs of answered calls in progress, by vendor gateway (its side) and by
+    // account (the customer's side), gathered in one pass over the calls.
+    let mut gateway_legs: HashMap<String, Vec<LegRtp>> = HashMap::new();
+    let mut account_legs: HashMap<(String, String), Vec<LegRtp>> = HashMap::new();
+    let live = state.sip.as_ref().map_or_else(Vec::new, |sip| {
+        sip.live.list(|c| c.relayed && c.answer_ms.is_some())
+    });
+    for call in live {
+        let Some(rtp) = call.rtp else { continue };
+        if let Some(gateway) = call.egress_gateway {
+            gateway_legs.entry(gateway).or_default().push(rtp.callee);
+        }
+        account_legs
+            .entry((call.tenant, call.account))
+            .or_default()
+            .push(rtp.caller);
+    }
     for (id, gateway) in state.store.carrier_list::<RoutingGateway>(None)? {
         let t = config.for_gateway(&id);
         let mut add = adder(&mut out, &gateway.tenant, Scope::Gateway, &id);
@@ -129,20 +143,13 @@ fn look(
             );
         }
         window(&runtime.gateway_traffic(&id), t, &mut add);
-        let legs = live
-            .iter()
-            .filter(|c| c.egress_gateway.as_deref() == Some(id.as_str()) && c.answer_ms.is_some())
-            .filter_map(|c| c.rtp.map(|r| r.callee));
-        media(legs, t, &mut add);
+        media(gateway_legs.get(&id), t, &mut add);
     }
     for (id, account) in state.store.carrier_list::<Account>(None)? {
         let t = config.for_account(&id);
         let mut add = adder(&mut out, &account.tenant, Scope::Account, &id);
         window(&runtime.account_traffic(&id), t, &mut add);
-        let legs = live
-            .iter()
-            .filter(|c| c.account == id && c.tenant == account.tenant && c.answer_ms.is_some())
-            .filter_map(|c| c.rtp.map(|r| r.caller));
+        let legs = account_legs.get(&(account.tenant.clone(), id.clone()));
         media(legs, t, &mut add);
         if account.rate_table.is_some() {
             let credit = if account.prepaid {
@@ -180,13 +187,11 @@ fn look(
     let since = now_ms.saturating_sub(config.fraud_hold_secs * 1000);
     let fraud = EventFilter {
         kind: Some("fraud"),
+        since_ms: since,
         ..EventFilter::default()
     };
     let mut flagged: HashMap<(String, String), (u64, String)> = HashMap::new();
     for e in runtime.events.list(&fraud, usize::MAX) {
-        if e.at_ms < since {
-            break;
-        }
         let entry = flagged
             .entry((e.tenant.clone(), e.subject.clone()))
             .or_insert((0, e.detail.clone()));
@@ -264,16 +269,19 @@ fn window(s: &Summary, t: &Thresholds, add: &mut impl FnMut(AlarmKind, f64, f64,
 
 /// The worst loss and jitter among `legs`, of those far enough in to judge.
 fn media(
-    legs: impl Iterator<Item = crate::media::LegRtp>,
+    legs: Option<&Vec<LegRtp>>,
     t: &Thresholds,
     add: &mut impl FnMut(AlarmKind, f64, f64, String),
 ) {
-    let judged: Vec<_> = legs
+    let judged: Vec<&LegRtp> = legs
+        .into_iter()
+        .flatten()
         .filter(|l| l.received + l.lost >= MIN_LEG_PACKETS)
         .collect();
-    let worst = |f: fn(&crate::media::LegRtp) -> f64| {
+    let worst = |f: fn(&LegRtp) -> f64| {
         judged
             .iter()
+            .copied()
             .map(f)
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
     };
@@ -290,7 +298,6 @@ fn media(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::LegRtp;
 
     fn kinds(f: impl FnOnce(&mut dyn FnMut(AlarmKind, f64, f64, String))) -> Vec<(AlarmKind, f64)> {
         let mut got = Vec::new();
@@ -338,15 +345,21 @@ mod tests {
             // Too young to judge, however bad.
             leg(10, 40, 80.0, 400.0),
         ];
-        let got = kinds(|add| media(legs.into_iter(), &t, &mut |k, v, th, d| add(k, v, th, d)));
+        let got = kinds(|add| {
+            media(Some(&legs.to_vec()), &t, &mut |k, v, th, d| {
+                add(k, v, th, d)
+            })
+        });
         assert_eq!(
             got,
             [(AlarmKind::PacketLoss, 10.0), (AlarmKind::Jitter, 60.0)]
         );
         let fine = [leg(1000, 0, 0.0, 2.0)];
-        assert!(
-            kinds(|add| media(fine.into_iter(), &t, &mut |k, v, th, d| add(k, v, th, d)))
-                .is_empty()
-        );
+        assert!(kinds(
+            |add| media(Some(&fine.to_vec()), &t, &mut |k, v, th, d| add(
+                k, v, th, d
+            ))
+        )
+        .is_empty());
     }
 }

@@ -39,6 +39,7 @@ async fn list(
         kind: q.kind.as_deref(),
         subject: q.subject.as_deref(),
         after: q.after,
+        since_ms: 0,
     };
     let limit = q.limit.unwrap_or(100).min(MAX_LIMIT);
     ApiJson(state.policy.runtime().events.list(&filter, limit))

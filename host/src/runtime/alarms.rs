@@ -284,11 +284,6 @@ impl Alarms {
             .collect();
         (active, cleared)
     }
-
-    /// Alarms active now (for the census).
-    pub fn active(&self) -> usize {
-        self.state().active.len()
-    }
 }
 
 #[cfg(test)]

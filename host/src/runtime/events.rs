@@ -55,6 +55,8 @@ pub struct EventFilter<'a> {
     pub subject: Option<&'a str>,
     /// Only events after this ordinal.
     pub after: u64,
+    /// Only events at or after this Unix ms.
+    pub since_ms: u64,
 }
 
 impl Events {
@@ -79,7 +81,7 @@ impl Events {
         ring.events
             .iter()
             .rev()
-            .take_while(|e| e.seq > filter.after)
+            .take_while(|e| e.seq > filter.after && e.at_ms >= filter.since_ms)
             .filter(|e| filter.tenant.is_none_or(|t| e.tenant == t))
             .filter(|e| filter.kind.is_none_or(|k| e.kind == k))
             .filter(|e| filter.subject.is_none_or(|s| e.subject == s))
