@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+// mimalloc: a call allocates and frees many small strings across threads, where
+// glibc's malloc spent about a sixth of the CPU (scripts/bench-sip's profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
