@@ -257,7 +257,8 @@ impl Store {
             // No balance moved (unbilled or free calls): the marker alone, as a plain
             // insert. A sled batch rolls its log buffer twice, each a new buffer and
             // a write on sled's I/O pool that wakes all its threads; per call that was
-            // about 5 of the 11 context switches a call cost (scripts/bench-sip).
+            // about 5 of the 11 context switches a call cost (1,000 calls/s, counted
+            // over /proc/<pid>/task).
             // Recovery keeps a prefix of sled's log, so a marker that survives a crash
             // comes with every balance written before it.
             self.meta
