@@ -64,8 +64,16 @@ impl BoundPolicy {
             .acquire()
             .await
             .expect("semaphore is never closed");
-        // Guests run on the blocking pool: a slow guest never stalls a tokio worker.
-        let joined = tokio::task::spawn_blocking(move || {
+        // A version proven fast runs here when the inline lane is free (see
+        // `lane`); otherwise on the blocking pool, where a slow guest stalls no
+        // tokio worker.
+        let inline = module
+            .lane
+            .may_run_inline()
+            .then(|| self.engine.inline_lane.try_acquire().ok())
+            .flatten();
+        let deadline_ms = limits.deadline_ms;
+        let inv = if inline.is_some() {
             invoke::run(
                 &engine.engine,
                 &engine.ticker,
@@ -74,20 +82,38 @@ impl BoundPolicy {
                 hook,
                 limits,
             )
-        })
-        .await;
-        let inv = match joined {
-            Ok(inv) => inv,
-            Err(e) => {
-                return Err((
-                    Failure {
-                        kind: FailureKind::Trap,
-                        message: format!("policy task failed: {e}"),
-                    },
-                    Vec::new(),
-                ))
+        } else {
+            let module = module.clone();
+            let joined = tokio::task::spawn_blocking(move || {
+                invoke::run(
+                    &engine.engine,
+                    &engine.ticker,
+                    &engine.runtime,
+                    &module,
+                    hook,
+                    limits,
+                )
+            })
+            .await;
+            match joined {
+                Ok(inv) => inv,
+                Err(e) => {
+                    return Err((
+                        Failure {
+                            kind: FailureKind::Trap,
+                            message: format!("policy task failed: {e}"),
+                        },
+                        Vec::new(),
+                    ))
+                }
             }
         };
+        drop(inline);
+        module.lane.learn(
+            inv.cpu_us,
+            deadline_ms,
+            inv.answer.as_ref().err().map(|f| f.kind),
+        );
         self.engine.after_invocation(self, &inv);
         match inv.answer {
             Ok(answer) => Ok((answer, inv.logs)),

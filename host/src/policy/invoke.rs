@@ -28,6 +28,8 @@ pub struct LoadedModule {
     /// Its registry entry.
     pub meta: ModuleVersion,
     pub(crate) pre: CallPolicyPre<PolicyState>,
+    /// Whether its decisions may run on the calling worker.
+    pub(crate) lane: super::lane::LaneRecord,
 }
 
 /// Which hook to run, with its arguments.

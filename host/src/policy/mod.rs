@@ -22,6 +22,7 @@ mod error;
 pub mod health;
 mod host;
 pub mod invoke;
+mod lane;
 pub mod limits;
 mod state;
 pub mod validate;
@@ -64,6 +65,8 @@ pub struct PolicyEngine {
     /// One running guest per core, so guests are not time-sliced against each other
     /// (each decision's latency is its own). Further decisions queue here.
     running: tokio::sync::Semaphore,
+    /// Decisions running on tokio workers (see [`lane`]).
+    inline_lane: tokio::sync::Semaphore,
     /// Components compiled from source by this engine (cache misses), for operators
     /// and for the test that a restart loads cached artifacts instead.
     compilations: std::sync::atomic::AtomicU64,
@@ -79,6 +82,7 @@ impl PolicyEngine {
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking host imports: {e:#}"))?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let policy = Arc::new(PolicyEngine {
             engine_hash: engine::compatibility_hash(&engine),
             ticker: epoch::EpochTicker::start(&engine),
@@ -90,9 +94,8 @@ impl PolicyEngine {
             bindings: RwLock::default(),
             binding_changes: Mutex::default(),
             compilations: Default::default(),
-            running: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ),
+            inline_lane: tokio::sync::Semaphore::new(cores),
+            running: tokio::sync::Semaphore::new(cores),
         });
         for binding in store.bindings()? {
             for version in binding_versions(&binding) {
@@ -171,6 +174,7 @@ impl PolicyEngine {
             Arc::new(LoadedModule {
                 meta: meta.clone(),
                 pre,
+                lane: Default::default(),
             }),
         );
         Ok(meta)
@@ -245,7 +249,11 @@ impl PolicyEngine {
             }
         };
         let pre = self.prelink(&component).map_err(|(_, e)| unloadable(e))?;
-        let module = Arc::new(LoadedModule { meta, pre });
+        let module = Arc::new(LoadedModule {
+            meta,
+            pre,
+            lane: Default::default(),
+        });
         self.loaded_mut().insert(key.clone(), module.clone());
         Ok(module)
     }
