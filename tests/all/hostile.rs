@@ -100,7 +100,33 @@ async fn each_hostile_guest_ends_in_the_fallback_with_its_failure_kind() -> Resu
 
 #[tokio::test]
 async fn a_thousand_ordinary_decisions_succeed_while_hostile_guests_run() -> Result<()> {
-    let dir = TempDir::new("hostile-load");
+    let inline = ordinary_decisions_among_hostile_guests("hostile-load").await?;
+    assert_eq!(
+        inline, 0,
+        "on a current-thread runtime no decision runs on the only worker"
+    );
+    Ok(())
+}
+
+/// Production's runtime has a worker per core: there a version proven fast decides on
+/// the calling worker, and the hostile versions (looping, sleeping, greedy, trapping)
+/// still end on the blocking pool and in their fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_worker_per_core_fast_versions_decide_inline_and_hostile_ones_still_fall_back(
+) -> Result<()> {
+    let inline = ordinary_decisions_among_hostile_guests("hostile-lane").await?;
+    assert!(
+        inline > 0 && inline < 1_000,
+        "the router, once proven fast, used the inline lane: {inline} of 1000"
+    );
+    Ok(())
+}
+
+/// A thousand ordinary decisions among ten rounds of every hostile guest: each hostile
+/// decision falls back, each ordinary one routes as its table says. Returns how many
+/// decisions ran in the inline lane.
+async fn ordinary_decisions_among_hostile_guests(name: &str) -> Result<u64> {
+    let dir = TempDir::new(name);
     let s = TestServer::start(&dir.0).await?;
     setup(&s).await?;
     let policy = s.server.policy.clone();
@@ -144,7 +170,9 @@ async fn a_thousand_ordinary_decisions_succeed_while_hostile_guests_run() -> Res
     }
     let (status, _) = s.call("GET", "/api/v1/health", "", None).await?;
     assert_eq!(status, 200, "API still answers");
-    s.stop().await
+    let inline = policy.inline_decisions();
+    s.stop().await?;
+    Ok(inline)
 }
 
 #[tokio::test]

@@ -67,11 +67,14 @@ impl BoundPolicy {
         // A version proven fast runs here when the inline lane is free (see
         // `lane`); otherwise on the blocking pool, where a slow guest stalls no
         // tokio worker.
-        let inline = module
-            .lane
-            .may_run_inline()
+        let inline = (module.lane.may_run_inline() && lane::runtime_has_other_workers())
             .then(|| self.engine.inline_lane.try_acquire().ok())
             .flatten();
+        if inline.is_some() {
+            self.engine
+                .inline_decisions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let deadline_ms = limits.deadline_ms;
         let inv = if inline.is_some() {
             invoke::run(

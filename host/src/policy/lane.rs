@@ -9,6 +9,10 @@
 //! pool for good. Versions not yet seen, and any decision while the lane is full, run
 //! on the pool as before. (A lane of one left the other worker free, but at 1,000
 //! calls per second with two decisions each, most decisions found it taken.)
+//!
+//! The lane is open only on a runtime with more than one worker: on a current-thread
+//! runtime (the tests' `#[tokio::test]`) a decision run inline stops the only thread,
+//! and with it SIP reading and transaction timers, for as long as the guest runs.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -21,6 +25,15 @@ const FAST_SHARE: u64 = 4;
 const UNPROVEN: u8 = 0;
 const FAST: u8 = 1;
 const SLOW: u8 = 2;
+
+/// Whether the runtime we are on has other workers to keep serving while this one
+/// runs a guest: a multi-thread runtime with at least two workers.
+pub(crate) fn runtime_has_other_workers() -> bool {
+    tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+        handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+            && handle.metrics().num_workers() > 1
+    })
+}
 
 /// What a module version's decisions have shown so far.
 #[derive(Debug, Default)]
@@ -54,6 +67,26 @@ impl LaneRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_lane_is_shut_on_a_current_thread_runtime() {
+        assert!(!runtime_has_other_workers());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn the_lane_is_shut_on_a_runtime_of_one_worker() {
+        assert!(!runtime_has_other_workers());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_lane_is_open_on_a_runtime_of_two_workers() {
+        assert!(runtime_has_other_workers());
+    }
+
+    #[test]
+    fn the_lane_is_shut_outside_any_runtime() {
+        assert!(!runtime_has_other_workers());
+    }
 
     #[test]
     fn a_version_runs_inline_once_fast_and_never_again_once_slow() {

@@ -67,6 +67,8 @@ pub struct PolicyEngine {
     running: tokio::sync::Semaphore,
     /// Decisions running on tokio workers (see [`lane`]).
     inline_lane: tokio::sync::Semaphore,
+    /// Decisions that ran in the inline lane since start.
+    inline_decisions: std::sync::atomic::AtomicU64,
     /// Components compiled from source by this engine (cache misses), for operators
     /// and for the test that a restart loads cached artifacts instead.
     compilations: std::sync::atomic::AtomicU64,
@@ -95,6 +97,7 @@ impl PolicyEngine {
             binding_changes: Mutex::default(),
             compilations: Default::default(),
             inline_lane: tokio::sync::Semaphore::new(cores),
+            inline_decisions: Default::default(),
             running: tokio::sync::Semaphore::new(cores),
         });
         for binding in store.bindings()? {
@@ -189,6 +192,13 @@ impl PolicyEngine {
     /// How many components this engine compiled from source since it started.
     pub fn compilations(&self) -> u64 {
         self.compilations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many decisions ran on the calling tokio worker (the inline lane, see
+    /// [`lane`]) instead of the blocking pool since it started.
+    pub fn inline_decisions(&self) -> u64 {
+        self.inline_decisions
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn loaded_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ModuleKey, Arc<LoadedModule>>> {
