@@ -108,14 +108,29 @@ pub(super) struct CallJob {
     done: Box<dyn FnOnce(Result<CallRecord>) + Send>,
 }
 
+/// How long a batch stays open for more records while calls are ending in a stream.
+/// Without it a batch at 1,000 calls/s held one or two records, and every record
+/// paid for a sync of its own and two thread wake-ups (the writer's and the
+/// call's): about a quarter of a call's CPU in a perf profile.
+const GROUP_COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(4);
+
 /// Write batches of finished calls until every `Store` is gone: one journal append
 /// and sync per batch (group commit), then the batch's charges into the balances.
+/// A record that arrives within the window of the last batch (calls are ending in
+/// a stream) waits out the window for others to share its sync; one after a quiet
+/// spell is written at once.
 pub(super) fn run_call_writer(jobs: std::sync::mpsc::Receiver<CallJob>) {
+    let mut last_batch: Option<std::time::Instant> = None;
     while let Ok(first) = jobs.recv() {
+        let opened = std::time::Instant::now();
+        if last_batch.is_some_and(|at| opened.duration_since(at) < GROUP_COMMIT_WINDOW) {
+            std::thread::sleep(GROUP_COMMIT_WINDOW);
+        }
         let mut batch = vec![first];
         batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
         let store = batch[0].store.clone();
         store.write_calls(batch);
+        last_batch = Some(std::time::Instant::now());
     }
 }
 
