@@ -193,3 +193,33 @@ fn both_g729_variants_are_offered_when_the_mode_says_so() {
         [(97, "G729a".to_string()), (18, "G729".to_string())]
     );
 }
+
+#[test]
+fn remembered_readings_answer_only_for_the_same_bytes() {
+    let at = |port: u16| {
+        format!("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n")
+    };
+    // More bodies than a thread remembers, then each again: every answer is its own.
+    let ports: Vec<u16> = (0..RECENT_READINGS as u16 * 2)
+        .map(|n| 4000 + 2 * n)
+        .collect();
+    for _ in 0..2 {
+        for &port in &ports {
+            let endpoint = audio_endpoint(at(port).as_bytes());
+            assert_eq!(endpoint, Some(SocketAddr::from(([192, 0, 2, 1], port))));
+        }
+    }
+    // A body that differs in one byte from one just read is read afresh.
+    let pcmu = at(4000);
+    let pcma = pcmu.replace("RTP/AVP 0", "RTP/AVP 8");
+    assert_eq!(
+        audio_formats(pcmu.as_bytes()),
+        vec![(0, "PCMU".to_string())]
+    );
+    assert_eq!(
+        audio_formats(pcma.as_bytes()),
+        vec![(8, "PCMA".to_string())]
+    );
+    assert_eq!(audio(b"not sdp").map(|a| a.endpoint), None);
+    assert_eq!(audio(b"not sdp").map(|a| a.endpoint), None);
+}
