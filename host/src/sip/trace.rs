@@ -4,7 +4,7 @@
 //! and what the shield dropped is kept apart, sampled, so a flood cannot push the
 //! calls' messages out.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,8 +57,8 @@ pub struct TraceEntry {
     pub local: SocketAddr,
     /// The peer's.
     pub remote: SocketAddr,
-    /// Empty when the message has none.
-    pub call_id: String,
+    /// Empty when the message has none. Shared with the ring's per-call count.
+    pub call_id: Arc<str>,
     /// Why the shield dropped it, when it did.
     pub dropped: Option<&'static str>,
     /// The message as text (lossy where it is not UTF-8).
@@ -80,7 +80,7 @@ pub struct TraceFilter {
 
 impl TraceFilter {
     fn matches(&self, e: &TraceEntry) -> bool {
-        if self.call_id.as_ref().is_some_and(|c| *c != e.call_id) {
+        if self.call_id.as_deref().is_some_and(|c| c != &*e.call_id) {
             return false;
         }
         if let Some(a) = &self.address {
@@ -104,7 +104,8 @@ impl TraceFilter {
 #[derive(Default)]
 struct Rings {
     calls: VecDeque<Arc<TraceEntry>>,
-    per_call: HashMap<String, u32>,
+    /// Messages kept per Call-ID (FxHash: it is looked up for every message).
+    per_call: rustc_hash::FxHashMap<Arc<str>, u32>,
     dropped: VecDeque<Arc<TraceEntry>>,
 }
 
@@ -166,7 +167,7 @@ impl Trace {
         if self.config.capacity == 0 {
             return;
         }
-        let call_id = super::wire::call_id_of(raw).unwrap_or_default().to_string();
+        let call_id: Arc<str> = super::wire::call_id_of(raw).unwrap_or_default().into();
         let entry = Arc::new(TraceEntry {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             at_us,
@@ -377,7 +378,7 @@ mod tests {
         }
         let all = t.search(&TraceFilter::default(), 100);
         assert_eq!(all.len(), 5);
-        assert_eq!(all[0].call_id, "c5", "the oldest went first");
+        assert_eq!(&*all[0].call_id, "c5", "the oldest went first");
         assert_eq!(
             t.lock().per_call.len(),
             5,
@@ -406,7 +407,10 @@ mod tests {
             None,
         );
         let find = |f: TraceFilter| -> Vec<String> {
-            t.search(&f, 10).iter().map(|e| e.call_id.clone()).collect()
+            t.search(&f, 10)
+                .iter()
+                .map(|e| e.call_id.to_string())
+                .collect()
         };
         assert_eq!(
             find(TraceFilter {
