@@ -70,13 +70,11 @@ impl BoundPolicy {
         let inline = (module.lane.may_run_inline() && lane::runtime_has_other_workers())
             .then(|| self.engine.inline_lane.try_acquire().ok())
             .flatten();
-        if inline.is_some() {
+        let deadline_ms = limits.deadline_ms;
+        let inv = if inline.is_some() {
             self.engine
                 .inline_decisions
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let deadline_ms = limits.deadline_ms;
-        let inv = if inline.is_some() {
             invoke::run(
                 &engine.engine,
                 &engine.ticker,
