@@ -68,7 +68,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
                 let call = offered_call(&invite, &origin, arrived_at_ms);
                 let record = new_call_record(&origin, &call, &requested);
                 core.runtime.call_offered(&call.tenant);
-                save_refusal(&core, record, 503, &why, EndReason::Limit).await;
+                save_refusal(&core, record, 503, &why, EndReason::Limit);
             }
             return;
         }
@@ -99,7 +99,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
             let resp =
                 reply(403, "Forbidden").header("Reason", format!("SIP;cause=403;text=\"{why}\""));
             core.txs.respond(&tx, resp).await;
-            return save_refusal(&core, record, 403, &why, EndReason::AddressListed).await;
+            return save_refusal(&core, record, 403, &why, EndReason::AddressListed);
         }
         Err(e) => tracing::error!(%call_id, error = %e, "address lists unreadable; not checked"),
     }
@@ -124,7 +124,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
             core.txs.respond(&tx, resp).await;
             record.refused_by = Some(refusal.hit);
             let code = refusal.code;
-            return save_refusal(&core, record, code, &why, EndReason::NumberListed).await;
+            return save_refusal(&core, record, code, &why, EndReason::NumberListed);
         }
         Err(e) => tracing::error!(%call_id, error = %e, "number lists unreadable; not checked"),
     }
@@ -156,7 +156,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
             number: caller.to_string(),
             side: switchyard_model::NumberSide::Caller,
         });
-        return save_refusal(&core, record, 403, &why, EndReason::NumberListed).await;
+        return save_refusal(&core, record, 403, &why, EndReason::NumberListed);
     }
     // A codec the caller's gateway pins must be in the offer: refused at once,
     // before any vendor INVITE.
@@ -167,7 +167,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
         let resp = reply(488, "Not Acceptable Here")
             .header("Reason", format!("SIP;cause=488;text=\"{why}\""));
         core.txs.respond(&tx, resp).await;
-        return save_refusal(&core, record, 488, &why, EndReason::CodecNotOffered).await;
+        return save_refusal(&core, record, 488, &why, EndReason::CodecNotOffered);
     }
     // Billing refuses before any vendor INVITE, and the refusal is recorded.
     let billing = match core.billing.authorize(&gateway.account, &callee) {
@@ -184,7 +184,7 @@ pub(in crate::sip) async fn start(core: Arc<SipCore>, invite: Message, tx: Arc<S
             );
             core.txs.respond(&tx, resp).await;
             let why = &refusal.detail;
-            return save_refusal(&core, record, refusal.code, why, refusal.reason).await;
+            return save_refusal(&core, record, refusal.code, why, refusal.reason);
         }
     };
     core.txs
@@ -283,7 +283,7 @@ pub(super) fn new_call_record(origin: &Origin<'_>, call: &Call, callee_in: &str)
 }
 
 /// Record a call refused at setup with `code` and `why`: it ends as it arrives.
-pub(super) async fn save_refusal(
+pub(super) fn save_refusal(
     core: &SipCore,
     mut record: CallRecord,
     code: u16,
@@ -296,7 +296,25 @@ pub(super) async fn save_refusal(
     record.reason = reason;
     super::finish::count_ended(core, &record);
     core.runtime.ledger.record(&record);
-    super::finish::save_call_record(core, &record).await
+    // The refusal is answered already, so nothing waits for its record: the message
+    // reader that runs this goes on at once, where a burst of refusals each waiting
+    // for its own sync would hold up every other message behind them.
+    let metrics = core.runtime.metrics.clone();
+    let call_id = record.call_id.clone();
+    let queued = core.store.record_call_then(record, {
+        let call_id = call_id.clone();
+        move |written| match written {
+            Ok(_) => metrics.cdr_written(),
+            Err(e) => unwritten(&call_id, &e),
+        }
+    });
+    if let Err(e) = queued {
+        unwritten(&call_id, &e);
+    }
+}
+
+fn unwritten(call_id: &str, error: &dyn std::fmt::Display) {
+    tracing::error!(%call_id, %error, "writing the call record failed");
 }
 
 pub(super) enum PhoneAuth {
