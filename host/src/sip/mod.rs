@@ -309,7 +309,6 @@ pub struct SipServer {
     pub addrs: Vec<SocketAddr>,
     /// The SIP over TLS listener's address, when configured.
     pub tls_addr: Option<SocketAddr>,
-    task: JoinHandle<()>,
     health: JoinHandle<()>,
     upstream: JoinHandle<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -332,7 +331,7 @@ impl SipServer {
             }),
             None => None,
         };
-        let (transports, mut inbound) = transport::Transports::bind(
+        let transports = transport::Transports::bind(
             &config.listen,
             tls,
             shield,
@@ -382,12 +381,9 @@ impl SipServer {
             kept,
             crate::now_ms(),
         );
-        let dispatcher = core.clone();
-        let task = tokio::spawn(async move {
-            while let Some(msg) = inbound.recv().await {
-                dispatcher.dispatch(msg.msg, msg.peer).await;
-            }
-        });
+        core.txs
+            .transports()
+            .start(Box::new(Dispatcher(Arc::downgrade(&core))));
         let health = tokio::spawn(health::run(core.clone()));
         let (shutdown, shutting_down) = tokio::sync::watch::channel(false);
         let upstream = tokio::spawn(upstream::run(core.clone(), shutting_down));
@@ -401,23 +397,38 @@ impl SipServer {
             addr,
             addrs,
             tls_addr,
-            task,
             health,
             upstream,
             shutdown,
         })
     }
 
-    /// Unregister from upstream gateways (the dispatcher still runs to take their
-    /// answers), then stop taking messages, and wait until the dispatcher and the health
-    /// checker are gone (they hold the store, which a restart in the same process reopens).
+    /// Unregister from upstream gateways (messages are still read to take their
+    /// answers), then stop taking messages, and wait until the health checker is gone
+    /// (it holds the store, which a restart in the same process reopens).
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.upstream.await;
-        self.task.abort();
+        self.core.txs.transports().stop();
         self.health.abort();
-        let _ = self.task.await;
         let _ = self.health.await;
+    }
+}
+
+/// Hands each message the transports read to the core, on the reading task. Holds
+/// the core weakly: the transports belong to the core.
+struct Dispatcher(std::sync::Weak<SipCore>);
+
+impl transport::Handler for Dispatcher {
+    fn handle(
+        &self,
+        inbound: transport::Inbound,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if let Some(core) = self.0.upgrade() {
+                core.dispatch(inbound.msg, inbound.peer).await;
+            }
+        })
     }
 }
 

@@ -1,16 +1,26 @@
 //! UDP, TCP and TLS listeners (IPv4 and IPv6) and sending. Every complete message that
 //! arrives meets the [`Shield`] first, is parsed by [`super::wire`] and handed up as
-//! an [`Inbound`]; what does not parse is answered with 400 when it can be and its
-//! source may be answered, and dropped otherwise.
+//! an [`Inbound`] to the [`Handler`] the layer above gave [`Transports::start`]; what
+//! does not parse is answered with 400 when it can be and its source may be answered,
+//! and dropped otherwise.
+//!
+//! The handler runs on the task that read the message, saving the hand-off per message
+//! to a dispatcher task that a queue between them cost. While it runs, that socket or
+//! connection is not read (the kernel's receive buffer holds what arrives), so the
+//! layer above keeps anything slow off this path.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use switchyard_model::Transport;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::shield::Shield;
@@ -36,6 +46,12 @@ pub struct Inbound {
     pub peer: Peer,
 }
 
+/// What the layer above does with each message that parsed, on the task that read it.
+pub trait Handler: Send + Sync {
+    /// Handle one message. Reading from its socket or connection waits until this ends.
+    fn handle(&self, inbound: Inbound) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
 /// What in-memory transports sent, and to whom.
 pub type Sent = mpsc::UnboundedReceiver<(Vec<u8>, Peer)>;
 
@@ -47,6 +63,14 @@ pub struct TlsListen {
     pub server: Arc<rustls::ServerConfig>,
     /// The CAs vendors' certificates must chain to.
     pub client: Arc<rustls::ClientConfig>,
+}
+
+/// The listening sockets' reading tasks: waiting to start, then running.
+#[derive(Default)]
+struct Listeners {
+    tcp: Vec<TcpListener>,
+    tls: Option<TcpListener>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 struct TlsSide {
@@ -70,7 +94,12 @@ pub struct Transports {
     tcp: Mutex<HashMap<Peer, mpsc::Sender<Vec<u8>>>>,
     /// The TLS listener's address and the TLS settings both ways, when configured.
     tls: Option<TlsSide>,
-    inbound: mpsc::Sender<Inbound>,
+    /// Listeners bound but not yet read from, until [`Transports::start`].
+    listeners: Mutex<Listeners>,
+    /// Where parsed messages go, from [`Transports::start`] on.
+    handler: OnceLock<Box<dyn Handler>>,
+    /// Set by [`Transports::stop`]: messages still arriving are dropped.
+    stopped: AtomicBool,
     /// The address put in our Via and Contact headers.
     pub advertised: SocketAddr,
     /// Bans, flood control and address lists, before parsing.
@@ -78,8 +107,8 @@ pub struct Transports {
     /// Unknown sources get no answer at all, not even a 400.
     silent: bool,
     /// Messages read off the wire (after the shield), and those that did not parse.
-    read: std::sync::atomic::AtomicU64,
-    malformed: std::sync::atomic::AtomicU64,
+    read: AtomicU64,
+    malformed: AtomicU64,
     /// Counts every message sent and received, by method.
     metrics: Arc<Metrics>,
     /// Keeps every message sent and received for operators.
@@ -88,7 +117,7 @@ pub struct Transports {
 
 impl Transports {
     /// Bind UDP and TCP on every address, and TLS when configured. The first address
-    /// is advertised.
+    /// is advertised. Nothing is read until [`start`](Self::start).
     pub async fn bind(
         listen: &[SocketAddr],
         tls: Option<TlsListen>,
@@ -96,9 +125,8 @@ impl Transports {
         silent: bool,
         metrics: Arc<Metrics>,
         trace: Arc<Trace>,
-    ) -> anyhow::Result<(Arc<Transports>, mpsc::Receiver<Inbound>)> {
+    ) -> anyhow::Result<Arc<Transports>> {
         anyhow::ensure!(!listen.is_empty(), "no SIP listen address");
-        let (inbound, rx) = mpsc::channel(4096);
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for addr in listen {
@@ -124,46 +152,75 @@ impl Transports {
             .iter()
             .map(|s| s.local_addr())
             .collect::<std::io::Result<Vec<_>>>()?;
-        let transports = Arc::new(Transports {
+        Ok(Arc::new(Transports {
             advertised: local[0],
             local,
             udp,
             memory: None,
             tcp: Mutex::default(),
             tls: tls_side,
-            inbound,
+            listeners: Mutex::new(Listeners {
+                tcp,
+                tls: tls_listener,
+                tasks: Vec::new(),
+            }),
+            handler: OnceLock::new(),
+            stopped: AtomicBool::new(false),
             shield,
             silent,
             read: Default::default(),
             malformed: Default::default(),
             metrics,
             trace,
-        });
-        for socket in &transports.udp {
-            tokio::spawn(read_udp(transports.clone(), socket.clone()));
+        }))
+    }
+
+    /// Start reading: every message that parses goes to `handler`. Once only; later
+    /// calls change nothing.
+    pub fn start(self: &Arc<Self>, handler: Box<dyn Handler>) {
+        if self.handler.set(handler).is_err() {
+            return;
         }
-        for listener in tcp {
-            tokio::spawn(accept_tcp(transports.clone(), listener));
+        let mut listeners = self.listeners_lock();
+        let mut tasks = Vec::new();
+        for socket in &self.udp {
+            tasks.push(tokio::spawn(read_udp(self.clone(), socket.clone())));
         }
-        if let Some(listener) = tls_listener {
-            tokio::spawn(accept_tls(transports.clone(), listener));
+        for listener in std::mem::take(&mut listeners.tcp) {
+            tasks.push(tokio::spawn(accept_tcp(self.clone(), listener)));
         }
-        Ok((transports, rx))
+        if let Some(listener) = listeners.tls.take() {
+            tasks.push(tokio::spawn(accept_tls(self.clone(), listener)));
+        }
+        listeners.tasks = tasks;
+    }
+
+    /// Stop reading: the listeners close, and what open connections still bring is
+    /// dropped.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        for task in self.listeners_lock().tasks.drain(..) {
+            task.abort();
+        }
+    }
+
+    fn listeners_lock(&self) -> std::sync::MutexGuard<'_, Listeners> {
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Transports without sockets, advertising `advertised`: what is sent arrives on
-    /// the returned receiver, and what is pushed into the inbound sender is read as
-    /// if it came off the wire. For the transaction and call layers' unit tests.
-    pub fn in_memory(advertised: SocketAddr) -> (Arc<Transports>, Sent, mpsc::Receiver<Inbound>) {
+    /// the returned receiver. For the transaction and call layers' unit tests.
+    pub fn in_memory(advertised: SocketAddr) -> (Arc<Transports>, Sent) {
         let (sent, sent_rx) = mpsc::unbounded_channel();
-        let (inbound, inbound_rx) = mpsc::channel(64);
         let transports = Arc::new(Transports {
             udp: Vec::new(),
             local: Vec::new(),
             memory: Some(sent),
             tcp: Mutex::default(),
             tls: None,
-            inbound,
+            listeners: Mutex::default(),
+            handler: OnceLock::new(),
+            stopped: AtomicBool::new(false),
             advertised,
             shield: Arc::new(Shield::new(super::shield::ShieldConfig {
                 flood_limit: 0,
@@ -175,7 +232,7 @@ impl Transports {
             metrics: Default::default(),
             trace: Arc::new(Trace::new(Default::default()).expect("no HEP socket to bind")),
         });
-        (transports, sent_rx, inbound_rx)
+        (transports, sent_rx)
     }
 
     /// The address to advertise to `peer`: our first of its address family.
@@ -327,8 +384,10 @@ impl Transports {
 
     /// (messages read past the shield, of which malformed).
     pub fn read_counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (self.read.load(Relaxed), self.malformed.load(Relaxed))
+        (
+            self.read.load(Ordering::Relaxed),
+            self.malformed.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether a source may be answered at all.
@@ -354,7 +413,7 @@ impl Transports {
                 .record(false, peer.transport, local, peer.addr, raw, Some("shield"));
             return;
         }
-        self.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.read.fetch_add(1, Ordering::Relaxed);
         self.count(raw, Direction::In);
         let parsed = wire::parse(raw);
         let scanner = parsed.as_ref().is_ok_and(|msg| {
@@ -365,14 +424,14 @@ impl Transports {
             .record(false, peer.transport, local, peer.addr, raw, dropped);
         match parsed {
             Ok(_) if scanner => {}
-            Ok(msg) => {
-                if self.inbound.send(Inbound { msg, peer }).await.is_err() {
-                    tracing::debug!("SIP core stopped; message dropped");
+            Ok(msg) => match self.handler.get() {
+                Some(handler) if !self.stopped.load(Ordering::Relaxed) => {
+                    handler.handle(Inbound { msg, peer }).await
                 }
-            }
+                _ => tracing::debug!("SIP core stopped; message dropped"),
+            },
             Err(e) => {
-                self.malformed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.malformed.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(source = %peer.addr, error = %e, "malformed SIP message");
                 if !self.answers(ip) {
                     return;
