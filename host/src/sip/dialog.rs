@@ -149,8 +149,7 @@ pub(super) async fn send_and_forget(
     method: &str,
     peer: Peer,
 ) {
-    let mut rx = core.txs.request(req, branch, method, peer, None).await;
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    core.txs.request_detached(req, branch, method, peer).await;
 }
 
 /// Host part for URIs we write (IPv6 in brackets).

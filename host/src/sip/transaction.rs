@@ -6,6 +6,7 @@
 //! Transactions are keyed by the topmost Via branch.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,17 +78,55 @@ pub struct Transactions {
     transports: Arc<Transports>,
     clients: Mutex<HashMap<String, ClientEntry>>,
     servers: Mutex<HashMap<String, Arc<ServerTx>>>,
+    /// Server transactions done but for absorbing retransmissions, forgotten after
+    /// 64*T1 by one reaper task instead of a sleeping task each.
+    expiring: Mutex<Expiring>,
     /// What we call ourselves in User-Agent and Server; none by default.
     identity: std::sync::OnceLock<String>,
 }
 
+/// Server transaction keys with the instant each is forgotten, oldest first (every
+/// one waits the same 64*T1, so arrival order is expiry order).
+#[derive(Default)]
+struct Expiring {
+    queue: std::collections::VecDeque<(tokio::time::Instant, String)>,
+    /// Whether a reaper task runs; it ends when the queue is empty.
+    reaping: bool,
+}
+
+/// How late past its expiry the reaper may forget a transaction, so one wake-up
+/// forgets many: the reaper wakes about ten times a second under load.
+const REAP_SLACK: Duration = Duration::from_millis(100);
+
 struct ClientEntry {
-    events: mpsc::Sender<ClientEvent>,
-    /// Set once a response arrived (stops retransmission).
-    answered: Arc<Notify>,
+    /// Where responses go; none for a request nobody waits on.
+    events: Option<mpsc::Sender<ClientEvent>>,
+    /// Set once a response arrived. The transaction's task reads it when its next
+    /// timer fires (RFC 3261 changes the retransmission schedule only then) instead
+    /// of being woken for each response.
+    answered: Arc<AtomicBool>,
     /// For INVITE: how to ACK a non-2xx final.
     ack: Option<AckParts>,
     peer: Peer,
+}
+
+/// Resolves when the owner of a client transaction's events stops listening; never
+/// for a transaction without one.
+async fn owner_gone(events: Option<&mpsc::Sender<ClientEvent>>) {
+    match events {
+        Some(events) => events.closed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A client transaction's state as its timers see it.
+enum Progress {
+    /// No response yet.
+    Waiting,
+    /// A response came: any one for an INVITE, a provisional one otherwise.
+    Answered,
+    /// A non-INVITE's final response came.
+    Final,
 }
 
 /// The outcome of offering a request to the server side.
@@ -107,6 +146,7 @@ impl Transactions {
             transports,
             clients: Mutex::default(),
             servers: Mutex::default(),
+            expiring: Mutex::default(),
             identity: std::sync::OnceLock::new(),
         })
     }
@@ -200,36 +240,39 @@ impl Transactions {
         if code < 200 {
             return;
         }
+        let failed_invite = tx.is_invite && code >= 300;
+        if !failed_invite {
+            if tx.is_invite || !tx.peer.transport.is_reliable() {
+                // Timer J for a non-INVITE over UDP: answer its retransmissions from
+                // the cache. A 2xx ends an INVITE server transaction, but retransmissions
+                // of the INVITE during the 2xx's lifetime are still absorbed a while.
+                self.forget_later(tx.key.clone());
+            } else {
+                self.servers().remove(&tx.key);
+            }
+            return;
+        }
         let me = self.clone();
         let tx = tx.clone();
         tokio::spawn(async move {
-            if tx.is_invite && code >= 300 {
-                // Timers G and H: retransmit until the ACK, give up after 64*T1.
-                let unreliable = !tx.peer.transport.is_reliable();
-                let deadline = tokio::time::sleep(TIMER_64T1);
-                tokio::pin!(deadline);
-                let mut interval = T1;
-                loop {
-                    tokio::select! {
-                        _ = tx.acked.notified() => break,
-                        _ = &mut deadline => break,
-                        _ = tokio::time::sleep(interval), if unreliable => {
-                            me.transports.send(bytes.clone(), tx.peer).await;
-                            interval = (interval * 2).min(T2);
-                        }
+            // Timers G and H: retransmit until the ACK, give up after 64*T1.
+            let unreliable = !tx.peer.transport.is_reliable();
+            let deadline = tokio::time::sleep(TIMER_64T1);
+            tokio::pin!(deadline);
+            let mut interval = T1;
+            loop {
+                tokio::select! {
+                    _ = tx.acked.notified() => break,
+                    _ = &mut deadline => break,
+                    _ = tokio::time::sleep(interval), if unreliable => {
+                        me.transports.send(bytes.clone(), tx.peer).await;
+                        interval = (interval * 2).min(T2);
                     }
                 }
-                // Timer I: absorb ACK retransmissions a while longer.
-                if unreliable {
-                    tokio::time::sleep(TIMER_I).await;
-                }
-            } else if !tx.is_invite && !tx.peer.transport.is_reliable() {
-                // Timer J: answer request retransmissions from the cache.
-                tokio::time::sleep(TIMER_64T1).await;
-            } else if tx.is_invite {
-                // A 2xx ends the INVITE server transaction; retransmissions of the
-                // INVITE during the 2xx's lifetime are still absorbed for a while.
-                tokio::time::sleep(TIMER_64T1).await;
+            }
+            // Timer I: absorb ACK retransmissions a while longer.
+            if unreliable {
+                tokio::time::sleep(TIMER_I).await;
             }
             me.servers().remove(&tx.key);
         });
@@ -238,26 +281,65 @@ impl Transactions {
     /// Leave a request unanswered (silence for unknown sources); its retransmissions
     /// are absorbed silently for 64*T1, then the transaction is forgotten.
     pub fn abandon(self: &Arc<Self>, tx: &Arc<ServerTx>) {
-        let me = self.clone();
-        let key = tx.key.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(TIMER_64T1).await;
-            me.servers().remove(&key);
-        });
+        self.forget_later(tx.key.clone());
+    }
+
+    /// Forget server transaction `key` after 64*T1, starting the reaper if none runs.
+    fn forget_later(self: &Arc<Self>, key: String) {
+        let mut expiring = self.expiring_lock();
+        expiring
+            .queue
+            .push_back((tokio::time::Instant::now() + TIMER_64T1, key));
+        if !std::mem::replace(&mut expiring.reaping, true) {
+            tokio::spawn(reap(Arc::downgrade(self)));
+        }
+    }
+
+    fn expiring_lock(&self) -> std::sync::MutexGuard<'_, Expiring> {
+        self.expiring.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Start a client transaction: send `req` to `peer`, retransmitting over UDP until
     /// answered, and report responses and the timeout on the returned channel.
     pub async fn request(
         self: &Arc<Self>,
-        mut req: Outgoing,
+        req: Outgoing,
         branch: &str,
         method: &str,
         peer: Peer,
         ack: Option<AckParts>,
     ) -> mpsc::Receiver<ClientEvent> {
         let (events, rx) = mpsc::channel(16);
-        let answered = Arc::new(Notify::new());
+        self.start_request(req, branch, method, peer, ack, Some(events))
+            .await;
+        rx
+    }
+
+    /// Start a client transaction whose answer nobody waits for: it retransmits and
+    /// times out as any other, and its responses are dropped.
+    pub async fn request_detached(
+        self: &Arc<Self>,
+        req: Outgoing,
+        branch: &str,
+        method: &str,
+        peer: Peer,
+    ) {
+        self.start_request(req, branch, method, peer, None, None)
+            .await;
+    }
+
+    /// Register the transaction, send `req` and run its timers on a task of its own;
+    /// responses and the timeout go to `events`, when someone listens.
+    async fn start_request(
+        self: &Arc<Self>,
+        mut req: Outgoing,
+        branch: &str,
+        method: &str,
+        peer: Peer,
+        ack: Option<AckParts>,
+        events: Option<mpsc::Sender<ClientEvent>>,
+    ) {
+        let answered = Arc::new(AtomicBool::new(false));
         let key = format!("{branch}|{method}");
         self.clients().insert(
             key.clone(),
@@ -280,29 +362,38 @@ impl Transactions {
             tokio::pin!(deadline);
             let mut interval = T1;
             let mut retransmit = !peer.transport.is_reliable();
-            let mut answered_invite = false;
             loop {
                 tokio::select! {
                     // The owner hung up on this transaction (call over or gave up).
-                    _ = events.closed() => break,
-                    _ = answered.notified(), if !answered_invite => {
-                        if is_invite {
-                            // Any response stops INVITE retransmission and Timer B; the
-                            // entry stays while the owner listens, so late finals, 2xx
-                            // retransmissions and Timer D's re-ACKs still find it.
-                            retransmit = false;
-                            answered_invite = true;
-                        } else if me.clients().contains_key(&key) {
-                            interval = T2; // provisional: keep going, slower
-                        } else {
-                            break; // final
+                    _ = owner_gone(events.as_ref()) => break,
+                    _ = &mut deadline, if !deadline.is_elapsed() => {
+                        match me.progress(&key, is_invite, &answered) {
+                            // An answered INVITE's entry stays while the owner listens,
+                            // so late finals, 2xx retransmissions and Timer D's re-ACKs
+                            // still find it.
+                            Progress::Answered if is_invite => retransmit = false,
+                            Progress::Final => break,
+                            // Timer B or F.
+                            _ => {
+                                if let Some(events) = &events {
+                                    let _ = events.send(ClientEvent::Timeout).await;
+                                }
+                                break;
+                            }
                         }
                     }
-                    _ = &mut deadline, if !answered_invite => {
-                        let _ = events.send(ClientEvent::Timeout).await;
-                        break;
-                    }
                     _ = tokio::time::sleep(interval), if retransmit => {
+                        match me.progress(&key, is_invite, &answered) {
+                            // Any response stops INVITE retransmission.
+                            Progress::Answered if is_invite => {
+                                retransmit = false;
+                                continue;
+                            }
+                            Progress::Final => break,
+                            // Proceeding: Timer E is reset to T2 from now on.
+                            Progress::Answered => interval = T2,
+                            Progress::Waiting => {}
+                        }
                         me.transports.send(bytes.clone(), peer).await;
                         interval = if is_invite { interval * 2 } else { (interval * 2).min(T2) };
                     }
@@ -310,7 +401,18 @@ impl Transactions {
             }
             me.clients().remove(&key);
         });
-        rx
+    }
+
+    /// Where a client transaction stands when one of its timers fires.
+    fn progress(&self, key: &str, is_invite: bool, answered: &AtomicBool) -> Progress {
+        if !answered.load(Ordering::Relaxed) {
+            Progress::Waiting
+        } else if is_invite || self.clients().contains_key(key) {
+            // A non-INVITE's entry goes with its final response.
+            Progress::Answered
+        } else {
+            Progress::Final
+        }
     }
 
     /// Offer an incoming response to the client transactions.
@@ -338,19 +440,49 @@ impl Transactions {
             }
             found
         };
-        answered.notify_one();
+        answered.store(true, Ordering::Relaxed);
         if method == "INVITE" && code >= 300 {
             if let Some(parts) = ack {
                 let ack = non_2xx_ack(&parts, resp.header("To").unwrap_or_default());
                 self.transports.send(ack.to_bytes(), peer).await;
             }
         }
-        let _ = events.send(ClientEvent::Response(Box::new(resp))).await;
+        if let Some(events) = events {
+            let _ = events.send(ClientEvent::Response(Box::new(resp))).await;
+        }
     }
 
     /// Send a message outside any transaction (ACK for 2xx, 2xx retransmissions).
     pub async fn send_stateless(&self, msg: &Outgoing, peer: Peer) {
         self.transports.send(msg.to_bytes(), peer).await;
+    }
+}
+
+/// Forget expired server transactions until none is left to expire (or the
+/// transactions are gone).
+async fn reap(txs: std::sync::Weak<Transactions>) {
+    loop {
+        let next = {
+            let Some(txs) = txs.upgrade() else { return };
+            let now = tokio::time::Instant::now();
+            let mut expired = Vec::new();
+            let mut expiring = txs.expiring_lock();
+            while expiring.queue.front().is_some_and(|(at, _)| *at <= now) {
+                expired.extend(expiring.queue.pop_front().map(|(_, key)| key));
+            }
+            let next = expiring.queue.front().map(|(at, _)| *at);
+            expiring.reaping = next.is_some();
+            drop(expiring);
+            let mut servers = txs.servers();
+            for key in &expired {
+                servers.remove(key);
+            }
+            next
+        };
+        match next {
+            Some(at) => tokio::time::sleep_until(at + REAP_SLACK).await,
+            None => return,
+        }
     }
 }
 

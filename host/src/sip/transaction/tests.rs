@@ -21,7 +21,7 @@ fn peer(transport: Transport) -> Peer {
 
 fn layer() -> (Arc<Transactions>, Sent) {
     let ours: SocketAddr = "127.0.0.1:5060".parse().unwrap();
-    let (transports, sent, _inbound) = Transports::in_memory(ours);
+    let (transports, sent) = Transports::in_memory(ours);
     (Transactions::new(transports), sent)
 }
 
@@ -141,8 +141,14 @@ async fn a_retransmitted_request_gets_the_last_response_again() {
         Incoming::Absorbed
     ));
     assert_eq!(status(&sent.recv().await.unwrap().0), 200);
-    // Timer J keeps it for 64*T1, then it is forgotten.
-    tokio::time::sleep(TIMER_64T1 + Duration::from_millis(10)).await;
+    // Timer J keeps it for 64*T1, then it is forgotten (by the reaper's next round).
+    tokio::time::sleep(TIMER_64T1 - Duration::from_secs(1)).await;
+    assert!(matches!(
+        txs.incoming_request(&bye, peer(Transport::Udp)).await,
+        Incoming::Absorbed
+    ));
+    assert_eq!(status(&sent.recv().await.unwrap().0), 200);
+    tokio::time::sleep(Duration::from_secs(1) + REAP_SLACK + Duration::from_millis(10)).await;
     assert_eq!(txs.counts(), (0, 0));
     assert!(matches!(
         txs.incoming_request(&bye, peer(Transport::Udp)).await,
@@ -217,4 +223,42 @@ async fn a_client_invite_acks_a_rejection_itself() {
     // Answered: no INVITE retransmission follows.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(sent.try_recv().is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_detached_request_slows_to_t2_once_proceeding_and_stops_at_its_final() {
+    let (txs, mut sent) = layer();
+    let start = Instant::now();
+    let bye = Outgoing::request("BYE", "sip:100@127.0.0.2");
+    txs.request_detached(bye, "z9hG4bK-d1", "BYE", peer(Transport::Udp))
+        .await;
+    sent.recv().await.expect("the BYE");
+    let response = |status: &str| {
+        let raw = format!(
+            "SIP/2.0 {status}\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-d1\r\n\
+             From: <sip:200@127.0.0.1>;tag=ours\r\n\
+             To: <sip:100@127.0.0.2>;tag=theirs\r\n\
+             Call-ID: tx-test\r\n\
+             CSeq: 2 BYE\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        wire::parse(raw.as_bytes()).expect("a response")
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    txs.incoming_response(response("100 Trying")).await;
+    // Timer E fires at T1 as it was set, and from then on every T2 (RFC 3261 §17.1.2.2).
+    let mut at = Vec::new();
+    for _ in 0..3 {
+        sent.recv().await.expect("a retransmission");
+        at.push((Instant::now() - start).as_millis());
+    }
+    assert_eq!(at, [500, 4500, 8500]);
+    txs.incoming_response(response("200 OK")).await;
+    assert_eq!(txs.counts(), (0, 0));
+    tokio::time::sleep(TIMER_64T1).await;
+    assert!(
+        sent.try_recv().is_err(),
+        "nothing is sent after the final response"
+    );
 }
