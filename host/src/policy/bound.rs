@@ -110,11 +110,11 @@ impl BoundPolicy {
             }
         };
         drop(inline);
-        module.lane.learn(
-            inv.cpu_us,
-            deadline_ms,
-            inv.answer.as_ref().err().map(|f| f.kind),
-        );
+        let failure = inv.answer.as_ref().err().map(|f| f.kind);
+        if module.lane.learn(inv.cpu_us, deadline_ms, failure) {
+            tracing::info!(%call_id, module = %self.key, cpu_us = inv.cpu_us, deadline_ms, ?failure,
+                "module version decides on the blocking pool from now on");
+        }
         self.engine.after_invocation(self, &inv);
         match inv.answer {
             Ok(answer) => Ok((answer, inv.logs)),
