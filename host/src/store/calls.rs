@@ -160,39 +160,33 @@ impl Store {
     /// with `billing.balance_after` filled in.
     pub async fn record_call(&self, record: CallRecord) -> Result<CallRecord> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send_call(record, Box::new(move |r| drop(tx.send(r))))?;
+        self.record_call_then(record, move |r| drop(tx.send(r)));
         rx.await.unwrap_or_else(|_| Err(writer_gone()))
     }
 
     /// [`Store::record_call`] for code off the async reactor.
     pub fn record_call_blocking(&self, record: CallRecord) -> Result<CallRecord> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.send_call(record, Box::new(move |r| drop(tx.send(r))))?;
+        self.record_call_then(record, move |r| drop(tx.send(r)));
         rx.recv().unwrap_or_else(|_| Err(writer_gone()))
     }
 
-    /// As [`record_call`](Self::record_call), without waiting: `done` is called on
-    /// the call writer's thread once the record is durable (or failed).
+    /// As [`record_call`](Self::record_call), without waiting: `done` is called once
+    /// with the outcome, on the call writer's thread when the record is durable (or
+    /// failed), or here and now when the writer is gone.
     pub fn record_call_then(
         &self,
         record: CallRecord,
         done: impl FnOnce(Result<CallRecord>) + Send + 'static,
-    ) -> Result<()> {
-        self.send_call(record, Box::new(done))
-    }
-
-    fn send_call(
-        &self,
-        record: CallRecord,
-        done: Box<dyn FnOnce(Result<CallRecord>) + Send>,
-    ) -> Result<()> {
-        self.call_writer
-            .send(CallJob {
-                store: self.clone(),
-                record,
-                done,
-            })
-            .map_err(|_| writer_gone())
+    ) {
+        let job = CallJob {
+            store: self.clone(),
+            record,
+            done: Box::new(done),
+        };
+        if let Err(std::sync::mpsc::SendError(job)) = self.call_writer.send(job) {
+            (job.done)(Err(writer_gone()));
+        }
     }
 
     /// One batch: work out each billed call's balance after it, append the batch to

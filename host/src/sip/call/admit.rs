@@ -301,20 +301,9 @@ pub(super) fn save_refusal(
     // for its own sync would hold up every other message behind them.
     let metrics = core.runtime.metrics.clone();
     let call_id = record.call_id.clone();
-    let queued = core.store.record_call_then(record, {
-        let call_id = call_id.clone();
-        move |written| match written {
-            Ok(_) => metrics.cdr_written(),
-            Err(e) => unwritten(&call_id, &e),
-        }
+    core.store.record_call_then(record, move |written| {
+        super::finish::count_written(&metrics, &call_id, written)
     });
-    if let Err(e) = queued {
-        unwritten(&call_id, &e);
-    }
-}
-
-fn unwritten(call_id: &str, error: &dyn std::fmt::Display) {
-    tracing::error!(%call_id, %error, "writing the call record failed");
 }
 
 pub(super) enum PhoneAuth {

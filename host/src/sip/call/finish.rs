@@ -6,11 +6,19 @@ use super::*;
 /// Store a finished call's record and flush it: call records are money, so they are
 /// durable (group commit) before the call is forgotten.
 pub(super) async fn save_call_record(core: &SipCore, record: &CallRecord) {
-    match core.store.record_call(record.clone()).await {
-        Ok(_) => core.runtime.metrics.cdr_written(),
-        Err(e) => {
-            tracing::error!(call_id = %record.call_id, error = %e, "writing the call record failed")
-        }
+    let written = core.store.record_call(record.clone()).await;
+    count_written(&core.runtime.metrics, &record.call_id, written);
+}
+
+/// Count a call record written, or log why it was not.
+pub(super) fn count_written(
+    metrics: &crate::runtime::metrics::Metrics,
+    call_id: &str,
+    written: crate::store::Result<CallRecord>,
+) {
+    match written {
+        Ok(_) => metrics.cdr_written(),
+        Err(e) => tracing::error!(%call_id, error = %e, "writing the call record failed"),
     }
 }
 
