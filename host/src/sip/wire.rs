@@ -140,29 +140,6 @@ pub struct Normalized {
     pub body: Vec<u8>,
 }
 
-impl Normalized {
-    /// Start line and headers, CRLF-separated, ending with the blank line.
-    pub fn head(&self) -> String {
-        let mut out = String::with_capacity(
-            self.start.len()
-                + 2
-                + self
-                    .headers
-                    .iter()
-                    .map(|(n, v)| n.len() + v.len() + 4)
-                    .sum::<usize>()
-                + 2,
-        );
-        out.push_str(&self.start);
-        out.push_str("\r\n");
-        for (name, value) in &self.headers {
-            push_header(&mut out, name, value);
-        }
-        out.push_str("\r\n");
-        out
-    }
-}
-
 /// Rewrite one complete message (a UDP datagram or a TCP frame) to canonical form.
 /// For UDP a missing Content-Length means "the rest of the datagram".
 pub fn normalize(raw: &[u8]) -> Result<Normalized, WireError> {
@@ -328,19 +305,19 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
 /// A 400 answer to a request we could not parse, when its raw headers still say where
 /// the answer goes (Via, From, To, Call-ID, CSeq). `None` means drop it silently.
 pub fn bad_request_reply(raw: &[u8], reason: &str) -> Option<Vec<u8>> {
-    let head = normalize(raw).ok()?.head();
-    let mut lines = head.split("\r\n");
-    let start = lines.next()?;
-    if start.starts_with("SIP/") || !start.ends_with("SIP/2.0") {
+    let n = normalize(raw).ok()?;
+    if n.start.starts_with("SIP/") || !n.start.ends_with("SIP/2.0") {
         return None; // a response, or not SIP at all
     }
     let wanted = ["Via", "From", "To", "Call-ID", "CSeq"];
-    let kept: Vec<&str> = lines
-        .filter(|l| wanted.iter().any(|w| l.split(':').next() == Some(*w)))
+    let kept: Vec<&(String, String)> = n
+        .headers
+        .iter()
+        .filter(|(name, _)| wanted.contains(&name.as_str()))
         .collect();
     if !wanted
         .iter()
-        .all(|w| kept.iter().any(|l| l.split(':').next() == Some(*w)))
+        .all(|w| kept.iter().any(|(name, _)| name == w))
     {
         return None;
     }
@@ -350,9 +327,8 @@ pub fn bad_request_reply(raw: &[u8], reason: &str) -> Option<Vec<u8>> {
         .take(100)
         .collect();
     let mut out = String::from("SIP/2.0 400 Bad Request\r\n");
-    for l in kept {
-        out.push_str(l);
-        out.push_str("\r\n");
+    for (name, value) in kept {
+        push_header(&mut out, name, value);
     }
     out.push_str(&format!(
         "Warning: 399 switchyard \"{}\"\r\nContent-Length: 0\r\n\r\n",
