@@ -398,6 +398,43 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_request_is_answered_with_its_own_routing_headers_canonical() {
+        let bad = b"INVITE sip:x@h SIP/2.0\r\n\
+            v: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
+            f: <sip:a@h>;tag=1\r\n\
+            t: <sip:x@h>\r\n\
+            X-Other: y\r\n\
+            i: c1\r\n\
+            CSeq: one INVITE\r\n\r\n";
+        let reply = bad_request_reply(bad, "bad \"CSeq\"\u{7}").expect("a reply");
+        assert_eq!(
+            String::from_utf8(reply).unwrap(),
+            "SIP/2.0 400 Bad Request\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
+             From: <sip:a@h>;tag=1\r\n\
+             To: <sip:x@h>\r\n\
+             Call-ID: c1\r\n\
+             CSeq: one INVITE\r\n\
+             Warning: 399 switchyard \"bad 'CSeq'\"\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        let no_call_id = b"INVITE sip:x@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+            From: <sip:a@h>;tag=1\r\nTo: <sip:x@h>\r\nCSeq: x INVITE\r\n\r\n";
+        assert_eq!(
+            bad_request_reply(no_call_id, "x"),
+            None,
+            "nowhere to answer"
+        );
+        let response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+            From: <sip:a@h>;tag=1\r\nTo: <sip:x@h>\r\nCall-ID: c\r\nCSeq: x INVITE\r\n\r\n";
+        assert_eq!(
+            bad_request_reply(response, "x"),
+            None,
+            "responses are not answered"
+        );
+    }
+
+    #[test]
     fn stream_framing_follows_content_length() {
         let msg = b"OPTIONS sip:x SIP/2.0\r\nl: 3\r\n\r\nabcNEXT";
         assert_eq!(frame_len(msg), Ok(Some(msg.len() - 4)));
